@@ -1,0 +1,152 @@
+"""Synthetic ONNX graph with BiRefNet-lite's I/O contract and a realistic cost profile.
+
+The real BiRefNet-lite export is ~170 MB and needs a download, so benchmarks and
+tests that care about *time and memory* (not about mask quality) use this stand-in:
+
+* same contract: ``input_image`` float32 [1,3,H,W] -> ``output_image`` float32
+  [1,1,H,W] logits, opset 17;
+* a U-Net-style conv encoder/decoder with random (seeded) weights; at 1024x1024 it
+  costs roughly 0.2 TFLOP, i.e. a few seconds on 2 CPU cores, like the real model;
+* large activations: full-, 1/2- and 1/4-resolution feature maps with skip
+  connections kept alive across the network (Concat/Add), bilinear Resize back up,
+  so the allocator / memory-pattern behaviour resembles a segmentation net;
+* small weights (a few MB) so it can be generated on the fly in a temp dir;
+* logits bounded to [-8, 8] (1x1 conv -> Tanh * 8) so sigmoid(logits) is a
+  meaningful, non-saturated-everywhere mask.
+
+Upsampling uses Resize with ``sizes`` taken from the skip tensor's runtime shape, so
+the graph also works with dynamic (and odd) H/W, where a fixed scale of 2 would not.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+INPUT_NAME = "input_image"
+OUTPUT_NAME = "output_image"
+SEED = 20240601
+
+
+class _GraphBuilder:
+    """Tiny helper that appends nodes/initializers and hands out unique names."""
+
+    def __init__(self, seed: int) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.rng = np.random.default_rng(seed)
+        self._n = 0
+
+    def _name(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}_{self._n}"
+
+    def const(self, prefix: str, value: np.ndarray) -> str:
+        name = self._name(prefix)
+        self.inits.append(numpy_helper.from_array(value, name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: object) -> str:
+        out = out or self._name(op_type.lower())
+        self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
+        return out
+
+    def conv(self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1, relu: bool = True) -> str:
+        # He-normal init keeps activation variance roughly constant through depth, so
+        # values neither explode to inf nor decay into denormals (which are very slow
+        # on x86 and would distort the timing).
+        std = np.sqrt(2.0 / (cin * k * k))
+        w = self.const("w", (self.rng.standard_normal((cout, cin, k, k)) * std).astype(np.float32))
+        b = self.const("b", (self.rng.standard_normal(cout) * 0.01).astype(np.float32))
+        pad = k // 2
+        y = self.op("Conv", [x, w, b], kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4)
+        # Conv+Relu is fused by onnxruntime, as it would be for the real export.
+        return self.op("Relu", [y]) if relu else y
+
+    def up_to(self, x: str, like: str) -> str:
+        # Bilinear upsample of x to like's spatial size (BiRefNet uses
+        # F.interpolate(mode="bilinear", align_corners=True)).
+        nc = self.op("Slice", [self.op("Shape", [x]), self._i64([0]), self._i64([2])])
+        hw = self.op("Slice", [self.op("Shape", [like]), self._i64([2]), self._i64([4])])
+        sizes = self.op("Concat", [nc, hw], axis=0)
+        return self.op(
+            "Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode="align_corners"
+        )
+
+    def gate(self, x: str, c: int) -> str:
+        # Cheap channel-attention-like gating (x * sigmoid(1x1 conv(x))): adds the
+        # non-fusible elementwise intermediates real decoders have.
+        g = self.op("Sigmoid", [self.conv(x, c, c, k=1, relu=False)])
+        return self.op("Mul", [x, g])
+
+    def _i64(self, v: list[int]) -> str:
+        return self.const("i", np.array(v, dtype=np.int64))
+
+
+def _body(g: _GraphBuilder, x: str) -> str:
+    # ---- encoder: full res (32ch) -> 1/2 (64ch) -> 1/4 (128ch) -> 1/8 (256ch)
+    f1 = g.conv(g.conv(x, 3, 32), 32, 32)            # 1/1, 32ch: 128 MB per map at 1024^2
+    f2 = g.conv(f1, 32, 64, stride=2)                # 1/2, 64ch: 64 MB
+    f2 = g.conv(g.conv(f2, 64, 64), 64, 64)
+    f3 = g.conv(f2, 64, 128, stride=2)               # 1/4, 128ch: 32 MB
+    f3 = g.conv(g.conv(f3, 128, 128), 128, 128)
+    f4 = g.conv(f3, 128, 256, stride=2)              # 1/8, 256ch (bottleneck)
+    f4 = g.conv(g.conv(f4, 256, 256), 256, 256)
+
+    # ---- decoder: upsample, concat skip, fuse; f1..f3 stay alive until used here,
+    # which is what makes segmentation nets memory-hungry.
+    d3 = g.op("Concat", [g.up_to(g.conv(f4, 256, 128, k=1), f3), f3], axis=1)   # 256ch @1/4
+    d3 = g.gate(g.conv(g.conv(d3, 256, 128), 128, 128), 128)
+    d2 = g.op("Concat", [g.up_to(d3, f2), f2], axis=1)                          # 192ch @1/2
+    d2 = g.gate(g.conv(g.conv(d2, 192, 64), 64, 64), 64)
+    d1 = g.op("Add", [g.up_to(g.conv(d2, 64, 32, k=1), f1), f1])                # 32ch @1/1
+    d1 = g.conv(g.conv(d1, 32, 32), 32, 16)
+
+    # ---- head: bounded logits so sigmoid(logits) is a usable soft mask.
+    logits = g.op("Tanh", [g.conv(d1, 16, 1, k=1, relu=False)])
+    return g.op("Mul", [logits, g.const("scale", np.array(8.0, dtype=np.float32))], out=OUTPUT_NAME)
+
+
+def build_heavy_graph(path: str, size: int | None = 1024, dynamic: bool = False) -> None:
+    """Write the heavy stand-in graph to ``path``.
+
+    ``size`` fixes H=W (static shapes let onnxruntime plan memory patterns, like a
+    fixed-size BiRefNet export); ``dynamic=True`` (or ``size=None``) names the dims
+    'height'/'width' instead.
+    """
+    dims: list[int | str]
+    if dynamic or size is None:
+        dims = ["height", "width"]
+    else:
+        dims = [size, size]
+    g = _GraphBuilder(SEED)
+    _body(g, INPUT_NAME)
+    graph = helper.make_graph(
+        g.nodes,
+        "heavy_birefnet_standin",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, *dims])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 1, *dims])],
+        g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # opset 17 era; loadable by any onnxruntime >= 1.13
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("out", help="output .onnx path")
+    p.add_argument("--size", type=int, default=1024, help="fixed H=W (ignored with --dynamic)")
+    p.add_argument("--dynamic", action="store_true", help="dynamic 'height'/'width' dims")
+    a = p.parse_args(argv)
+    build_heavy_graph(a.out, size=a.size, dynamic=a.dynamic)
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The error hierarchy.
+
+Every failure a caller can cause is a `BackgroundRemovalError` with a stable `code` (what
+clients and metrics key on) and an HTTP `status`. This module is the one place where an error
+kind is tied to a status: the API layer reads `status`, the jobs layer reads `permanent`.
+"""
+
+from __future__ import annotations
+
+
+class BackgroundRemovalError(Exception):
+    """Base class: a failure with a stable, client-facing code."""
+
+    code: str = "internal_error"
+    status: int = 500
+    # A permanent error will fail the same way on every retry (bad input, bad settings), so the
+    # jobs entry point records it and moves on instead of asking Lambda to retry.
+    permanent: bool = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidParameter(BackgroundRemovalError):
+    code = "invalid_parameter"
+    status = 400
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(f"{parameter}: {message}")
+        self.parameter = parameter
+
+
+class MissingImage(BackgroundRemovalError):
+    code = "missing_image"
+    status = 400
+
+
+class InvalidImage(BackgroundRemovalError):
+    """Bytes that are not a decodable image: truncated, corrupt, or not an image at all."""
+
+    code = "invalid_image"
+    status = 400
+
+
+class SourceForbidden(BackgroundRemovalError):
+    code = "source_forbidden"
+    status = 403
+
+
+class SourceNotFound(BackgroundRemovalError):
+    code = "source_not_found"
+    status = 404
+
+
+class ImageTooLarge(BackgroundRemovalError):
+    """The input exceeds a configured limit (bytes or pixels); checked before full decoding."""
+
+    code = "image_too_large"
+    status = 413
+
+
+class OutputTooLarge(BackgroundRemovalError):
+    code = "output_too_large"
+    status = 413
+
+
+class UnsupportedMediaType(BackgroundRemovalError):
+    """A recognised image format that this deployment does not decode, or a body type we refuse."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
+class ConfigurationError(BackgroundRemovalError):
+    """Settings that cannot work; raised at start-up so a bad deployment fails loudly and early."""
+
+    code = "configuration_error"
+    status = 500
+
+
+class ModelUnavailable(BackgroundRemovalError):
+    """The model file is missing and may not be downloaded (offline) or could not be verified."""
+
+    code = "model_unavailable"
+    status = 503

@@ -1,0 +1,128 @@
+"""The model session: one object owns the onnxruntime session and the model's pre/post-processing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from handler.config import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
+from handler.errors import ConfigurationError, ModelUnavailable
+
+# BiRefNet's export names; other models (U-2-Net) fall back to their first input and output.
+PREFERRED_INPUT = "input_image"
+PREFERRED_OUTPUT = "output_image"
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """Options chosen for one image at a time on a small, memory-billed CPU share.
+
+    - `intra_op_num_threads` = the CPU share we really have (see handler.cpu): more threads than
+      vCPUs only adds contention.
+    - Sequential execution, one inter-op thread: BiRefNet's graph is a chain; parallel branches
+      would add threads and memory for no gain on 1-6 vCPUs.
+    - `enable_mem_pattern=False`: the memory pattern pre-plans one arena block for the whole run;
+      measured on a BiRefNet-lite-sized graph at 1024x1024 it took steady-state peak memory from
+      ~11.3 GB to ~7.0 GB (see benchmarks/session_options.py) — the difference between failing and
+      fitting in Lambda's 10,240 MB. The CPU arena itself stays on: turning it off saved little
+      more and cost 20-100% in time.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.enable_mem_pattern = False
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # warnings about unused initialisers are noise in Lambda logs
+    return options
+
+
+@dataclass(frozen=True)
+class _Normalisation:
+    """x * scale + offset == (x / 255 - mean) / std, folded into one multiply-add per value."""
+
+    scale: np.ndarray
+    offset: np.ndarray
+
+    @classmethod
+    def of(cls, spec: ModelSpec) -> _Normalisation:
+        mean = np.asarray(spec.mean, dtype=np.float32)
+        std = np.asarray(spec.std, dtype=np.float32)
+        return cls(scale=(1.0 / (255.0 * std)).astype(np.float32), offset=(-mean / std).astype(np.float32))
+
+
+class BackgroundModel:
+    """A loaded salient-object model: RGB image in, foreground probability mask out."""
+
+    def __init__(self, session: ort.InferenceSession, spec: ModelSpec | None = None) -> None:
+        self.session = session
+        self.spec = spec or ModelSpec()
+        inputs = {node.name: node for node in session.get_inputs()}
+        outputs = [node.name for node in session.get_outputs()]
+        self.input_name = PREFERRED_INPUT if PREFERRED_INPUT in inputs else next(iter(inputs))
+        self.output_name = PREFERRED_OUTPUT if PREFERRED_OUTPUT in outputs else outputs[0]
+        self.input_size = _input_size(inputs[self.input_name].shape, self.spec.input_size)
+        self._normalisation = _Normalisation.of(self.spec)
+
+    @classmethod
+    def load(cls, path: Path | str, spec: ModelSpec | None = None, *, threads: int = 1) -> BackgroundModel:
+        path = Path(path)
+        if not path.is_file():
+            raise ModelUnavailable(f"model file not found: {path}")
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
+            raise ModelUnavailable(f"cannot load the ONNX model {path}: {error}") from error
+        return cls(session, spec)
+
+    def preprocess(self, rgb: Image.Image) -> np.ndarray:
+        """RGB image → float32 [1, 3, H, W] at the model's size, normalised as the model was trained.
+
+        The resize squashes (ignores aspect ratio) with Pillow's bilinear filter, which is what
+        BiRefNet's own torchvision pipeline applies to PIL images.
+        """
+        if rgb.mode != "RGB":
+            raise ValueError(f"expected an RGB image, got mode {rgb.mode!r}")
+        resized = rgb.resize(self.input_size, Image.Resampling.BILINEAR)
+        pixels = np.asarray(resized, dtype=np.float32)  # HWC, 0..255
+        pixels *= self._normalisation.scale
+        pixels += self._normalisation.offset
+        # NCHW: the graph's layout; the copy makes it contiguous for onnxruntime.
+        return np.ascontiguousarray(pixels.transpose(2, 0, 1)[np.newaxis])
+
+    def probabilities(self, rgb: Image.Image) -> np.ndarray:
+        """Foreground probability in [0, 1] at the model's own resolution, float32 [H, W]."""
+        (raw,) = self.session.run([self.output_name], {self.input_name: self.preprocess(rgb)})
+        values = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2:])
+        if self.spec.output == "logits":
+            # sigmoid via tanh: never overflows for large negative logits. No min-max stretch, so an
+            # image with no subject keeps a near-empty mask.
+            return 0.5 * (np.tanh(values * 0.5) + 1.0)
+        return np.clip(values, 0.0, 1.0)
+
+    def mask(self, rgb: Image.Image) -> Image.Image:
+        """The mode "L" mask at the input's own size: 255 foreground, 0 background."""
+        probability = Image.fromarray(self.probabilities(rgb), "F")
+        resized = np.asarray(probability.resize(rgb.size, Image.Resampling.BILINEAR))
+        return Image.fromarray(np.clip(resized * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def _input_size(shape: list[int | str | None], override: int | None) -> tuple[int, int]:
+    """(width, height) the model wants: fixed dims from the graph, else the override or 1024."""
+    if len(shape) != 4:
+        raise ConfigurationError(f"the model input must be [N, 3, H, W], the graph says {shape}")
+    height, width = shape[2], shape[3]
+    fixed = isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
+    if fixed:
+        if override is not None and (override, override) != (width, height):
+            raise ConfigurationError(
+                f"MODEL_INPUT_SIZE={override} but the graph's input is fixed at {width}x{height}"
+            )
+        return int(width), int(height)
+    size = override or DEFAULT_DYNAMIC_INPUT_SIZE
+    return size, size

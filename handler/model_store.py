@@ -1,0 +1,96 @@
+"""Getting the model file: a plain local path, or a verified download from the Hugging Face Hub.
+
+At request time nothing is downloaded when the model was baked in: with `MODEL_OFFLINE=1` (or the
+hub's own `HF_HUB_OFFLINE=1`) a missing file is an immediate, clear error instead of a network
+wait inside a 29-second API budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+
+from handler.config import ModelSettings
+from handler.errors import ModelUnavailable
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_HASH_CHUNK = 8 * 1024 * 1024
+
+
+def resolve_model_path(settings: ModelSettings) -> Path:
+    """The local model file: `MODEL_PATH` as is, else the hub file from the cache (downloading it
+    only when not offline)."""
+    if settings.path is not None:
+        if not settings.path.is_file():
+            raise ModelUnavailable(f"MODEL_PATH {settings.path} does not exist or is not a file")
+        return settings.path
+    return _fetch(settings, local_files_only=settings.offline)
+
+
+def download_model(settings: ModelSettings) -> Path:
+    """Fetch the model into the cache (if not there yet) and verify its checksum. Build-time step."""
+    if settings.path is not None:
+        path = resolve_model_path(settings)
+        verify_checksum(path, settings.sha256)
+        return path
+    path = _fetch(settings, local_files_only=False)
+    try:
+        verify_checksum(path, settings.sha256)
+    except ModelUnavailable:
+        # Never leave a bad file in the cache: the next offline start would load it.
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _fetch(settings: ModelSettings, *, local_files_only: bool) -> Path:
+    try:
+        downloaded = hf_hub_download(
+            settings.repo,
+            settings.file,
+            revision=settings.revision,
+            cache_dir=settings.cache_dir,
+            local_files_only=local_files_only,
+            endpoint=settings.hub_endpoint,
+        )
+    except LocalEntryNotFoundError as error:
+        if local_files_only:
+            raise ModelUnavailable(
+                f"model {settings.name} is not in the cache and downloads are off (MODEL_OFFLINE/HF_HUB_OFFLINE); "
+                "run `python -m handler download` first or set MODEL_PATH"
+            ) from error
+        raise ModelUnavailable(f"cannot reach the hub to download {settings.name}: {error}") from error
+    except Exception as error:
+        # Besides its own HfHubHTTPError, the hub client lets transport errors of its HTTP library
+        # escape (an incomplete body raises RemoteProtocolError): any failure here means no model.
+        raise ModelUnavailable(f"cannot download {settings.name}: {error}") from error
+    return Path(downloaded)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_checksum(path: Path, expected: str | None) -> str:
+    """Check the file's SHA-256 against `expected`, or else against the hub cache's blob name.
+
+    The hub cache stores large files under their SHA-256 (the LFS ETag), so a cached blob can be
+    verified even when no checksum was configured. Returns the digest.
+    """
+    actual = sha256_of(path)
+    if expected is None and path.is_symlink():
+        blob_name = path.resolve().name
+        expected = blob_name if _SHA256_HEX.match(blob_name) else None
+    if expected is not None and actual != expected:
+        raise ModelUnavailable(f"checksum mismatch for {path}: expected sha256 {expected}, got {actual}")
+    return actual

@@ -1,0 +1,116 @@
+"""Output options, parsed and validated from the strings of a query string, JSON body or CLI."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from handler.errors import InvalidParameter
+from handler.imaging import OutputFormat
+
+# Longest side a caller may ask for; beyond it max_size would only upscale, which we never do.
+MAX_SIZE_LIMIT = 20_000
+_HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
+_MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+_FORMATS: dict[str, OutputFormat] = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
+
+OPTION_NAMES = frozenset({"format", "bg_color", "crop", "margin", "max_size", "refine"})
+
+
+@dataclass(frozen=True)
+class Margin:
+    value: float
+    percent: bool = False
+
+    def pixels(self, width: int, height: int) -> int:
+        """The margin in pixels; a percentage is of the subject box's longer side."""
+        return round(self.value * max(width, height) / 100.0) if self.percent else round(self.value)
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    format: OutputFormat = "png"
+    bg_color: tuple[int, int, int] | None = None
+    crop: bool = False
+    margin: Margin = Margin(0)
+    max_size: int | None = None
+    # None: the service's default (see the cutout quality work); False turns refinement off.
+    refine: bool | None = None
+
+    def check_for(self, kind: str) -> None:
+        if self.format == "jpeg" and kind == "cutout" and self.bg_color is None:
+            raise InvalidParameter("bg_color", "JPEG has no transparency: give a background colour (#rrggbb) or use png/webp")
+
+
+def parse_options(raw: Mapping[str, Any]) -> RenderOptions:
+    """Build options from string-ish values; any unknown name or bad value names the parameter."""
+    unknown = sorted(set(raw) - OPTION_NAMES)
+    if unknown:
+        raise InvalidParameter(unknown[0], f"unknown parameter; expected one of {', '.join(sorted(OPTION_NAMES))}")
+    values: dict[str, Any] = {}
+    if "format" in raw:
+        values["format"] = _format(raw["format"])
+    if "bg_color" in raw:
+        values["bg_color"] = _colour(raw["bg_color"])
+    if "crop" in raw:
+        values["crop"] = _bool("crop", raw["crop"])
+    if "margin" in raw:
+        values["margin"] = _margin(raw["margin"])
+    if "max_size" in raw:
+        values["max_size"] = _max_size(raw["max_size"])
+    if "refine" in raw:
+        values["refine"] = _bool("refine", raw["refine"])
+    return RenderOptions(**values)
+
+
+def _text(name: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value).strip()
+    raise InvalidParameter(name, f"expected a single value, got {type(value).__name__}")
+
+
+def _format(value: Any) -> OutputFormat:
+    text = _text("format", value).lower()
+    if text not in _FORMATS:
+        raise InvalidParameter("format", f"expected png, webp or jpeg, got {text!r}")
+    return _FORMATS[text]
+
+
+def _colour(value: Any) -> tuple[int, int, int]:
+    match = _HEX_COLOUR.match(_text("bg_color", value))
+    if match is None:
+        raise InvalidParameter("bg_color", f"expected #rrggbb, got {value!r}")
+    digits = match.group(1)
+    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+
+
+def _bool(name: str, value: Any) -> bool:
+    text = _text(name, value).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise InvalidParameter(name, f"expected true or false, got {value!r}")
+
+
+def _margin(value: Any) -> Margin:
+    match = _MARGIN.match(_text("margin", value).lower())
+    if match is None:
+        raise InvalidParameter("margin", f"expected pixels (20 or 20px) or a percentage (5%), got {value!r}")
+    amount, unit = float(match.group(1)), match.group(2)
+    if unit == "%" and amount > 100:
+        raise InvalidParameter("margin", f"a percentage margin must be at most 100%, got {value!r}")
+    return Margin(amount, percent=unit == "%")
+
+
+def _max_size(value: Any) -> int:
+    text = _text("max_size", value)
+    if not text.isdigit() or not 0 < int(text) <= MAX_SIZE_LIMIT:
+        raise InvalidParameter("max_size", f"expected a whole number of pixels from 1 to {MAX_SIZE_LIMIT}, got {value!r}")
+    return int(text)

@@ -1,0 +1,99 @@
+"""One inference, then each requested output (cutout and/or mask) rendered with the options.
+
+This is the single logic function both entry points and the command line call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+from handler.background import Box, compose_cutout, foreground_box, segment
+from handler.config import ImageLimits
+from handler.imaging import CONTENT_TYPES, ImageSource, Picture, encode, load_picture
+from handler.model import BackgroundModel
+from handler.options import RenderOptions
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An encoded output and what a client needs to know about it."""
+
+    kind: str
+    data: bytes
+    content_type: str
+    extension: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Result:
+    input_size: tuple[int, int]
+    box: Box | None
+    outputs: dict[str, Rendered]
+
+
+def process(
+    source: ImageSource,
+    kinds: Sequence[str],
+    options: RenderOptions,
+    model: BackgroundModel,
+    limits: ImageLimits,
+) -> Result:
+    """Decode once, infer once, render each of `kinds` ("cutout", "mask")."""
+    for kind in kinds:
+        options.check_for(kind)
+    picture = load_picture(source, limits)
+    alpha = segment(picture, model)
+    box = foreground_box(alpha)
+    input_size = picture.size
+    picture, alpha = _crop(picture, alpha, box, options)
+    outputs = {kind: _render(kind, picture, alpha, options) for kind in kinds}
+    return Result(input_size=input_size, box=box, outputs=outputs)
+
+
+def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: RenderOptions) -> tuple[Picture, Image.Image]:
+    """Crop to the subject plus margin; with no subject there is nothing to crop to, so keep all."""
+    if not options.crop or box is None:
+        return picture, alpha
+    margin = options.margin.pixels(box.width, box.height)
+    width, height = picture.size
+    region = (
+        max(0, box.left - margin),
+        max(0, box.top - margin),
+        min(width, box.left + box.width + margin),
+        min(height, box.top + box.height + margin),
+    )
+    cropped = Picture(
+        rgb=picture.rgb.crop(region),
+        alpha=picture.alpha.crop(region) if picture.alpha is not None else None,
+        icc_profile=picture.icc_profile,
+    )
+    return cropped, alpha.crop(region)
+
+
+def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
+    if kind == "mask":
+        image = alpha
+    elif options.bg_color is not None:
+        # Straight-alpha "over" onto an opaque colour: the cutout flattened, e.g. for JPEG.
+        image = Image.new("RGB", picture.size, options.bg_color)
+        image.paste(picture.rgb, mask=alpha)
+    else:
+        image = compose_cutout(picture, alpha)
+    if options.max_size is not None and max(image.size) > options.max_size:
+        # Lanczos: the sharpest of Pillow's downscaling filters; thumbnail keeps the aspect ratio.
+        image.thumbnail((options.max_size, options.max_size), Image.Resampling.LANCZOS)
+    data = encode(image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile)
+    extension = "jpg" if options.format == "jpeg" else options.format
+    return Rendered(
+        kind=kind,
+        data=data,
+        content_type=CONTENT_TYPES[options.format],
+        extension=extension,
+        width=image.width,
+        height=image.height,
+    )
