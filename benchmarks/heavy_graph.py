@@ -88,12 +88,13 @@ class _GraphBuilder:
 
 
 def _body(g: _GraphBuilder, x: str) -> str:
-    # ---- encoder: full res (32ch) -> 1/2 (64ch) -> 1/4 (128ch) -> 1/8 (256ch)
-    f1 = g.conv(g.conv(x, 3, 32), 32, 32)            # 1/1, 32ch: 128 MB per map at 1024^2
-    f2 = g.conv(f1, 32, 64, stride=2)                # 1/2, 64ch: 64 MB
-    f2 = g.conv(g.conv(f2, 64, 64), 64, 64)
-    f3 = g.conv(f2, 64, 128, stride=2)               # 1/4, 128ch: 32 MB
-    f3 = g.conv(g.conv(f3, 128, 128), 128, 128)
+    # ---- encoder: full res (32ch) -> 1/2 (96ch) -> 1/4 (128ch) -> 1/8 (256ch)
+    f0 = g.conv(x, 3, 32)                            # 1/1, 32ch: 128 MB per map at 1024^2
+    f1 = g.conv(f0, 32, 32)
+    f2 = g.conv(f1, 32, 96, stride=2)                # 1/2, 96ch: 96 MB
+    f2 = g.conv(g.conv(f2, 96, 96), 96, 96)
+    f3 = g.conv(f2, 96, 128, stride=2)               # 1/4, 128ch: 32 MB
+    f3 = g.conv(g.conv(g.conv(f3, 128, 128), 128, 128), 128, 128)
     f4 = g.conv(f3, 128, 256, stride=2)              # 1/8, 256ch (bottleneck)
     f4 = g.conv(g.conv(f4, 256, 256), 256, 256)
 
@@ -101,10 +102,18 @@ def _body(g: _GraphBuilder, x: str) -> str:
     # which is what makes segmentation nets memory-hungry.
     d3 = g.op("Concat", [g.up_to(g.conv(f4, 256, 128, k=1), f3), f3], axis=1)   # 256ch @1/4
     d3 = g.gate(g.conv(g.conv(d3, 256, 128), 128, 128), 128)
-    d2 = g.op("Concat", [g.up_to(d3, f2), f2], axis=1)                          # 192ch @1/2
-    d2 = g.gate(g.conv(g.conv(d2, 192, 64), 64, 64), 64)
-    d1 = g.op("Add", [g.up_to(g.conv(d2, 64, 32, k=1), f1), f1])                # 32ch @1/1
-    d1 = g.conv(g.conv(d1, 32, 32), 32, 16)
+    d2 = g.op("Concat", [g.up_to(d3, f2), f2], axis=1)                          # 224ch @1/2
+    d2 = g.gate(g.conv(g.conv(d2, 224, 96), 96, 96), 96)
+    # Upsample *before* reducing channels (96ch @1/1 = 384 MB), as decoders that
+    # interpolate feature maps then convolve do.
+    # Multi-level fusion: the 1/4-res decoder output is lifted to full res as well
+    # (128ch @1/1 = 512 MB), like hypercolumn/FPN-style heads.
+    d1 = g.op("Add", [g.conv(g.up_to(d2, f1), 96, 32, k=1), f1])                # 32ch @1/1
+    d1 = g.op("Add", [g.conv(g.up_to(d3, f1), 128, 32, k=1), d1])
+    # BiRefNet re-injects the raw image in its decoder; concat it (and the stem
+    # features, kept alive since the start) at full res.
+    d1 = g.op("Concat", [d1, f0, x], axis=1)                                    # 67ch @1/1
+    d1 = g.conv(g.conv(g.conv(d1, 67, 32), 32, 32), 32, 16)
 
     # ---- head: bounded logits so sigmoid(logits) is a usable soft mask.
     logits = g.op("Tanh", [g.conv(d1, 16, 1, k=1, relu=False)])

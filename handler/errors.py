@@ -84,3 +84,11 @@ class ModelUnavailable(BackgroundRemovalError):
 
     code = "model_unavailable"
     status = 503
+
+
+class StorageUnavailable(BackgroundRemovalError):
+    """S3 failed in a way a retry may fix (throttling, 5xx, timeouts, connection resets)."""
+
+    code = "storage_unavailable"
+    status = 503
+    permanent = False

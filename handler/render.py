@@ -5,6 +5,7 @@ This is the single logic function both entry points and the command line call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +35,12 @@ class Result:
     input_size: tuple[int, int]
     box: Box | None
     outputs: dict[str, Rendered]
+    inference_ms: float
+    total_ms: float
+
+    @property
+    def megapixels(self) -> float:
+        return self.input_size[0] * self.input_size[1] / 1e6
 
 
 def process(
@@ -46,13 +53,22 @@ def process(
     """Decode once, infer once, render each of `kinds` ("cutout", "mask")."""
     for kind in kinds:
         options.check_for(kind)
+    started = time.perf_counter()
     picture = load_picture(source, limits)
+    inference_started = time.perf_counter()
     alpha = segment(picture, model)
+    inference_ms = (time.perf_counter() - inference_started) * 1000
     box = foreground_box(alpha)
     input_size = picture.size
     picture, alpha = _crop(picture, alpha, box, options)
     outputs = {kind: _render(kind, picture, alpha, options) for kind in kinds}
-    return Result(input_size=input_size, box=box, outputs=outputs)
+    return Result(
+        input_size=input_size,
+        box=box,
+        outputs=outputs,
+        inference_ms=inference_ms,
+        total_ms=(time.perf_counter() - started) * 1000,
+    )
 
 
 def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: RenderOptions) -> tuple[Picture, Image.Image]:

@@ -1,0 +1,171 @@
+"""The API entry point: POST /remove (cutout) and POST /mask, for API Gateway HTTP API (v2),
+REST API (v1) and Function URL events.
+
+Thin by design: parse the request, call `render.process`, shape the response. Errors become JSON
+`{"error": {"code", "message"}}` with the status their class declares (handler.errors).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handler import runtime
+from handler.api_request import ImageRequest, parse_request
+from handler.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
+from handler.observability import count_error, logger, metrics, record_processed, tracer
+from handler.options import parse_options
+from handler.render import Rendered, Result, process
+
+# Lambda's synchronous response limit is 6 MB for the whole JSON envelope; the image travels in
+# base64 (4/3 of its size). Headers and the envelope stay far below the reserve kept here.
+LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
+ENVELOPE_RESERVE = 16 * 1024
+API_RESULTS_PREFIX = "api/"
+COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+# Load the model during the init phase, once per execution environment.
+runtime.current()
+
+
+def _error_response(error: BackgroundRemovalError) -> Response:
+    count_error(error.code)
+    logger.info("request refused", extra={"error_code": error.code, "status": error.status})
+    return _json(error.status, {"error": {"code": error.code, "message": error.message}})
+
+
+def _unexpected_error(error: Exception) -> Response:
+    # A genuine bug: the details go to the logs only, never into the response body.
+    logger.exception("unexpected error")
+    count_error("internal_error")
+    return _json(500, {"error": {"code": "internal_error", "message": "an unexpected error occurred"}})
+
+
+def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps(document, separators=(",", ":")),
+        headers={**COMMON_HEADERS, **(headers or {})},
+    )
+
+
+def _respond(app: ApiGatewayResolver, kind: str) -> Response:
+    current = runtime.current()
+    request = parse_request(app.current_event)
+    options = parse_options(request.options)
+    data = _image_bytes(request, current)
+    result = process(data, [kind], options, current.model, current.settings.limits)
+    record_processed(result.megapixels, result.inference_ms, result.total_ms)
+    rendered = result.outputs[kind]
+    headers = {**COMMON_HEADERS, **_result_headers(result, rendered)}
+    if request.wants_json:
+        body = json.dumps({"image": base64.b64encode(rendered.data).decode(), **_result_fields(result, rendered)})
+        if len(body) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:
+            return Response(200, content_type="application/json", body=body, headers=headers)
+    elif _base64_length(len(rendered.data)) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:
+        return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
+    return _redirect_to_stored(rendered, result, app)
+
+
+def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
+    if request.source is None:
+        assert request.data is not None  # parse_request guarantees one of the two
+        return request.data
+    source = request.source
+    if source.bucket not in current.settings.function.source_buckets:
+        raise SourceForbidden(f"bucket {source.bucket!r} is not on this service's SOURCE_BUCKETS allow-list")
+    return current.storage.read(source.bucket, source.key, max_bytes=current.settings.limits.max_bytes).data
+
+
+def _redirect_to_stored(rendered: Rendered, result: Result, app: ApiGatewayResolver) -> Response:
+    """Too big to return inline: store it and answer 303 with a presigned link, or 413 if we cannot."""
+    current = runtime.current()
+    function = current.settings.function
+    if function.output_bucket is None:
+        raise OutputTooLarge(
+            f"the {rendered.kind} is {len(rendered.data):,} bytes, more than a Lambda response can carry, "
+            "and no OUTPUT_BUCKET is configured to hand it over; ask for format=webp or a smaller max_size"
+        )
+    request_id = getattr(app.lambda_context, "aws_request_id", None) or uuid.uuid4().hex
+    key = f"{function.output_prefix}{API_RESULTS_PREFIX}{request_id}/{rendered.kind}.{rendered.extension}"
+    current.storage.write(
+        function.output_bucket, key, rendered.data, content_type=rendered.content_type, metadata={"model": current.model_name}
+    )
+    expiry = function.presigned_url_expiry
+    url = current.storage.presigned_get_url(function.output_bucket, key, expiry)
+    expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry))
+    document = {"url": url, "expires_in": expiry, "expires_at": expires_at, **_result_fields(result, rendered)}
+    return _json(303, document, headers={"Location": url, **_result_headers(result, rendered)})
+
+
+def _base64_length(size: int) -> int:
+    return 4 * ((size + 2) // 3)
+
+
+def _result_headers(result: Result, rendered: Rendered) -> dict[str, str]:
+    """remove.bg's header names, which existing clients already read."""
+    headers = {"X-Width": str(rendered.width), "X-Height": str(rendered.height)}
+    if result.box is not None:
+        headers.update(
+            {
+                "X-Foreground-Left": str(result.box.left),
+                "X-Foreground-Top": str(result.box.top),
+                "X-Foreground-Width": str(result.box.width),
+                "X-Foreground-Height": str(result.box.height),
+            }
+        )
+    return headers
+
+
+def _result_fields(result: Result, rendered: Rendered) -> dict[str, Any]:
+    box = result.box
+    return {
+        "content_type": rendered.content_type,
+        "width": rendered.width,
+        "height": rendered.height,
+        "input": {"width": result.input_size[0], "height": result.input_size[1]},
+        "foreground": None
+        if box is None
+        else {"left": box.left, "top": box.top, "width": box.width, "height": box.height},
+    }
+
+
+def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
+    app = resolver()
+
+    @app.post("/remove")
+    def remove_route() -> Response:
+        return _respond(app, "cutout")
+
+    @app.post("/mask")
+    def mask_route() -> Response:
+        return _respond(app, "mask")
+
+    @app.not_found
+    def not_found(_error: Exception) -> Response:
+        return _json(404, {"error": {"code": "not_found", "message": "use POST /remove or POST /mask"}})
+
+    app.exception_handler(BackgroundRemovalError)(_error_response)
+    app.exception_handler(Exception)(_unexpected_error)
+    return app
+
+
+# HTTP API and Function URLs share payload format 2.0; REST API events are format 1.0.
+http_app = _build(APIGatewayHttpResolver)
+rest_app = _build(APIGatewayRestResolver)
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler(capture_response=False)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    app = rest_app if "httpMethod" in event else http_app
+    return app.resolve(event, context)

@@ -1,0 +1,137 @@
+"""Turning an API event into an image (bytes or an S3 reference) and raw options.
+
+The image comes as the raw body, as a multipart form field `image`, or in JSON as base64
+`image` or an S3 `source`. Parsing is pure: no S3, no model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
+
+from handler.errors import InvalidParameter, MissingImage, UnsupportedMediaType
+
+RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
+IMAGE_FIELD = "image"
+SOURCE_FIELD = "source"
+
+
+@dataclass(frozen=True)
+class S3Reference:
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """Exactly one of `data` and `source` is set."""
+
+    data: bytes | None = None
+    source: S3Reference | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    wants_json: bool = False
+
+
+def parse_request(event: BaseProxyEvent) -> ImageRequest:
+    headers = event.headers
+    media_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    wants_json = "application/json" in (headers.get("accept") or "").lower()
+    options: dict[str, Any] = dict(event.query_string_parameters or {})
+    body = _body_bytes(event)
+
+    if media_type == "application/json":
+        data, source, fields = _from_json(body)
+    elif media_type == "multipart/form-data":
+        data, fields = _from_multipart(headers.get("content-type") or "", body)
+        source = None
+    elif media_type.startswith(RAW_IMAGE_TYPES) or (media_type == "" and body):
+        # A missing Content-Type with a body is treated as raw bytes; the decoder sniffs the format.
+        data, source, fields = body, None, {}
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type {media_type or '(none)'} is not accepted; send image/*, "
+            "application/octet-stream, multipart/form-data or application/json"
+        )
+    options.update(fields)
+    if source is None and not data:
+        raise MissingImage("no image in the request: send it as the body, a form field `image`, or JSON")
+    return ImageRequest(data=data, source=source, options=options, wants_json=wants_json)
+
+
+def _body_bytes(event: BaseProxyEvent) -> bytes:
+    body = event.body
+    if not body:
+        return b""
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(body, validate=False)
+        except (binascii.Error, ValueError) as error:
+            raise InvalidParameter("body", "isBase64Encoded is set but the body is not base64") from error
+    return body.encode("utf-8", errors="surrogateescape")
+
+
+def _from_json(body: bytes) -> tuple[bytes | None, S3Reference | None, dict[str, Any]]:
+    try:
+        document = json.loads(body or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidParameter("body", f"not valid JSON ({error})") from error
+    if not isinstance(document, dict):
+        raise InvalidParameter("body", "expected a JSON object with `image` or `source`")
+    fields = dict(document)
+    image = fields.pop(IMAGE_FIELD, None)
+    source = fields.pop(SOURCE_FIELD, None)
+    if image is not None and source is not None:
+        raise InvalidParameter(SOURCE_FIELD, "give either `image` or `source`, not both")
+    if source is not None:
+        return None, _s3_reference(source), fields
+    if image is None:
+        return None, None, fields
+    if not isinstance(image, str):
+        raise InvalidParameter(IMAGE_FIELD, "expected a base64 string")
+    try:
+        return base64.b64decode(image.split(",", 1)[-1] if image.startswith("data:") else image, validate=True), None, fields
+    except (binascii.Error, ValueError) as error:
+        raise InvalidParameter(IMAGE_FIELD, "not valid base64") from error
+
+
+def _s3_reference(source: Any) -> S3Reference:
+    if not isinstance(source, dict):
+        raise InvalidParameter(SOURCE_FIELD, 'expected {"bucket": ..., "key": ...}')
+    bucket, key = source.get("bucket"), source.get("key")
+    if not isinstance(bucket, str) or not bucket or not isinstance(key, str) or not key:
+        raise InvalidParameter(SOURCE_FIELD, "bucket and key must be non-empty strings")
+    unknown = set(source) - {"bucket", "key"}
+    if unknown:
+        raise InvalidParameter(SOURCE_FIELD, f"unknown field {sorted(unknown)[0]!r}")
+    return S3Reference(bucket=bucket, key=key)
+
+
+def _from_multipart(content_type: str, body: bytes) -> tuple[bytes | None, dict[str, str]]:
+    """multipart/form-data via the standard library's MIME parser (the `cgi` module is gone in 3.13)."""
+    message = BytesParser(policy=HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode("latin-1", errors="replace") + b"\r\n\r\n" + body
+    )
+    if not message.is_multipart():
+        raise InvalidParameter("body", "multipart/form-data without a valid boundary")
+    image: bytes | None = None
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = _form_field_name(part)
+        payload = part.get_payload(decode=True) or b""
+        if name == IMAGE_FIELD:
+            image = payload
+        elif name:
+            fields[name] = payload.decode("utf-8", errors="replace")
+    return image, fields
+
+
+def _form_field_name(part: Message) -> str | None:
+    return part.get_param("name", header="content-disposition")  # type: ignore[return-value]

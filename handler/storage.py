@@ -1,0 +1,97 @@
+"""S3: the only module that talks to boto3.
+
+Endpoint overrides go through boto3's own `AWS_ENDPOINT_URL_S3`, so the same code talks to AWS
+and to a local S3. Retries are configured deliberately: boto3's "standard" mode retries
+throttling, 5xx and connection errors with backoff; what still fails becomes StorageUnavailable
+(not permanent, so the jobs path lets Lambda retry it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from handler.errors import ImageTooLarge, SourceForbidden, SourceNotFound, StorageUnavailable
+
+RETRY_ATTEMPTS = 4
+_NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+_FORBIDDEN = {"403", "AccessDenied", "Forbidden"}
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    data: bytes
+    etag: str
+    version_id: str | None
+
+
+class Storage:
+    def __init__(self, client: Any | None = None) -> None:
+        self._client = client or boto3.client(
+            "s3",
+            config=Config(
+                retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
+                connect_timeout=5,
+                read_timeout=30,
+                signature_version="s3v4",
+            ),
+        )
+
+    def read(self, bucket: str, key: str, *, max_bytes: int, version_id: str | None = None) -> StoredObject:
+        """Read a whole object, refusing one over `max_bytes` before downloading its body."""
+        extra = {"VersionId": version_id} if version_id else {}
+        with _s3_errors(bucket, key):
+            response = self._client.get_object(Bucket=bucket, Key=key, **extra)
+            body = response["Body"]
+            try:
+                if response.get("ContentLength", 0) > max_bytes:
+                    raise ImageTooLarge(
+                        f"s3://{bucket}/{key} is {response['ContentLength']:,} bytes; the limit is {max_bytes:,}"
+                    )
+                data = body.read()
+            finally:
+                body.close()
+        return StoredObject(data=data, etag=response.get("ETag", "").strip('"'), version_id=response.get("VersionId"))
+
+    def metadata(self, bucket: str, key: str) -> Mapping[str, str] | None:
+        """The user metadata of an object, or None when it does not exist."""
+        try:
+            with _s3_errors(bucket, key):
+                return self._client.head_object(Bucket=bucket, Key=key).get("Metadata", {})
+        except SourceNotFound:
+            return None
+
+    def write(self, bucket: str, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str]) -> None:
+        with _s3_errors(bucket, key):
+            self._client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=dict(metadata)
+            )
+
+    def presigned_get_url(self, bucket: str, key: str, expires_in: int) -> str:
+        with _s3_errors(bucket, key):
+            return self._client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+            )
+
+
+@contextmanager
+def _s3_errors(bucket: str, key: str) -> Iterator[None]:
+    """Translate botocore failures into the service's error kinds."""
+    location = f"s3://{bucket}/{key}"
+    try:
+        yield
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        if code in _NOT_FOUND:
+            raise SourceNotFound(f"{location} does not exist") from error
+        if code in _FORBIDDEN:
+            raise SourceForbidden(f"access to {location} is denied") from error
+        raise StorageUnavailable(f"S3 failed for {location}: {code or 'unknown error'}") from error
+    except BotoCoreError as error:
+        raise StorageUnavailable(f"S3 could not be reached for {location}: {type(error).__name__}") from error

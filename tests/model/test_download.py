@@ -1,0 +1,345 @@
+"""Model download and cache resolution against a local fake of the Hugging Face Hub.
+
+Everything here is offline: `tests/fakehub.py` serves the files on 127.0.0.1, telemetry is off,
+and a socket guard fails any in-process connection to another host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import huggingface_hub.constants
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) does not put the repo root there
+    sys.path.insert(0, str(ROOT))
+
+from handler.config import ModelSettings  # noqa: E402
+from handler.errors import ModelUnavailable  # noqa: E402
+from handler.model_store import download_model, resolve_model_path  # noqa: E402
+from tests.fakehub import FakeHub  # noqa: E402
+
+REPO = "test-org/tiny-birefnet"
+FILE = "onnx/model.onnx"
+REVISION = "v1.0"
+# Arbitrary bytes: the download code never parses the model. Deterministic, and long enough that a
+# truncation point and a corrupted copy are both meaningful.
+CONTENT = b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(512))  # 16 KiB
+SHA256 = hashlib.sha256(CONTENT).hexdigest()
+OTHER_SHA256 = hashlib.sha256(b"something else").hexdigest()
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _hub_client_offline_safe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No telemetry request, whatever the environment, and no connection beyond loopback."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    # A developer shell with HF_HUB_OFFLINE=1 must not turn the online tests into offline ones.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+
+    real_connect = socket.socket.connect
+
+    def loopback_only(self: socket.socket, address: object) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]  # type: ignore[index]
+            if host not in ("127.0.0.1", "::1", "localhost"):
+                raise AssertionError(f"test tried to connect to {address!r}: only 127.0.0.1 is allowed")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", loopback_only)
+
+
+@pytest.fixture
+def hub() -> Iterator[FakeHub]:
+    with FakeHub() as fake:
+        fake.add_file(REPO, FILE, CONTENT, revision=REVISION)
+        yield fake
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "hf-cache"
+    path.mkdir()
+    return path
+
+
+def settings_for(hub: FakeHub, cache_dir: Path, **overrides: object) -> ModelSettings:
+    values: dict[str, object] = {
+        "repo": REPO,
+        "file": FILE,
+        "revision": REVISION,
+        "cache_dir": cache_dir,
+        "hub_endpoint": hub.endpoint,
+    }
+    values.update(overrides)
+    return ModelSettings(**values)  # type: ignore[arg-type]
+
+
+def cached_files(cache_dir: Path) -> list[Path]:
+    """Regular files and symlinks that hold (or point at) model bytes: blobs and snapshot entries.
+
+    Lock files, refs and the `.no_exist` markers are bookkeeping, not model content.
+    """
+    found = []
+    for path in cache_dir.rglob("*"):
+        if path.is_dir() and not path.is_symlink():
+            continue
+        parts = path.relative_to(cache_dir).parts
+        if "blobs" in parts or "snapshots" in parts:
+            found.append(path)
+    return sorted(found)
+
+
+# -- download_model ---------------------------------------------------------------------------
+
+
+def test_download_fetches_the_revision_into_the_cache_and_returns_its_digest(
+    hub: FakeHub, cache_dir: Path
+) -> None:
+    from handler.model_store import verify_checksum
+
+    path = download_model(settings_for(hub, cache_dir))
+
+    assert path.read_bytes() == CONTENT
+    assert path.is_relative_to(cache_dir)
+    commit = FakeHub.default_commit(REPO, REVISION)
+    assert path == cache_dir / "models--test-org--tiny-birefnet" / "snapshots" / commit / FILE
+    assert path.resolve().name == SHA256  # the blob is stored under the ETag
+    assert verify_checksum(path, None) == SHA256
+    assert hub.requests == [
+        ("HEAD", f"/{REPO}/resolve/{REVISION}/{FILE}"),
+        ("GET", f"/{REPO}/resolve/{REVISION}/{FILE}"),
+    ]
+
+
+def test_configured_sha256_that_matches_passes(hub: FakeHub, cache_dir: Path) -> None:
+    path = download_model(settings_for(hub, cache_dir, sha256=SHA256))
+    assert path.read_bytes() == CONTENT
+
+
+def test_configured_sha256_mismatch_fails_and_removes_the_file_from_the_cache(
+    hub: FakeHub, cache_dir: Path
+) -> None:
+    with pytest.raises(ModelUnavailable, match="checksum mismatch") as caught:
+        download_model(settings_for(hub, cache_dir, sha256=OTHER_SHA256))
+    assert OTHER_SHA256 in caught.value.message and SHA256 in caught.value.message
+
+    assert cached_files(cache_dir) == []
+    # The next (offline) start must not load the rejected file.
+    before = len(hub.requests)
+    with pytest.raises(ModelUnavailable, match="not in the cache"):
+        resolve_model_path(settings_for(hub, cache_dir, offline=True))
+    assert len(hub.requests) == before
+
+
+def test_corrupt_body_is_caught_by_the_blob_name_and_cleaned_up(hub: FakeHub, cache_dir: Path) -> None:
+    hub.corrupt = True  # right length, wrong bytes: the hub client itself caches this silently
+
+    with pytest.raises(ModelUnavailable, match="checksum mismatch") as caught:
+        download_model(settings_for(hub, cache_dir))  # no MODEL_SHA256: the ETag blob name is the reference
+    assert f"expected sha256 {SHA256}" in caught.value.message
+
+    assert cached_files(cache_dir) == []
+    with pytest.raises(ModelUnavailable):
+        resolve_model_path(settings_for(hub, cache_dir, offline=True))
+
+    # The cleanup leaves a cache the next attempt can fill: once the hub serves good bytes, it works.
+    hub.corrupt = False
+    assert download_model(settings_for(hub, cache_dir)).read_bytes() == CONTENT
+
+
+@pytest.mark.slow  # ~5 s: the hub client retries the dropped connection with 1 s sleeps
+def test_truncated_body_fails_and_leaves_no_partial_file(hub: FakeHub, cache_dir: Path) -> None:
+    hub.truncate_to = len(CONTENT) // 3
+
+    with pytest.raises(ModelUnavailable, match=f"cannot download {REPO}/{FILE}@{REVISION}"):
+        download_model(settings_for(hub, cache_dir))
+
+    gets = [request for request in hub.requests if request[0] == "GET"]
+    assert len(gets) > 1  # it did retry, and still gave up with our error rather than its own
+    assert cached_files(cache_dir) == []
+    assert not list(cache_dir.rglob("*.incomplete"))
+    with pytest.raises(ModelUnavailable):
+        resolve_model_path(settings_for(hub, cache_dir, offline=True))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "name"),
+    [
+        ({"file": "onnx/missing.onnx"}, f"{REPO}/onnx/missing.onnx@{REVISION}"),
+        ({"repo": "test-org/no-such-repo"}, f"test-org/no-such-repo/{FILE}@{REVISION}"),
+        ({"revision": "no-such-branch"}, f"{REPO}/{FILE}@no-such-branch"),
+    ],
+    ids=["unknown-file", "unknown-repo", "unknown-revision"],
+)
+def test_unknown_file_repo_or_revision_names_the_model(
+    hub: FakeHub, cache_dir: Path, overrides: dict[str, str], name: str
+) -> None:
+    with pytest.raises(ModelUnavailable) as caught:
+        download_model(settings_for(hub, cache_dir, **overrides))
+    assert name in caught.value.message
+    assert cached_files(cache_dir) == []
+
+
+def test_hub_error_status_is_model_unavailable(hub: FakeHub, cache_dir: Path) -> None:
+    hub.fail_status = 500
+    with pytest.raises(ModelUnavailable, match=f"{REPO}/{FILE}@{REVISION}"):
+        download_model(settings_for(hub, cache_dir))
+    assert cached_files(cache_dir) == []
+
+
+# -- offline switch ---------------------------------------------------------------------------
+
+
+def test_offline_with_an_empty_cache_fails_at_once_without_a_request(hub: FakeHub, cache_dir: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable, match="downloads are off") as caught:
+        resolve_model_path(settings_for(hub, cache_dir, offline=True))
+    assert time.monotonic() - started < 1.0
+    assert f"{REPO}/{FILE}@{REVISION}" in caught.value.message
+    assert hub.requests == []
+
+
+def test_offline_after_a_download_returns_the_cached_file_without_a_request(
+    hub: FakeHub, cache_dir: Path
+) -> None:
+    downloaded = download_model(settings_for(hub, cache_dir))
+    before = len(hub.requests)
+
+    path = resolve_model_path(settings_for(hub, cache_dir, offline=True))
+
+    assert path == downloaded
+    assert path.read_bytes() == CONTENT
+    assert len(hub.requests) == before
+
+
+def test_online_resolve_downloads_when_the_cache_is_empty(hub: FakeHub, cache_dir: Path) -> None:
+    path = resolve_model_path(settings_for(hub, cache_dir))
+    assert path.read_bytes() == CONTENT
+    assert [method for method, _ in hub.requests] == ["HEAD", "GET"]
+
+
+# -- MODEL_PATH -------------------------------------------------------------------------------
+
+
+def test_model_path_is_used_as_is_without_any_request(hub: FakeHub, cache_dir: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local.onnx"
+    local.write_bytes(CONTENT)
+
+    assert resolve_model_path(settings_for(hub, cache_dir, path=local)) == local
+    assert download_model(settings_for(hub, cache_dir, path=local, sha256=SHA256)) == local
+
+    assert hub.requests == []
+    assert list(cache_dir.iterdir()) == []
+
+
+def test_model_path_with_a_wrong_sha256_is_rejected(hub: FakeHub, cache_dir: Path, tmp_path: Path) -> None:
+    local = tmp_path / "local.onnx"
+    local.write_bytes(CONTENT)
+    with pytest.raises(ModelUnavailable, match="checksum mismatch"):
+        download_model(settings_for(hub, cache_dir, path=local, sha256=OTHER_SHA256))
+    assert hub.requests == []
+
+
+def test_missing_model_path_is_model_unavailable(hub: FakeHub, cache_dir: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.onnx"
+    with pytest.raises(ModelUnavailable, match="MODEL_PATH"):
+        resolve_model_path(settings_for(hub, cache_dir, path=missing))
+    with pytest.raises(ModelUnavailable, match="MODEL_PATH"):
+        download_model(settings_for(hub, cache_dir, path=missing))
+    # A directory is not a model file either.
+    with pytest.raises(ModelUnavailable, match="MODEL_PATH"):
+        resolve_model_path(settings_for(hub, cache_dir, path=tmp_path))
+    assert hub.requests == []
+
+
+# -- `python -m handler download` -------------------------------------------------------------
+
+
+def run_download(hub: FakeHub, cache_dir: Path, tmp_path: Path, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("MODEL_", "HF_")) and key not in ("TRANSFORMERS_OFFLINE", "PYTHONPATH")
+    }
+    env.update(
+        {
+            "HF_ENDPOINT": hub.endpoint,  # read by huggingface_hub at import, and by ModelSettings.from_env
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HOME": str(tmp_path / "hf-home"),  # nothing from (or into) the developer's own HF cache
+            "MODEL_CACHE_DIR": str(cache_dir),
+            "MODEL_REPO": REPO,
+            "MODEL_FILE": FILE,
+            "MODEL_REVISION": REVISION,
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    env.update(extra)
+    return subprocess.run(
+        [sys.executable, "-m", "handler", "download"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_cli_download_prints_the_path_and_sha256(hub: FakeHub, cache_dir: Path, tmp_path: Path) -> None:
+    result = run_download(hub, cache_dir, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    printed_path, _, digest = result.stdout.strip().rpartition("  sha256=")
+    assert digest == SHA256
+    assert Path(printed_path).is_relative_to(cache_dir)
+    assert Path(printed_path).read_bytes() == CONTENT
+    # Only the file itself was fetched: no telemetry or agent-registry call reached the (fake) endpoint.
+    assert hub.requests == [
+        ("HEAD", f"/{REPO}/resolve/{REVISION}/{FILE}"),
+        ("GET", f"/{REPO}/resolve/{REVISION}/{FILE}"),
+    ]
+
+    # A baked image then runs offline: same command, no request, same answer.
+    again = run_download(hub, cache_dir, tmp_path, HF_HUB_OFFLINE="1", MODEL_SHA256=SHA256)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == result.stdout
+    assert len(hub.requests) == 2
+
+
+def test_cli_download_hub_error_exits_1_with_one_error_line(
+    hub: FakeHub, cache_dir: Path, tmp_path: Path
+) -> None:
+    hub.fail_status = 404
+
+    result = run_download(hub, cache_dir, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert f"{REPO}/{FILE}@{REVISION}" in lines[0]
+    assert cached_files(cache_dir) == []
+
+
+def test_cli_download_offline_with_an_empty_cache_exits_1_quickly(
+    hub: FakeHub, cache_dir: Path, tmp_path: Path
+) -> None:
+    started = time.monotonic()
+    result = run_download(hub, cache_dir, tmp_path, HF_HUB_OFFLINE="1")
+    elapsed = time.monotonic() - started
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: "), result.stderr
+    assert hub.requests == []
+    assert elapsed < 10  # interpreter start-up only: no network wait, no retries
