@@ -5,7 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test venv download clean
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0
+
+.PHONY: demo test venv tools download lock clean
 
 venv: $(STAMP)
 
@@ -18,12 +21,28 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-test: $(STAMP)
+# SAM CLI and cfn-lint check template.yaml offline; they pin their own boto3, so they get a venv of their own.
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --upgrade pip
+	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0 uv==0.13.9
+	touch $@
+
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 download: $(STAMP)
 	$(BIN)/python -m handler download
 
+# The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.
+lock: $(TOOLS_STAMP)
+	$(TOOLS)/bin/uv pip compile pyproject.toml --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes --no-annotate -o layers/requirements-amd64.txt
+	$(TOOLS)/bin/uv pip compile pyproject.toml --python-version 3.12 --python-platform aarch64-manylinux_2_28 \
+		--generate-hashes --no-annotate -o layers/requirements-arm64.txt
+
 clean:
-	rm -rf $(VENV) .cache demo-output .pytest_cache
+	rm -rf $(VENV) $(TOOLS) .cache demo-output .pytest_cache

@@ -1,16 +1,16 @@
 """Synthetic ONNX graph with BiRefNet-lite's I/O contract and a realistic cost profile.
 
-The real BiRefNet-lite export is ~170 MB and needs a download, so benchmarks and
+The real BiRefNet-lite export is hundreds of MB and needs a download, so benchmarks and
 tests that care about *time and memory* (not about mask quality) use this stand-in:
 
 * same contract: ``input_image`` float32 [1,3,H,W] -> ``output_image`` float32
   [1,1,H,W] logits, opset 17;
 * a U-Net-style conv encoder/decoder with random (seeded) weights; at 1024x1024 it
-  costs roughly 0.2 TFLOP, i.e. a few seconds on 2 CPU cores, like the real model;
+  costs ~260 GMAC (~0.5 TFLOP), i.e. ~3 s on 2 CPU cores, like the real model;
 * large activations: full-, 1/2- and 1/4-resolution feature maps with skip
   connections kept alive across the network (Concat/Add), bilinear Resize back up,
   so the allocator / memory-pattern behaviour resembles a segmentation net;
-* small weights (a few MB) so it can be generated on the fly in a temp dir;
+* small weights (~12 MB) so it can be generated on the fly in a temp dir;
 * logits bounded to [-8, 8] (1x1 conv -> Tanh * 8) so sigmoid(logits) is a
   meaningful, non-saturated-everywhere mask.
 
@@ -89,25 +89,25 @@ class _GraphBuilder:
 
 def _body(g: _GraphBuilder, x: str) -> str:
     # ---- encoder: full res (32ch) -> 1/2 (96ch) -> 1/4 (128ch) -> 1/8 (256ch)
-    f0 = g.conv(x, 3, 32)                            # 1/1, 32ch: 128 MB per map at 1024^2
+    f0 = g.conv(x, 3, 32)                            # 1/1, 32ch: 128 MiB per map at 1024^2
     f1 = g.conv(f0, 32, 32)
-    f2 = g.conv(f1, 32, 96, stride=2)                # 1/2, 96ch: 96 MB
+    f2 = g.conv(f1, 32, 96, stride=2)                # 1/2, 96ch: 96 MiB
     f2 = g.conv(g.conv(f2, 96, 96), 96, 96)
-    f3 = g.conv(f2, 96, 128, stride=2)               # 1/4, 128ch: 32 MB
+    f3 = g.conv(f2, 96, 128, stride=2)               # 1/4, 128ch: 32 MiB
     f3 = g.conv(g.conv(g.conv(f3, 128, 128), 128, 128), 128, 128)
     f4 = g.conv(f3, 128, 256, stride=2)              # 1/8, 256ch (bottleneck)
     f4 = g.conv(g.conv(f4, 256, 256), 256, 256)
 
-    # ---- decoder: upsample, concat skip, fuse; f1..f3 stay alive until used here,
+    # ---- decoder: upsample, concat skip, fuse; f0..f3 stay alive until used here,
     # which is what makes segmentation nets memory-hungry.
     d3 = g.op("Concat", [g.up_to(g.conv(f4, 256, 128, k=1), f3), f3], axis=1)   # 256ch @1/4
     d3 = g.gate(g.conv(g.conv(d3, 256, 128), 128, 128), 128)
     d2 = g.op("Concat", [g.up_to(d3, f2), f2], axis=1)                          # 224ch @1/2
     d2 = g.gate(g.conv(g.conv(d2, 224, 96), 96, 96), 96)
-    # Upsample *before* reducing channels (96ch @1/1 = 384 MB), as decoders that
-    # interpolate feature maps then convolve do.
-    # Multi-level fusion: the 1/4-res decoder output is lifted to full res as well
-    # (128ch @1/1 = 512 MB), like hypercolumn/FPN-style heads.
+    # Upsample *before* reducing channels (96ch @1/1 = 384 MiB), as decoders that
+    # interpolate feature maps then convolve do. Multi-level fusion: the 1/4-res
+    # decoder output is lifted to full res too (128ch @1/1 = 512 MiB), like
+    # hypercolumn/FPN-style heads; these transients set the peak.
     d1 = g.op("Add", [g.conv(g.up_to(d2, f1), 96, 32, k=1), f1])                # 32ch @1/1
     d1 = g.op("Add", [g.conv(g.up_to(d3, f1), 128, 32, k=1), d1])
     # BiRefNet re-injects the raw image in its decoder; concat it (and the stem

@@ -151,6 +151,8 @@ def _machine_info() -> dict[str, Any]:
         "onnxruntime": ort.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        # Timings are only comparable on an otherwise idle machine; record how busy it was.
+        "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
     }
 
 
@@ -213,8 +215,9 @@ def main(argv: list[str] | None = None) -> None:
             print(f"running {config} ...", file=sys.stderr, flush=True)
             rows.append(_spawn(config, model, a.size, a.runs))
 
+    machine = _machine_info()
     report = {
-        "machine": _machine_info(),
+        "machine": machine,
         "model": a.model or f"benchmarks/heavy_graph.py (static {a.size}x{a.size})",
         "size": a.size,
         "runs": a.runs,
@@ -223,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(report, indent=2) + "\n")
     print(_table(rows))
+    print(f"\nload average after the run: {machine['loadavg_1_5_15']} on {machine['cpu_count']} CPUs")
     print(f"\nwrote {a.out}")
 
 

@@ -44,8 +44,35 @@ def _parser() -> argparse.ArgumentParser:
         command.set_defaults(run=_run_images, kind=kind)
 
     download = commands.add_parser("download", parents=[model_options], help="fetch and verify the model (build step)")
+    download.add_argument(
+        "--output", type=Path, default=None,
+        help="also bake it into this folder as model.onnx (pre-optimised when that loads faster) + model.json",
+    )
     download.set_defaults(run=_run_download)
+
+    serve = commands.add_parser(
+        "serve", parents=[model_options], help="run the API, the S3 upload trigger and a web page locally"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=3000, help="HTTP port (default 3000; 0 picks a free one)")
+    serve.add_argument("--s3-port", type=int, default=0, help="port of the embedded S3 (default: a free one)")
+    serve.set_defaults(run=_run_serve)
     return parser
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from handler.local import serve
+
+    model = {"MODEL_PATH": args.model_path, "MODEL_REPO": args.repo, "MODEL_FILE": args.model_file,
+             "MODEL_REVISION": args.revision}
+    env = {name: str(value) for name, value in model.items() if value is not None}
+    return serve(args.host, args.port, s3_port=args.s3_port, env=env)
+
+
+def _fail(message: str) -> int:
+    """One line on stderr per failure, whatever line breaks the underlying library put in its message."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    return 1
 
 
 def _model_settings(args: argparse.Namespace) -> ModelSettings:
@@ -60,15 +87,19 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from handler.model_store import download_model, verify_checksum
+    from handler.bake import bake
+    from handler.model_store import download_model, sha256_of
 
     settings = _model_settings(args)
     try:
-        path = download_model(settings)
+        if args.output is not None:
+            baked = bake(settings, args.output)
+            print(f"{baked.path}  source_sha256={baked.source_sha256}  preoptimised={baked.preoptimised}")
+        else:
+            path = download_model(settings)
+            print(f"{path}  sha256={sha256_of(path)}")
     except BackgroundRemovalError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
-    print(f"{path}  sha256={verify_checksum(path, settings.sha256)}")
+        return _fail(error.message)
     return 0
 
 
@@ -84,8 +115,7 @@ def _run_images(args: argparse.Namespace) -> int:
     try:
         model = load_model(_model_settings(args))
     except BackgroundRemovalError as error:
-        print(f"error: {error.message}", file=sys.stderr)
-        return 1
+        return _fail(error.message)
     limits = ImageLimits.from_env()
     failures = 0
     for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):

@@ -24,11 +24,12 @@ def session_options(threads: int) -> ort.SessionOptions:
       vCPUs only adds contention.
     - Sequential execution, one inter-op thread: BiRefNet's graph is a chain; parallel branches
       would add threads and memory for no gain on 1-6 vCPUs.
-    - `enable_mem_pattern=False`: the memory pattern pre-plans one arena block for the whole run;
-      measured on a BiRefNet-lite-sized graph at 1024x1024 it took steady-state peak memory from
-      ~11.3 GB to ~7.0 GB (see benchmarks/session_options.py) — the difference between failing and
-      fitting in Lambda's 10,240 MB. The CPU arena itself stays on: turning it off saved little
-      more and cost 20-100% in time.
+    - `enable_mem_pattern=False`: the memory pattern pre-plans one arena block for the whole run.
+      On a graph of BiRefNet-lite's exact structure at 1024x1024 (DESIGN.md §2) it took peak memory
+      from ~11.3 GB to ~7.0 GB — the difference between failing and fitting in Lambda's 10,240 MB.
+      On our stand-in encoder/decoder graph (benchmarks/session_options.py) it took the peak from
+      2.80 GB to 1.55 GB (-45%) at the same speed. The CPU arena itself stays on: turning it off
+      saved ~0.25 GB more there and cost 30-85% in time.
     """
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads

@@ -11,6 +11,7 @@ import hashlib
 import re
 from pathlib import Path
 
+from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -60,7 +61,9 @@ def _fetch(settings: ModelSettings, *, local_files_only: bool) -> Path:
             endpoint=settings.hub_endpoint,
         )
     except LocalEntryNotFoundError as error:
-        if local_files_only:
+        # HF_HUB_OFFLINE=1 makes the library skip the network even when asked to download: say
+        # so, rather than blame the connection.
+        if local_files_only or hub_constants.is_offline_mode():
             raise ModelUnavailable(
                 f"model {settings.name} is not in the cache and downloads are off (MODEL_OFFLINE/HF_HUB_OFFLINE); "
                 "run `python -m handler download` first or set MODEL_PATH"

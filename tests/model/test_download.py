@@ -40,30 +40,58 @@ OTHER_SHA256 = hashlib.sha256(b"something else").hexdigest()
 # -- fixtures ---------------------------------------------------------------------------------
 
 
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 @pytest.fixture(autouse=True)
-def _hub_client_offline_safe(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No telemetry request, whatever the environment, and no connection beyond loopback."""
+def _hub_client_offline_safe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No telemetry request, whatever the environment, and no connection beyond loopback.
+
+    Refused attempts are also recorded and fail the test at teardown: the hub client swallows
+    errors of its background calls (the agent registry), so raising alone could go unnoticed.
+    """
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_TELEMETRY", True)
     # A developer shell with HF_HUB_OFFLINE=1 must not turn the online tests into offline ones.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
 
+    refused: list[str] = []
     real_connect = socket.socket.connect
+    real_getaddrinfo = socket.getaddrinfo
 
     def loopback_only(self: socket.socket, address: object) -> None:
-        if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = address[0]  # type: ignore[index]
-            if host not in ("127.0.0.1", "::1", "localhost"):
-                raise AssertionError(f"test tried to connect to {address!r}: only 127.0.0.1 is allowed")
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK:  # type: ignore[index]
+            refused.append(f"connect {address!r}")
+            raise OSError(f"test tried to connect to {address!r}: only 127.0.0.1 is allowed")
         return real_connect(self, address)
 
+    def resolve_loopback_only(host: object, *args: object, **kwargs: object) -> object:
+        if host not in _LOOPBACK and host not in (None, b"127.0.0.1", b"localhost"):
+            refused.append(f"resolve {host!r}")
+            raise socket.gaierror(f"test tried to resolve {host!r}: only 127.0.0.1 is allowed")
+        return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(socket.socket, "connect", loopback_only)
+    monkeypatch.setattr(socket, "getaddrinfo", resolve_loopback_only)
+    yield
+    assert refused == [], f"requests beyond 127.0.0.1: {refused}"
 
 
-@pytest.fixture
-def hub() -> Iterator[FakeHub]:
+@pytest.fixture(scope="module")
+def _hub_server() -> Iterator[FakeHub]:
+    # One server for the module: stopping one costs 0.5 s (the stdlib server's poll interval).
     with FakeHub() as fake:
         fake.add_file(REPO, FILE, CONTENT, revision=REVISION)
         yield fake
+
+
+@pytest.fixture
+def hub(_hub_server: FakeHub) -> FakeHub:
+    """The shared fake hub with its fault switches off and an empty request log."""
+    _hub_server.truncate_to = None
+    _hub_server.corrupt = False
+    _hub_server.fail_status = None
+    _hub_server.requests.clear()
+    return _hub_server
 
 
 @pytest.fixture
@@ -192,7 +220,7 @@ def test_unknown_file_repo_or_revision_names_the_model(
 
 
 def test_hub_error_status_is_model_unavailable(hub: FakeHub, cache_dir: Path) -> None:
-    hub.fail_status = 500
+    hub.fail_status = 403  # (5xx and 429 are retried by the library for ~23 s: not tested here)
     with pytest.raises(ModelUnavailable, match=f"{REPO}/{FILE}@{REVISION}"):
         download_model(settings_for(hub, cache_dir))
     assert cached_files(cache_dir) == []
@@ -221,6 +249,16 @@ def test_offline_after_a_download_returns_the_cached_file_without_a_request(
     assert path == downloaded
     assert path.read_bytes() == CONTENT
     assert len(hub.requests) == before
+
+
+def test_download_under_hf_hub_offline_says_downloads_are_off(
+    hub: FakeHub, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # HF_HUB_OFFLINE=1 (frozen into the library's constants at import) wins over a download request.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelUnavailable, match="downloads are off"):
+        download_model(settings_for(hub, cache_dir))
+    assert hub.requests == []
 
 
 def test_online_resolve_downloads_when_the_cache_is_empty(hub: FakeHub, cache_dir: Path) -> None:
@@ -341,5 +379,6 @@ def test_cli_download_offline_with_an_empty_cache_exits_1_quickly(
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: "), result.stderr
+    assert "downloads are off" in result.stderr  # not "check your connection"
     assert hub.requests == []
     assert elapsed < 10  # interpreter start-up only: no network wait, no retries

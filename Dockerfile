@@ -1,0 +1,43 @@
+# The Lambda container image: one image, two entry points (handler.api / handler.jobs).
+# Layers go from most to least stable, so a code change rebuilds only the last layer and never
+# re-downloads the 224 MB model: 1. pinned runtime requirements, 2. the baked model, 3. the code.
+#
+# x86_64 by default. arm64 builds with `--platform linux/arm64` (SAM: Architecture=arm64) but is
+# unverified: onnxruntime has had import crashes on Lambda arm64.
+FROM public.ecr.aws/lambda/python:3.12
+
+# 1. Runtime requirements, pinned with hashes (regenerate with `make lock`).
+ARG TARGETARCH=amd64
+COPY layers/requirements-${TARGETARCH}.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/requirements.txt \
+        --target "${LAMBDA_TASK_ROOT}" \
+    && rm /tmp/requirements.txt
+
+# 2. The model, baked at build time with the same code path users run: `python -m handler download`.
+#    Only the modules the download step imports are copied here, so edits to the rest of the code
+#    do not invalidate this layer. The file's checksum is verified (MODEL_SHA256 when given, else
+#    the hub's own content hash) and a pre-optimised copy is kept when it loads faster.
+ARG MODEL_REPO=onnx-community/BiRefNet_lite-ONNX
+ARG MODEL_FILE=onnx/model.onnx
+ARG MODEL_REVISION=main
+ARG MODEL_SHA256=
+COPY handler/__init__.py handler/__main__.py handler/cli.py handler/config.py handler/cpu.py \
+     handler/errors.py handler/model_store.py handler/model.py handler/bake.py /tmp/bake/handler/
+RUN cd /tmp/bake \
+    && HF_HUB_DISABLE_TELEMETRY=1 MODEL_REPO="${MODEL_REPO}" MODEL_FILE="${MODEL_FILE}" \
+       MODEL_REVISION="${MODEL_REVISION}" MODEL_SHA256="${MODEL_SHA256}" MODEL_CACHE_DIR=/tmp/hub-cache \
+       PYTHONPATH="${LAMBDA_TASK_ROOT}" python -m handler download --output /opt/model \
+    && rm -rf /tmp/bake /tmp/hub-cache
+
+# At run time nothing is downloaded: the baked file is the model, the hub is switched off, and
+# only /tmp (Lambda's one writable place) is used.
+ENV MODEL_PATH=/opt/model/model.onnx \
+    MODEL_OFFLINE=1 \
+    HF_HUB_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    HF_HOME=/tmp/huggingface
+
+# 3. The code, last.
+COPY handler/ ${LAMBDA_TASK_ROOT}/handler/
+
+CMD ["handler.api.lambda_handler"]
