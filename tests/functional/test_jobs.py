@@ -1,0 +1,718 @@
+"""The jobs entry point end to end: events from events/ (and `sam local generate-event`), a real
+S3 over HTTP (moto server), the real U-2-Net-p model.
+
+Each test deploys its own buckets, uploads a photo from samples/, invokes `handler.jobs` with an
+event naming it and checks what landed in the output bucket, what came back, and what was logged
+and counted.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote
+
+import pytest
+from PIL import Image
+
+from handler import runtime
+from handler.errors import ConfigurationError
+from handler.observability import logger
+from tests.tools import tool_path
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+SAMPLES = ROOT / "samples"
+
+INPUT_PREFIX = "uploads/"
+CANONICAL_KEY = "uploads/holiday photos/beach (1).jpg"  # the key the events/ files name
+CANONICAL_OUTPUTS = ("cutouts/holiday photos/beach (1).png", "masks/holiday photos/beach (1).png")
+BOX = re.compile(r"^\d+,\d+,\d+,\d+$")
+
+# observability.py silences this for the function; pytest resets warning filters per test.
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
+
+# --- Helpers ----------------------------------------------------------------------------------
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())
+
+
+def upload(s3: Any, bucket: str, key: str, sample: str = "astronaut.jpg", **extra: Any) -> str:
+    """Store a sample photo (or `Body=...`) at `key`; returns its ETag as S3 reports it, unquoted."""
+    body = extra.pop("Body", None)
+    if body is None:
+        body = (SAMPLES / sample).read_bytes()
+    response = s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+    return response["ETag"].strip('"')
+
+
+def s3_put(bucket: str, key: str) -> dict[str, Any]:
+    """events/s3_put.json for `key`, encoded the way S3 notifications encode keys."""
+    event = load("s3_put.json")
+    s3 = event["Records"][0]["s3"]
+    s3["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
+    s3["object"]["key"] = quote_plus(key, safe="/")
+    return event
+
+
+def eventbridge(bucket: str, key: str) -> dict[str, Any]:
+    """events/eventbridge_object_created.json for `key`, sent as is."""
+    event = load("eventbridge_object_created.json")
+    event["resources"] = [f"arn:aws:s3:::{bucket}"]
+    event["detail"]["bucket"]["name"] = bucket
+    event["detail"]["object"]["key"] = key
+    return event
+
+
+def sqs(*bodies: Any) -> dict[str, Any]:
+    """An SQS batch (shaped like events/sqs_s3_notification.json), one message per body."""
+    template = load("sqs_s3_notification.json")["Records"][0]
+    records = []
+    for number, body in enumerate(bodies):
+        record = copy.deepcopy(template)
+        record["messageId"] = f"message-{number}"
+        record["body"] = body if isinstance(body, str) else json.dumps(body)
+        records.append(record)
+    return {"Records": records}
+
+
+def batch_operations(version: str, bucket: str, key: str) -> dict[str, Any]:
+    """events/batch_operations_v1.json (key URL-encoded) or _v2.json (key as is) for `key`."""
+    event = load("batch_operations_v1.json" if version == "1.0" else "batch_operations_v2.json")
+    task = event["tasks"][0]
+    if version == "1.0":
+        task.update(s3BucketArn=f"arn:aws:s3:::{bucket}", s3Key=quote(key, safe="/"))
+    else:
+        task.update(s3Bucket=bucket, s3Key=key)
+    return event
+
+
+def keys_in(s3: Any, bucket: str) -> list[str]:
+    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+
+
+def head(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    return s3.head_object(Bucket=bucket, Key=key)
+
+
+def image(s3: Any, bucket: str, key: str) -> Image.Image:
+    picture = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+    picture.load()
+    return picture
+
+
+def emf(out: str) -> list[dict[str, Any]]:
+    """The EMF metric documents printed to stdout."""
+    documents = []
+    for line in out.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            documents.append(json.loads(line))
+    return documents
+
+
+def metric_total(documents: list[dict[str, Any]], name: str) -> float:
+    total = 0.0
+    for document in documents:
+        value = document.get(name)
+        if value is not None:
+            total += sum(value) if isinstance(value, list) else value
+    return total
+
+
+def error_codes(documents: list[dict[str, Any]]) -> list[str]:
+    return [document["code"] for document in documents if "Errors" in document]
+
+
+def sample_size(name: str) -> tuple[int, int]:
+    with Image.open(SAMPLES / name) as picture:
+        return picture.size
+
+
+# --- Fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def invoke(lambda_context: Any) -> Callable[[dict[str, Any]], Any]:
+    """Call handler.jobs.lambda_handler; import it only once a test has deployed (it loads the model)."""
+
+    def call(event: dict[str, Any]) -> Any:
+        from handler import jobs
+
+        return jobs.lambda_handler(event, lambda_context)
+
+    return call
+
+
+@pytest.fixture
+def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The function's structured log lines, as dicts."""
+    handler = logger.registered_handler
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)  # type: ignore[attr-defined]
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+# --- S3 event notifications -------------------------------------------------------------------
+
+
+def test_s3_put_event_file_stores_cutout_and_mask_with_metadata(deploy, s3, invoke, logs, capsys):
+    # GIVEN the canonical put event, whose key is URL-encoded ('+' for a space, %28 for '(')
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    etag = upload(s3, deployment.input_bucket, CANONICAL_KEY, "astronaut.jpg")
+    event = load("s3_put.json")
+    assert event["Records"][0]["s3"]["object"]["key"] == "uploads/holiday+photos/beach+%281%29.jpg"
+    event["Records"][0]["s3"]["bucket"]["name"] = deployment.input_bucket
+
+    # WHEN the function handles it
+    summary = invoke(event)
+
+    # THEN the decoded object was cut out, its outputs keyed relative to INPUT_PREFIX
+    assert (summary["processed"], summary["skipped"], summary["failed"]) == (1, 0, 0)
+    assert summary["objects"][0]["outputs"] == list(CANONICAL_OUTPUTS)
+    assert keys_in(s3, deployment.output_bucket) == sorted(CANONICAL_OUTPUTS)
+    cutout = image(s3, deployment.output_bucket, CANONICAL_OUTPUTS[0])
+    mask = image(s3, deployment.output_bucket, CANONICAL_OUTPUTS[1])
+    assert (cutout.format, cutout.mode, cutout.size) == ("PNG", "RGBA", sample_size("astronaut.jpg"))
+    assert (mask.format, mask.mode, mask.size) == ("PNG", "L", sample_size("astronaut.jpg"))
+    # ... a real subject was found: some pixels opaque, some transparent
+    alpha = cutout.getchannel("A")
+    assert alpha.getextrema() == (0, 255)
+
+    # AND each output says where it came from, in ASCII
+    for key in CANONICAL_OUTPUTS:
+        response = head(s3, deployment.output_bucket, key)
+        assert response["ContentType"] == "image/png"
+        metadata = response["Metadata"]
+        assert metadata["source-bucket"] == deployment.input_bucket
+        assert metadata["source-key"].isascii() and unquote(metadata["source-key"]) == CANONICAL_KEY
+        assert metadata["source-etag"] == etag
+        assert metadata["model"] == "u2netp.onnx"
+        assert BOX.match(metadata["foreground-box"])
+        assert "source-version" not in metadata  # the bucket is not versioned
+
+    # AND the work was measured and logged with the key (never the event)
+    documents = emf(capsys.readouterr().out)
+    assert metric_total(documents, "ImagesProcessed") == 1
+    processed = [line for line in logs() if line["message"] == "object processed"]
+    assert processed and processed[0]["key"] == CANONICAL_KEY
+    assert processed[0]["bucket"] == deployment.input_bucket
+    assert not any("Records" in json.dumps(line) for line in logs())
+
+
+@pytest.mark.parametrize(
+    ("key", "relative"),
+    [
+        ("uploads/c++/a+b.jpg", "c++/a+b"),
+        ("uploads/100%20 off/spaced  out.jpg", "100%20 off/spaced  out"),
+        ("uploads/copy (2) [final]/photo (1).jpeg", "copy (2) [final]/photo (1)"),
+        ("uploads/café/Ünïcödé 写真.JPG", "café/Ünïcödé 写真"),
+        ("uploads/2024/07/14/deep/nested/x.jpg", "2024/07/14/deep/nested/x"),
+        ("photos/a b/c.jpg", "photos/a b/c"),  # not under INPUT_PREFIX: the whole key is mirrored
+        ("uploads/no-extension", "no-extension"),
+    ],
+    ids=["plus", "percent-and-spaces", "parentheses", "non-ascii", "nested", "outside-prefix", "no-extension"],
+)
+def test_awkward_keys_round_trip(deploy, s3, invoke, key, relative):
+    # GIVEN an object whose key S3 notifications must encode
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    etag = upload(s3, deployment.input_bucket, key, "chelsea.jpg")
+
+    # WHEN its put event arrives
+    summary = invoke(s3_put(deployment.input_bucket, key))
+
+    # THEN the decoded key was read and mirrored under cutouts/ and masks/
+    assert summary["processed"] == 1, summary
+    expected = [f"cutouts/{relative}.png", f"masks/{relative}.png"]
+    assert keys_in(s3, deployment.output_bucket) == sorted(expected)
+    metadata = head(s3, deployment.output_bucket, expected[0])["Metadata"]
+    assert metadata["source-key"].isascii()
+    assert unquote(metadata["source-key"]) == key
+    assert metadata["source-etag"] == etag
+
+
+def test_leading_slash_is_stripped_from_the_output_key(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, "/rooted/photo.jpg", "coffee.jpg")
+
+    summary = invoke(s3_put(deployment.input_bucket, "/rooted/photo.jpg"))
+
+    assert summary["processed"] == 1, summary
+    assert keys_in(s3, deployment.output_bucket) == ["cutouts/rooted/photo.png", "masks/rooted/photo.png"]
+
+
+def test_dot_dot_segment_is_refused_permanently(deploy, s3, invoke, capsys):
+    # GIVEN a key whose outputs would climb out of the output prefix
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX, OUTPUT_PREFIX="results/")
+    key = "uploads/../../escape/photo.jpg"
+
+    # WHEN its event arrives
+    summary = invoke(s3_put(deployment.input_bucket, key))
+
+    # THEN nothing is read or written, and the refusal is permanent (no exception: no retry)
+    assert (summary["failed"], summary["objects"][0]["code"]) == (1, "invalid_parameter")
+    assert keys_in(s3, deployment.output_bucket) == []
+    assert error_codes(emf(capsys.readouterr().out)) == ["invalid_parameter"]
+
+
+def test_versioned_source_records_its_version(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    s3.put_bucket_versioning(Bucket=deployment.input_bucket, VersioningConfiguration={"Status": "Enabled"})
+    response = s3.put_object(
+        Bucket=deployment.input_bucket, Key="uploads/v.jpg", Body=(SAMPLES / "coffee.jpg").read_bytes()
+    )
+
+    invoke(s3_put(deployment.input_bucket, "uploads/v.jpg"))
+
+    metadata = head(s3, deployment.output_bucket, "masks/v.png")["Metadata"]
+    assert metadata["source-version"] == response["VersionId"]
+
+
+def test_repeated_event_is_skipped_until_the_source_or_model_changes(
+    deploy, s3, invoke, capsys, monkeypatch, tmp_path
+):
+    # GIVEN an upload that has been processed once
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    key = "uploads/again.jpg"
+    upload(s3, deployment.input_bucket, key, "astronaut.jpg")
+    event = s3_put(deployment.input_bucket, key)
+    assert invoke(event)["processed"] == 1
+    outputs = ["cutouts/again.png", "masks/again.png"]
+    # ... and its outputs marked, so that a rewrite would show
+    for output in outputs:
+        metadata = head(s3, deployment.output_bucket, output)["Metadata"]
+        s3.copy_object(
+            Bucket=deployment.output_bucket,
+            Key=output,
+            CopySource={"Bucket": deployment.output_bucket, "Key": output},
+            Metadata={**metadata, "test-marker": "first-run"},
+            MetadataDirective="REPLACE",
+            ContentType="image/png",
+        )
+    capsys.readouterr()
+
+    # WHEN the same event arrives again (S3 delivers at least once)
+    summary = invoke(event)
+
+    # THEN nothing is recomputed or rewritten
+    assert (summary["skipped"], summary["objects"][0]["code"]) == (1, "up_to_date")
+    for output in outputs:
+        assert head(s3, deployment.output_bucket, output)["Metadata"]["test-marker"] == "first-run"
+    documents = emf(capsys.readouterr().out)
+    assert metric_total(documents, "Skipped") == 1
+    assert metric_total(documents, "ImagesProcessed") == 0
+
+    # WHEN the source is replaced by another photo and the event repeats
+    new_etag = upload(s3, deployment.input_bucket, key, "chelsea.jpg")
+    summary = invoke(event)
+
+    # THEN the outputs are rewritten from the new photo
+    assert summary["processed"] == 1
+    for output in outputs:
+        metadata = head(s3, deployment.output_bucket, output)["Metadata"]
+        assert metadata["source-etag"] == new_etag
+        assert "test-marker" not in metadata
+    assert image(s3, deployment.output_bucket, outputs[0]).size == sample_size("chelsea.jpg")
+
+    # WHEN the function is redeployed with another model and the event repeats
+    other_model = tmp_path / "u2netp-retrained.onnx"
+    shutil.copyfile(runtime.current().settings.model.path, other_model)
+    monkeypatch.setenv("MODEL_PATH", str(other_model))
+    runtime.current.cache_clear()
+    summary = invoke(event)
+
+    # THEN outputs made by the old model are not taken as up to date
+    assert summary["processed"] == 1
+    assert head(s3, deployment.output_bucket, outputs[1])["Metadata"]["model"] == "u2netp-retrained.onnx"
+
+
+def test_missing_object_is_a_permanent_counted_failure(deploy, s3, invoke, logs, capsys):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+
+    summary = invoke(s3_put(deployment.input_bucket, "uploads/deleted since.jpg"))
+
+    assert (summary["failed"], summary["objects"][0]["code"]) == (1, "source_not_found")
+    assert keys_in(s3, deployment.output_bucket) == []
+    assert error_codes(emf(capsys.readouterr().out)) == ["source_not_found"]
+    refusals = [line for line in logs() if line.get("error_code") == "source_not_found"]
+    assert refusals and refusals[0]["key"] == "uploads/deleted since.jpg"
+
+
+def test_non_image_object_is_skipped_without_output_or_exception(deploy, s3, invoke, capsys):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    notes = b"meeting notes, not a photo"
+    upload(s3, deployment.input_bucket, "uploads/notes.jpg", Body=notes, ContentType="text/plain")
+
+    summary = invoke(s3_put(deployment.input_bucket, "uploads/notes.jpg"))
+
+    assert (summary["failed"], summary["objects"][0]["code"]) == (1, "invalid_image")
+    assert keys_in(s3, deployment.output_bucket) == []
+    assert error_codes(emf(capsys.readouterr().out)) == ["invalid_image"]
+
+
+def test_object_too_large_is_refused_before_download(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX, MAX_INPUT_BYTES="1000")
+    upload(s3, deployment.input_bucket, "uploads/big.jpg", "coffee.jpg")
+
+    summary = invoke(s3_put(deployment.input_bucket, "uploads/big.jpg"))
+
+    assert summary["objects"][0]["code"] == "image_too_large"
+    assert keys_in(s3, deployment.output_bucket) == []
+
+
+def test_transient_storage_error_is_raised_for_a_retry(deploy, s3, invoke, capsys):
+    # GIVEN an archived object: S3 answers InvalidObjectState, which Storage treats as retryable
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, "uploads/archived.jpg", StorageClass="GLACIER")
+
+    # WHEN its event arrives THEN the invocation fails, so Lambda retries it
+    from handler.errors import StorageUnavailable
+
+    with pytest.raises(StorageUnavailable):
+        invoke(s3_put(deployment.input_bucket, "uploads/archived.jpg"))
+    assert error_codes(emf(capsys.readouterr().out)) == ["storage_unavailable"]
+
+
+def test_s3_test_event_is_ignored(deploy, invoke, logs):
+    deploy(INPUT_PREFIX=INPUT_PREFIX)
+
+    summary = invoke(load("s3_test_event.json"))
+
+    assert summary == {"processed": 0, "skipped": 0, "failed": 0, "ignored": 1, "objects": []}
+    assert any("s3:TestEvent" in line["message"] for line in logs())
+
+
+def test_unknown_event_shape_is_a_clear_error(deploy, invoke, capsys):
+    deploy(INPUT_PREFIX=INPUT_PREFIX)
+    from handler import jobs
+
+    with pytest.raises(jobs.UnsupportedEvent, match=r"top-level fields: body, httpMethod"):
+        invoke({"httpMethod": "POST", "body": "aGVsbG8="})
+    assert error_codes(emf(capsys.readouterr().out)) == ["unsupported_event"]
+
+
+def test_events_that_create_nothing_are_ignored(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    removed = s3_put(deployment.input_bucket, "uploads/gone.jpg")
+    removed["Records"][0]["eventName"] = "ObjectRemoved:Delete"
+    deleted = eventbridge(deployment.input_bucket, "uploads/gone.jpg")
+    deleted["detail-type"] = "Object Deleted"
+
+    assert invoke(removed)["ignored"] == 1
+    assert invoke(deleted)["ignored"] == 1
+    assert keys_in(s3, deployment.output_bucket) == []
+
+
+# --- EventBridge ------------------------------------------------------------------------------
+
+
+def test_eventbridge_event_file_end_to_end(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, CANONICAL_KEY, "coffee.jpg")
+    event = load("eventbridge_object_created.json")
+    event["detail"]["bucket"]["name"] = deployment.input_bucket
+
+    summary = invoke(event)
+
+    assert summary["processed"] == 1
+    assert keys_in(s3, deployment.output_bucket) == sorted(CANONICAL_OUTPUTS)
+
+
+def test_eventbridge_key_is_used_as_sent(deploy, s3, invoke):
+    # GIVEN a key with literal '+' signs, which unquote_plus would turn into spaces
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, "uploads/c++ notes/a+b.jpg", "coffee.jpg")
+
+    summary = invoke(eventbridge(deployment.input_bucket, "uploads/c++ notes/a+b.jpg"))
+
+    assert summary["processed"] == 1, summary
+    assert keys_in(s3, deployment.output_bucket) == ["cutouts/c++ notes/a+b.png", "masks/c++ notes/a+b.png"]
+
+
+def test_eventbridge_key_falls_back_to_its_decoded_form(deploy, s3, invoke):
+    # GIVEN an EventBridge event whose key arrives URL-encoded, and no object with the encoded key
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, CANONICAL_KEY, "coffee.jpg")
+
+    summary = invoke(eventbridge(deployment.input_bucket, quote_plus(CANONICAL_KEY, safe="/")))
+
+    # THEN the decoded key is read, and the outputs follow it
+    assert summary["processed"] == 1, summary
+    assert summary["objects"][0]["key"] == CANONICAL_KEY
+    assert keys_in(s3, deployment.output_bucket) == sorted(CANONICAL_OUTPUTS)
+
+
+# --- SQS --------------------------------------------------------------------------------------
+
+
+def test_sqs_s3_notification_file_end_to_end(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, CANONICAL_KEY, "astronaut.jpg")
+    upload(s3, deployment.input_bucket, "uploads/holiday photos/sunset+glow.jpg", "chelsea.jpg")
+    event = load("sqs_s3_notification.json")
+    for record in event["Records"]:
+        body = json.loads(record["body"])
+        body["Records"][0]["s3"]["bucket"]["name"] = deployment.input_bucket
+        record["body"] = json.dumps(body)
+
+    response = invoke(event)
+
+    assert response == {"batchItemFailures": []}
+    assert keys_in(s3, deployment.output_bucket) == sorted(
+        [*CANONICAL_OUTPUTS, "cutouts/holiday photos/sunset+glow.png", "masks/holiday photos/sunset+glow.png"]
+    )
+
+
+def test_sqs_eventbridge_file_end_to_end(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, CANONICAL_KEY, "chelsea.jpg")
+    event = load("sqs_eventbridge.json")
+    body = json.loads(event["Records"][0]["body"])
+    body["detail"]["bucket"]["name"] = deployment.input_bucket
+    event["Records"][0]["body"] = json.dumps(body)
+
+    response = invoke(event)
+
+    assert response == {"batchItemFailures": []}
+    assert keys_in(s3, deployment.output_bucket) == sorted(CANONICAL_OUTPUTS)
+
+
+def test_sqs_batch_reports_exactly_the_messages_to_retry(deploy, s3, invoke, capsys):
+    # GIVEN a batch with a good upload, an archived object (transient), a missing object
+    # (permanent), a message that is not JSON, and the test event S3 sends to a new queue
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    bucket = deployment.input_bucket
+    upload(s3, bucket, "uploads/good.jpg", "coffee.jpg")
+    upload(s3, bucket, "uploads/archived.jpg", StorageClass="GLACIER")
+    event = sqs(
+        s3_put(bucket, "uploads/good.jpg"),
+        s3_put(bucket, "uploads/archived.jpg"),
+        s3_put(bucket, "uploads/missing.jpg"),
+        "this is not JSON",
+        load("s3_test_event.json"),
+        eventbridge(bucket, "uploads/good.jpg"),
+    )
+
+    # WHEN the batch is handled
+    response = invoke(event)
+
+    # THEN only the retryable messages go back to the queue; the permanent failure does not
+    assert response == {"batchItemFailures": [{"itemIdentifier": "message-1"}, {"itemIdentifier": "message-3"}]}
+    assert keys_in(s3, deployment.output_bucket) == ["cutouts/good.png", "masks/good.png"]
+    codes = error_codes(emf(capsys.readouterr().out))
+    assert sorted(codes) == ["source_not_found", "storage_unavailable", "unsupported_event"]
+
+
+def test_sqs_batch_where_every_message_fails_is_retried_whole(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+    with pytest.raises(BatchProcessingError):
+        invoke(sqs("not JSON", "[]"))
+    assert keys_in(s3, deployment.output_bucket) == []
+
+
+# --- S3 Batch Operations ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", ["1.0", "2.0"])
+def test_batch_operations_good_and_bad_keys(deploy, s3, invoke, version):
+    # GIVEN a photo and a file that is not one, both with awkward keys
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    bucket = deployment.input_bucket
+    upload(s3, bucket, CANONICAL_KEY, "astronaut.jpg")
+    upload(s3, bucket, "uploads/broken (1)+.jpg", Body=b"\xff\xd8\xff truncated")
+    good_event = load("batch_operations_v1.json" if version == "1.0" else "batch_operations_v2.json")
+    task = good_event["tasks"][0]
+    if version == "1.0":
+        task["s3BucketArn"] = f"arn:aws:s3:::{bucket}"
+    else:
+        task["s3Bucket"] = bucket
+
+    # WHEN Batch Operations invokes the function for each (one task per invocation)
+    good = invoke(good_event)
+    bad = invoke(batch_operations(version, bucket, "uploads/broken (1)+.jpg"))
+
+    # THEN each answer has exactly the shape S3 Batch Operations requires
+    for response in (good, bad):
+        assert set(response) == {"invocationSchemaVersion", "treatMissingKeysAs", "invocationId", "results"}
+        assert response["invocationSchemaVersion"] == version
+        assert response["treatMissingKeysAs"] == "PermanentFailure"
+        assert len(response["results"]) == 1
+        assert set(response["results"][0]) == {"taskId", "resultCode", "resultString"}
+    assert good["invocationId"] == good_event["invocationId"]
+    assert good["results"][0]["taskId"] == good_event["tasks"][0]["taskId"]
+    # AND the photo succeeded, the other file failed for good with its error code
+    assert good["results"][0]["resultCode"] == "Succeeded"
+    assert good["results"][0]["resultString"] == " ".join(CANONICAL_OUTPUTS)
+    assert bad["results"][0]["resultCode"] == "PermanentFailure"
+    assert bad["results"][0]["resultString"].startswith("invalid_image: ")
+    assert keys_in(s3, deployment.output_bucket) == sorted(CANONICAL_OUTPUTS)
+
+
+def test_batch_operations_transient_error_is_a_temporary_failure(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, "uploads/archived.jpg", StorageClass="GLACIER")
+
+    response = invoke(batch_operations("2.0", deployment.input_bucket, "uploads/archived.jpg"))
+
+    assert response["results"][0]["resultCode"] == "TemporaryFailure"
+    assert response["results"][0]["resultString"].startswith("storage_unavailable: ")
+
+
+def test_batch_operations_rerun_reports_skipped_as_succeeded(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, "uploads/backfill.jpg", "coffee.jpg")
+    event = batch_operations("1.0", deployment.input_bucket, "uploads/backfill.jpg")
+
+    first, second = invoke(event), invoke(event)
+
+    assert first["results"][0]["resultCode"] == second["results"][0]["resultCode"] == "Succeeded"
+    assert second["results"][0]["resultString"].startswith("skipped (up_to_date)")
+
+
+# --- Configuration ----------------------------------------------------------------------------
+
+
+def _start_up() -> None:
+    """What Lambda's init phase does: import the entry point module."""
+    module = sys.modules.get("handler.jobs")
+    if module is None:
+        importlib.import_module("handler.jobs")
+    else:
+        importlib.reload(module)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            {"INPUT_BUCKET": "shared", "OUTPUT_BUCKET": "shared", "INPUT_PREFIX": "", "OUTPUT_PREFIX": "results/"},
+            "recursive loop",
+        ),
+        (
+            {"INPUT_BUCKET": "shared", "OUTPUT_BUCKET": "shared", "INPUT_PREFIX": "in/", "OUTPUT_PREFIX": "in/out/"},
+            "recursive loop",
+        ),
+        ({"OUTPUT_BUCKET": None}, "OUTPUT_BUCKET must be set"),
+        ({"OUTPUT_FORMAT": "jpeg"}, "OUTPUT_FORMAT"),
+    ],
+    ids=["same-bucket-no-input-prefix", "output-inside-input", "no-output-bucket", "jpeg"],
+)
+def test_unworkable_configuration_fails_at_start_up(deploy, overrides, message):
+    deploy(**overrides)
+
+    with pytest.raises(ConfigurationError, match=message):
+        _start_up()
+
+
+def test_outputs_mask_writes_only_masks(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX, OUTPUTS="mask")
+    upload(s3, deployment.input_bucket, "uploads/only-mask.jpg", "chelsea.jpg")
+
+    summary = invoke(s3_put(deployment.input_bucket, "uploads/only-mask.jpg"))
+
+    assert summary["objects"][0]["outputs"] == ["masks/only-mask.png"]
+    assert keys_in(s3, deployment.output_bucket) == ["masks/only-mask.png"]
+
+
+def test_output_format_webp(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX, OUTPUT_FORMAT="webp", OUTPUT_PREFIX="results/")
+    upload(s3, deployment.input_bucket, "uploads/w.jpg", "coffee.jpg")
+
+    invoke(s3_put(deployment.input_bucket, "uploads/w.jpg"))
+
+    assert keys_in(s3, deployment.output_bucket) == ["results/cutouts/w.webp", "results/masks/w.webp"]
+    assert head(s3, deployment.output_bucket, "results/cutouts/w.webp")["ContentType"] == "image/webp"
+    cutout = image(s3, deployment.output_bucket, "results/cutouts/w.webp")
+    assert (cutout.format, cutout.mode) == ("WEBP", "RGBA")
+
+
+def test_object_under_the_output_location_is_not_processed(deploy, new_bucket, s3, invoke, capsys):
+    # GIVEN one bucket for uploads and results (non-overlapping prefixes), and a trigger that
+    # wrongly fires for every key in it
+    bucket = new_bucket("shared")
+    deploy(INPUT_BUCKET=bucket, OUTPUT_BUCKET=bucket, INPUT_PREFIX="uploads/", OUTPUT_PREFIX="results/")
+    upload(s3, bucket, "uploads/cat.jpg", "chelsea.jpg")
+    first = invoke(s3_put(bucket, "uploads/cat.jpg"))
+    assert first["objects"][0]["outputs"] == ["results/cutouts/cat.png", "results/masks/cat.png"]
+    capsys.readouterr()
+
+    # WHEN the events for the function's own outputs arrive
+    summaries = [invoke(s3_put(bucket, key)) for key in first["objects"][0]["outputs"]]
+
+    # THEN they are refused: no output of an output, no loop
+    assert [summary["objects"][0]["code"] for summary in summaries] == ["output_location", "output_location"]
+    assert keys_in(s3, bucket) == ["results/cutouts/cat.png", "results/masks/cat.png", "uploads/cat.jpg"]
+    documents = emf(capsys.readouterr().out)
+    assert metric_total(documents, "Skipped") == 2
+    assert metric_total(documents, "ImagesProcessed") == 0
+
+
+# --- Events as `sam local generate-event` makes them --------------------------------------------
+
+SAM_KEY = "uploads/sam made/it (really)+é.jpg"
+
+
+def generate_event(*args: str) -> dict[str, Any]:
+    sam = tool_path("sam")
+    completed = subprocess.run(
+        [str(sam), "local", "generate-event", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+        env={"PATH": str(sam.parent), "HOME": str(Path.home()), "SAM_CLI_TELEMETRY": "0"},
+    )
+    return json.loads(completed.stdout)
+
+
+def test_sam_generated_s3_put_event(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, SAM_KEY, "coffee.jpg")
+    event = generate_event("s3", "put", "--bucket", deployment.input_bucket, "--key", SAM_KEY)
+
+    summary = invoke(event)
+
+    assert summary["processed"] == 1, summary
+    relative = "sam made/it (really)+é.png"
+    assert keys_in(s3, deployment.output_bucket) == [f"cutouts/{relative}", f"masks/{relative}"]
+
+
+def test_sam_generated_sqs_event_carrying_an_s3_notification(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, SAM_KEY, "coffee.jpg")
+    notification = generate_event("s3", "put", "--bucket", deployment.input_bucket, "--key", SAM_KEY)
+    # sam pastes --body into its JSON template as is, so it must arrive JSON-string-escaped
+    event = generate_event("sqs", "receive-message", "--body", json.dumps(json.dumps(notification))[1:-1])
+    assert json.loads(event["Records"][0]["body"]) == notification
+
+    response = invoke(event)
+
+    assert response == {"batchItemFailures": []}
+    assert len(keys_in(s3, deployment.output_bucket)) == 2
+
+
+def test_sam_generated_batch_operations_event(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
+    upload(s3, deployment.input_bucket, SAM_KEY, "coffee.jpg")
+    event = generate_event(
+        "s3", "batch-invocation", "--bucket-arn", f"arn:aws:s3:::{deployment.input_bucket}", "--key", SAM_KEY
+    )
+
+    response = invoke(event)
+
+    assert response["results"][0]["resultCode"] == "Succeeded", response
+    assert len(keys_in(s3, deployment.output_bucket)) == 2

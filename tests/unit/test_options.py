@@ -1,0 +1,171 @@
+"""parse_options: output options from query-string / form / JSON values, and Margin.pixels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from handler.errors import InvalidParameter
+from handler.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
+
+
+def test_no_options_gives_the_defaults() -> None:
+    assert parse_options({}) == RenderOptions(
+        format="png", bg_color=None, crop=False, margin=Margin(0), max_size=None, refine=None
+    )
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "expected"),
+    [
+        ({"format": "png"}, "format", "png"),
+        ({"format": "PNG"}, "format", "png"),
+        ({"format": " webp "}, "format", "webp"),
+        ({"format": "jpeg"}, "format", "jpeg"),
+        ({"format": "jpg"}, "format", "jpeg"),
+        ({"bg_color": "#ff8000"}, "bg_color", (255, 128, 0)),
+        ({"bg_color": "FF8000"}, "bg_color", (255, 128, 0)),
+        ({"bg_color": "#000000"}, "bg_color", (0, 0, 0)),
+        ({"crop": "true"}, "crop", True),
+        ({"crop": "1"}, "crop", True),
+        ({"crop": "Yes"}, "crop", True),
+        ({"crop": "on"}, "crop", True),
+        ({"crop": True}, "crop", True),
+        ({"crop": "false"}, "crop", False),
+        ({"crop": "0"}, "crop", False),
+        ({"crop": "no"}, "crop", False),
+        ({"crop": False}, "crop", False),
+        ({"margin": "0"}, "margin", Margin(0)),
+        ({"margin": "20"}, "margin", Margin(20)),
+        ({"margin": "20px"}, "margin", Margin(20)),
+        ({"margin": "20PX"}, "margin", Margin(20)),
+        ({"margin": 12}, "margin", Margin(12)),
+        ({"margin": "2.5%"}, "margin", Margin(2.5, percent=True)),
+        ({"margin": "100%"}, "margin", Margin(100, percent=True)),
+        ({"max_size": "1"}, "max_size", 1),
+        ({"max_size": "1024"}, "max_size", 1024),
+        ({"max_size": 512}, "max_size", 512),
+        ({"max_size": str(MAX_SIZE_LIMIT)}, "max_size", MAX_SIZE_LIMIT),
+        ({"refine": "true"}, "refine", True),
+        ({"refine": "false"}, "refine", False),
+        ({"refine": False}, "refine", False),
+    ],
+)
+def test_valid_values(raw: dict[str, Any], field: str, expected: Any) -> None:
+    options = parse_options(raw)
+
+    assert getattr(options, field) == expected
+    # and nothing else moved from its default
+    defaults = RenderOptions()
+    for other in ("format", "bg_color", "crop", "margin", "max_size", "refine"):
+        if other != field:
+            assert getattr(options, other) == getattr(defaults, other)
+
+
+def test_all_options_together() -> None:
+    options = parse_options(
+        {"format": "jpeg", "bg_color": "#ffffff", "crop": "true", "margin": "5%", "max_size": "800", "refine": "false"}
+    )
+
+    assert options == RenderOptions(
+        format="jpeg", bg_color=(255, 255, 255), crop=True, margin=Margin(5, percent=True), max_size=800, refine=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("format", "gif"),
+        ("format", ""),
+        ("format", 3),
+        ("bg_color", "red"),
+        ("bg_color", "#fff"),
+        ("bg_color", "#12345g"),
+        ("bg_color", "#1234567"),
+        ("crop", "maybe"),
+        ("crop", ""),
+        ("crop", 2),
+        ("margin", "-5"),
+        ("margin", "5em"),
+        ("margin", "%"),
+        ("margin", "101%"),
+        ("margin", "5 %"),
+        ("max_size", "0"),
+        ("max_size", "-1"),
+        ("max_size", "1.5"),
+        ("max_size", "big"),
+        ("max_size", str(MAX_SIZE_LIMIT + 1)),
+        ("max_size", True),
+        ("refine", "2"),
+        ("refine", "enabled"),
+        ("format", ["png", "webp"]),
+        ("crop", {"enabled": True}),
+        ("margin", None),
+    ],
+)
+def test_invalid_values_name_the_parameter(name: str, value: Any) -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        parse_options({name: value})
+
+    assert caught.value.parameter == name
+    assert caught.value.message.startswith(f"{name}:")
+    assert (caught.value.code, caught.value.status) == ("invalid_parameter", 400)
+
+
+@pytest.mark.parametrize(
+    ("raw", "named"),
+    [
+        ({"size": "full"}, "size"),
+        ({"format": "png", "Format": "png"}, "Format"),
+        ({"zeta": "1", "alpha": "1"}, "alpha"),
+        ({"image_url": "https://example.com/cat.jpg"}, "image_url"),
+    ],
+)
+def test_unknown_parameter_is_named(raw: dict[str, Any], named: str) -> None:
+    with pytest.raises(InvalidParameter) as caught:
+        parse_options(raw)
+
+    assert caught.value.parameter == named
+    # the message lists what is accepted
+    for name in OPTION_NAMES:
+        assert name in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("margin", "width", "height", "pixels"),
+    [
+        (Margin(0), 100, 50, 0),
+        (Margin(20), 100, 50, 20),
+        (Margin(20), 1, 1, 20),
+        (Margin(2.4), 100, 50, 2),
+        (Margin(2.6), 100, 50, 3),
+        (Margin(10, percent=True), 100, 50, 10),
+        (Margin(10, percent=True), 50, 100, 10),  # of the longer side, whichever it is
+        (Margin(5, percent=True), 44, 18, 2),
+        (Margin(2.5, percent=True), 1000, 10, 25),
+        (Margin(100, percent=True), 300, 200, 300),
+        (Margin(0, percent=True), 300, 200, 0),
+    ],
+)
+def test_margin_pixels(margin: Margin, width: int, height: int, pixels: int) -> None:
+    assert margin.pixels(width, height) == pixels
+
+
+@pytest.mark.parametrize(
+    ("options", "kind", "refused"),
+    [
+        (RenderOptions(format="jpeg"), "cutout", True),
+        (RenderOptions(format="jpeg", bg_color=(0, 0, 0)), "cutout", False),
+        (RenderOptions(format="jpeg"), "mask", False),
+        (RenderOptions(format="png"), "cutout", False),
+        (RenderOptions(format="webp"), "cutout", False),
+    ],
+)
+def test_jpeg_cutout_needs_a_background_colour(options: RenderOptions, kind: str, refused: bool) -> None:
+    if refused:
+        with pytest.raises(InvalidParameter) as caught:
+            options.check_for(kind)
+        assert caught.value.parameter == "bg_color"
+    else:
+        options.check_for(kind)
