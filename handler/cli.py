@@ -178,12 +178,19 @@ def _plan(inputs: list[Path], output: Path, fmt: str | None) -> Iterator[tuple[P
         len(inputs) == 1 and not inputs[0].is_dir() and output.suffix.lower() in OUTPUT_SUFFIXES
     )
     if single_file_target:
-        yield inputs[0], output, fmt or OUTPUT_SUFFIXES[output.suffix.lower()]
+        named = OUTPUT_SUFFIXES[output.suffix.lower()]
+        if fmt is not None and fmt != named:
+            raise SystemExit(f"error: --format {fmt} does not match the output name {output}")
+        yield inputs[0], output, named
         return
     fmt = fmt or "png"
+    destination = output.resolve()
     for item in inputs:
         if item.is_dir():
             for source in sorted(item.rglob("*")):
+                # Never take a previous run's outputs (an output folder inside the input) as inputs.
+                if destination in source.resolve().parents:
+                    continue
                 if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
                     yield source, (output / source.relative_to(item)).with_suffix(f".{fmt}"), fmt
         else:

@@ -27,11 +27,11 @@ def cgroup_cpus(cpu_max: Path = _CGROUP_CPU_MAX) -> int | None:
     """The cgroup v2 CPU quota in whole CPUs (rounded up), or None when unlimited or unknown."""
     try:
         quota, period = cpu_max.read_text().split()[:2]
-    except (OSError, ValueError):
+        if quota == "max":
+            return None
+        return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError, ZeroDivisionError):
         return None
-    if quota == "max":
-        return None
-    return max(1, math.ceil(int(quota) / int(period)))
 
 
 def available_cpus(environ: Mapping[str, str] | None = None) -> int:

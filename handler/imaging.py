@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Literal, Union
 
@@ -26,6 +27,13 @@ CONTENT_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg
 _EXIF_ORIENTATION_TAG = 0x0112
 # Offset of the "data colour space" field in an ICC profile header (ICC.1:2022 §7.2.6).
 _ICC_COLOUR_SPACE = slice(16, 20)
+# Decoders an upload may reach. Pillow knows ~40 formats; most are rarely used and less hardened,
+# and EPS/PostScript would run Ghostscript. MPO is how Pillow names many camera and phone JPEGs.
+# HEIF joins when the optional pillow-heif plugin is installed and registered.
+DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "HEIF")
+# ISO-BMFF brands of HEIC/HEIF photos (bytes 8-12 after "ftyp"): recognised even without a decoder,
+# so that a phone photo gets "unsupported format" (415) rather than "not an image" (400).
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
@@ -82,11 +90,15 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
         with warnings.catch_warnings():
             # Our own pixel limit (below) is the policy; Pillow's warning would only add noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(stream)
+            image = Image.open(stream, formats=_decodable_formats())
     except Image.DecompressionBombError as error:
         raise ImageTooLarge(f"the image has too many pixels ({error})") from error
     except UnidentifiedImageError as error:
-        raise InvalidImage("the data is not an image in a format this service reads") from error
+        if _is_heif(stream):
+            raise UnsupportedMediaType("HEIC/HEIF images need the pillow-heif decoder, which is not installed") from error
+        raise InvalidImage(
+            "the data is not an image in a format this service reads (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF)"
+        ) from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise InvalidImage(f"the image header is corrupt ({error})") from error
     width, height = image.size
@@ -97,6 +109,23 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
             f"the image is {width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,}"
         )
     return image
+
+
+@cache
+def _decodable_formats() -> tuple[str, ...]:
+    """The allowed formats this installation has a decoder for (Pillow registers plugins lazily)."""
+    Image.init()
+    return tuple(name for name in DECODABLE_FORMATS if name in Image.OPEN)
+
+
+def _is_heif(stream: io.IOBase | Path) -> bool:
+    if isinstance(stream, Path):
+        with stream.open("rb") as file:
+            header = file.read(12)
+    else:
+        stream.seek(0)
+        header = stream.read(12)
+    return header[4:8] == b"ftyp" and header[8:12] in _HEIF_BRANDS
 
 
 def _check_bytes(size: int, limits: ImageLimits) -> None:

@@ -71,7 +71,9 @@ def conv1x1(
     return model
 
 
-def channel_affine(channel: int, slope: float, intercept: float, *, size: int | None = BIREFNET_SIZE) -> onnx.ModelProto:
+def channel_affine(
+    channel: int, slope: float, intercept: float, *, size: int | None = BIREFNET_SIZE
+) -> onnx.ModelProto:
     """output = slope · pixel[channel] / 255 + intercept, for the raw 0..255 pixel value.
 
     The pipeline feeds n = (x/255 - mean) / std, so x/255 = n·std + mean and

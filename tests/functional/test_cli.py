@@ -217,6 +217,31 @@ def test_format_webp_for_a_folder(cli: Cli, tmp_path: Path, photo_tree: dict[str
     assert not list((tmp_path / "out").rglob("*.png"))
 
 
+def test_a_format_that_contradicts_the_output_name_is_refused(cli: Cli, tmp_path: Path) -> None:
+    save(photo(20, 20, 5), tmp_path / "here.png")
+
+    result = cli("remove", "here.png", "-o", "cut.png", "--format", "webp")
+
+    assert result.code != 0
+    assert "--format webp does not match" in result.stderr
+    assert not (tmp_path / "cut.png").exists()
+
+
+def test_outputs_inside_the_input_folder_are_not_taken_as_inputs(
+    cli: Cli, tmp_path: Path, photo_tree: dict[str, Path]
+) -> None:
+    # GIVEN a first run that wrote its cutouts inside the input folder
+    assert cli("remove", "photos", "-o", "photos/cutouts").code == 0
+
+    # WHEN the same command runs again
+    result = cli("remove", "photos", "-o", "photos/cutouts")
+
+    # THEN it cut out the same images again, and no cutout of a cutout appeared
+    assert result.code == 0, result.stderr
+    written = sorted(p.relative_to(tmp_path / "photos" / "cutouts").as_posix() for p in (tmp_path / "photos" / "cutouts").rglob("*.*"))
+    assert written == sorted(f"{name}.png" for name in photo_tree)
+
+
 def test_the_input_byte_limit_applies(cli: Cli, tmp_path: Path) -> None:
     small = save(photo(8, 8, 6), tmp_path / "small.png")
     large = save(photo(64, 64, 7), tmp_path / "large.png")

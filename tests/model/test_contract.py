@@ -122,7 +122,10 @@ def test_probability_graph_is_used_without_sigmoid(
 
     mask = model.mask(picture)
 
-    assert_mask(mask, expected_mask(picture, lambda squashed: np.clip(slope * squashed[..., 0] / 255 + intercept, 0, 1)))
+    def clipped(squashed: np.ndarray) -> np.ndarray:
+        return np.clip(slope * squashed[..., 0] / 255.0 + intercept, 0.0, 1.0)
+
+    assert_mask(mask, expected_mask(picture, clipped))
 
 
 # -- no min-max stretch ---------------------------------------------------------------------------

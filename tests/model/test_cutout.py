@@ -50,7 +50,9 @@ def srgb_profile() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
-def test_cutout_has_straight_alpha_and_zeroed_transparent_rgb(red_is_alpha: BackgroundModel, photo: Image.Image) -> None:
+def test_cutout_has_straight_alpha_and_zeroed_transparent_rgb(
+    red_is_alpha: BackgroundModel, photo: Image.Image
+) -> None:
     # WHEN cutting out
     cutout = remove(photo, model=red_is_alpha)
 

@@ -61,7 +61,9 @@ EXPECTATIONS = {
 def region_mean(mask_pixels: np.ndarray, region: Region) -> float:
     height, width = mask_pixels.shape
     left, top, right, bottom = region
-    return float(mask_pixels[round(top * height) : round(bottom * height), round(left * width) : round(right * width)].mean())
+    rows = slice(round(top * height), round(bottom * height))
+    columns = slice(round(left * width), round(right * width))
+    return float(mask_pixels[rows, columns].mean())
 
 
 @pytest.fixture(scope="module")

@@ -139,8 +139,16 @@ def test_threads_default_to_the_lambda_vcpu_share() -> None:
     assert ModelSettings.from_env({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769"}).threads == 1
 
 
-@pytest.mark.parametrize(("name", "raw"), [("MODEL_THREADS", "0"), ("MODEL_THREADS", "-2"), ("MODEL_THREADS", "two"),
-                                           ("MODEL_INPUT_SIZE", "0"), ("MODEL_INPUT_SIZE", "1024px")])
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("MODEL_THREADS", "0"),
+        ("MODEL_THREADS", "-2"),
+        ("MODEL_THREADS", "two"),
+        ("MODEL_INPUT_SIZE", "0"),
+        ("MODEL_INPUT_SIZE", "1024px"),
+    ],
+)
 def test_non_positive_or_non_numeric_counts_are_configuration_errors(name: str, raw: str) -> None:
     with pytest.raises(ConfigurationError, match=name):
         ModelSettings.from_env({name: raw})

@@ -37,6 +37,8 @@ def test_lambda_vcpus(memory_mb: int, vcpus: int) -> None:
         ("400000 100000", 4),
         ("max 100000\n", None),  # no quota
         ("", None),
+        ("abc 100000\n", None),  # malformed: unknown, not a crash
+        ("100000 0\n", None),
     ],
 )
 def test_cgroup_cpus_reads_cpu_max(tmp_path: Path, content: str, cpus: int | None) -> None:

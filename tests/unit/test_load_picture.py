@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from handler.config import ImageLimits
-from handler.errors import ImageTooLarge, InvalidImage
+from handler.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from handler.imaging import Picture, load_picture
 
 # JPEG is lossy: flat 16x16 blocks aligned to the MCU grid decode within a few levels.
@@ -333,3 +333,24 @@ def test_any_bytes_like_source_is_read(wrap: Callable[[bytes], object]) -> None:
     picture = load_picture(wrap(data))  # type: ignore[arg-type]
 
     assert picture.size == (5, 4) and (pixels(picture) == (9, 8, 7)).all()
+
+
+def test_formats_outside_the_allow_list_are_not_decoded() -> None:
+    # GIVEN formats Pillow could open (EPS would even run Ghostscript) but uploads may not use
+    ico, ppm = io.BytesIO(), io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(ico, "ICO")
+    Image.new("RGB", (16, 16), "red").save(ppm, "PPM")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+
+    # THEN each is refused as not an image this service reads
+    for data in (ico.getvalue(), ppm.getvalue(), eps):
+        with pytest.raises(InvalidImage):
+            load_picture(data)
+
+
+def test_heic_without_its_decoder_is_unsupported_not_invalid() -> None:
+    # The ISO-BMFF header of an iPhone photo: size, "ftyp", major brand "heic".
+    header = struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00" + b"mif1heic" + b"\x00" * 32
+
+    with pytest.raises(UnsupportedMediaType):
+        load_picture(header)
