@@ -87,7 +87,7 @@ class _GraphBuilder:
         return self.const("i", np.array(v, dtype=np.int64))
 
 
-def _body(g: _GraphBuilder, x: str) -> str:
+def _body(g: _GraphBuilder, x: str, subject_size: int | None = None) -> str:
     # ---- encoder: full res (32ch) -> 1/2 (96ch) -> 1/4 (128ch) -> 1/8 (256ch)
     f0 = g.conv(x, 3, 32)                            # 1/1, 32ch: 128 MiB per map at 1024^2
     f1 = g.conv(f0, 32, 32)
@@ -117,11 +117,26 @@ def _body(g: _GraphBuilder, x: str) -> str:
 
     # ---- head: bounded logits so sigmoid(logits) is a usable soft mask.
     logits = g.op("Tanh", [g.conv(d1, 16, 1, k=1, relu=False)])
-    return g.op("Mul", [logits, g.const("scale", np.array(8.0, dtype=np.float32))], out=OUTPUT_NAME)
+    if subject_size is None:
+        return g.op("Mul", [logits, g.const("scale", np.array(8.0, dtype=np.float32))], out=OUTPUT_NAME)
+    # A photo-like mask: a centred subject with soft edges (the random network's own output only
+    # adds a faint texture), so that cutouts have the transparent background, opaque subject and
+    # thin soft band of a real one — which is what decides their encoding cost and size.
+    texture = g.op("Mul", [logits, g.const("texture", np.array(0.25, dtype=np.float32))])
+    return g.op("Add", [texture, g.const("subject", _subject_logits(subject_size))], out=OUTPUT_NAME)
 
 
-def build_heavy_graph(path: str, size: int | None = 1024, dynamic: bool = False) -> None:
+def _subject_logits(size: int) -> np.ndarray:
+    """Logits of an upright ellipse covering ~40% of the frame, +-10 away from a ~1% wide edge."""
+    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / np.float32(size)
+    radius = np.sqrt(((x - 0.5) / 0.33) ** 2 + ((y - 0.55) / 0.42) ** 2)
+    return np.clip(60.0 * (1.0 - radius), -10.0, 10.0).astype(np.float32).reshape(1, 1, size, size)
+
+
+def build_heavy_graph(path: str, size: int | None = 1024, dynamic: bool = False, subject: bool = False) -> None:
     """Write the heavy stand-in graph to ``path``.
+
+    ``subject=True`` (fixed sizes only) makes its mask photo-like: a centred subject with soft edges.
 
     ``size`` fixes H=W (static shapes let onnxruntime plan memory patterns, like a
     fixed-size BiRefNet export); ``dynamic=True`` (or ``size=None``) names the dims
@@ -133,7 +148,9 @@ def build_heavy_graph(path: str, size: int | None = 1024, dynamic: bool = False)
     else:
         dims = [size, size]
     g = _GraphBuilder(SEED)
-    _body(g, INPUT_NAME)
+    if subject and (dynamic or size is None):
+        raise ValueError("subject=True needs a fixed size")
+    _body(g, INPUT_NAME, size if subject else None)
     graph = helper.make_graph(
         g.nodes,
         "heavy_birefnet_standin",

@@ -50,6 +50,17 @@ def _floats(name: str, raw: str | None, default: tuple[float, float, float]) -> 
     return values  # type: ignore[return-value]
 
 
+def _switch(name: str, raw: str | None, default: bool) -> bool:
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigurationError(f"{name} must be 1 or 0 (true/false, on/off), got {raw!r}")
+
+
 def _positive_int(name: str, raw: str | None, default: int | None) -> int | None:
     if raw is None or raw.strip() == "":
         return default
@@ -169,6 +180,9 @@ class FunctionSettings:
     presigned_url_expiry: int = DEFAULT_PRESIGNED_URL_EXPIRY
     # Format of the cutouts and masks the jobs function stores.
     output_format: str = "png"
+    # Jobs with several objects overlap S3 transfers with the work: the next object is read and the
+    # previous one's outputs are written in the background while one is inferred (JOBS_PREFETCH).
+    prefetch: bool = True
 
     def __post_init__(self) -> None:
         unknown = set(self.outputs) - set(OUTPUT_KINDS)
@@ -211,6 +225,7 @@ class FunctionSettings:
             )
             or DEFAULT_PRESIGNED_URL_EXPIRY,
             output_format=(env.get("OUTPUT_FORMAT") or "png").strip().lower(),
+            prefetch=_switch("JOBS_PREFETCH", env.get("JOBS_PREFETCH"), True),
         )
 
 

@@ -12,6 +12,10 @@ calls `render.process` and writes the outputs. Failures split on `BackgroundRemo
 bad input is logged with its error code, counted, and not retried; anything else (S3 trouble, a
 bug) goes back to the platform, which retries it.
 
+An event naming several objects overlaps S3 transfers with the work (JOBS_PREFETCH, on by default):
+while one object is decoded, inferred and encoded, the next one is read and the previous one's
+outputs are written, each on its own background thread, one object at a time (see `_Overlap`).
+
 How each envelope encodes the object key:
 
 - S3 event notifications URL-encode it, form style ("red flower.jpg" becomes "red+flower.jpg"):
@@ -27,8 +31,10 @@ How each envelope encodes the object key:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any, Literal, TypeVar, cast
 from urllib.parse import quote, unquote_plus
 
@@ -57,7 +63,7 @@ from handler.imaging import OutputFormat
 from handler.observability import count_error, logger, metrics, record_processed, tracer
 from handler.options import RenderOptions
 from handler.render import process
-from handler.storage import StoredObject
+from handler.storage import Storage, StoredObject
 
 # Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
 OUTPUT_FOLDERS = {"cutout": "cutouts", "mask": "masks"}
@@ -304,23 +310,71 @@ def _batch_ref(schema_version: str, task: S3BatchOperationTask) -> ObjectRef:
 
 def _handle_all(refs: Iterable[ObjectRef]) -> list[Outcome]:
     """Every object gets its turn; the first transient failure is raised once all have had it."""
-    outcomes: list[Outcome] = []
-    retry: Exception | None = None
-    for ref in refs:
-        try:
-            outcomes.append(handle_object(ref))
-        except Exception as error:  # already logged and counted by handle_object
-            retry = retry or error
+    refs = list(refs)
+    if len(refs) > 1 and runtime.current().settings.function.prefetch:
+        results = _handle_overlapped(refs)
+    else:
+        results = [_attempt(ref, partial(_handle_and_finish, ref)) for ref in refs]
+    retry = next((result for result in results if isinstance(result, Exception)), None)
     if retry is not None:
         raise retry
-    return outcomes
+    return cast(list[Outcome], results)
+
+
+def _handle_overlapped(refs: Sequence[ObjectRef]) -> list[Outcome | Exception]:
+    """`handle_object` for each, in order, with the S3 transfers of neighbours in the background.
+
+    Object i+1 is read while object i is worked on; object i's outputs are written while object
+    i+1 is worked on, and only then is object i's outcome known (a failed write is its failure).
+    """
+    current = runtime.current()
+    function = current.settings.function
+    results: list[Outcome | Exception] = []
+    with _Overlap(current.storage, current.settings.limits.max_bytes) as overlap:
+        ahead: Future[StoredObject] | None = None
+        behind: _Processed | None = None
+        for position, ref in enumerate(refs):
+            prefetched, ahead = ahead, None
+            following = refs[position + 1] if position + 1 < len(refs) else None
+            if following is not None and _will_read(following, function):
+                ahead = overlap.read(following)
+            started = _attempt(ref, partial(_handle, ref, overlap, prefetched))
+            prefetched = None  # its bytes may go as soon as the object is done with them
+            if behind is not None:
+                results.append(_attempt(behind.ref, behind.finish))
+                behind = None
+            if isinstance(started, _Processed):
+                behind = started
+            else:
+                results.append(started)
+        if behind is not None:
+            results.append(_attempt(behind.ref, behind.finish))
+    return results
+
+
+def _attempt(ref: ObjectRef, step: Callable[[], T]) -> T | Outcome | Exception:
+    """`_settled(ref, step)`, with a transient failure (logged and counted there) returned, not raised."""
+    try:
+        return _settled(ref, step)
+    except Exception as error:
+        return error
 
 
 def handle_object(ref: ObjectRef) -> Outcome:
     """Cut out one object. Permanent failures come back as an Outcome; transient ones raise."""
+    return _settled(ref, partial(_handle_and_finish, ref))
+
+
+def _handle_and_finish(ref: ObjectRef) -> Outcome:
+    handled = _handle(ref)
+    return handled.finish() if isinstance(handled, _Processed) else handled
+
+
+def _settled(ref: ObjectRef, step: Callable[[], T]) -> T | Outcome:
+    """`step()`, with failures logged and counted for `ref`: permanent ones become its Outcome."""
     with logger.append_context_keys(bucket=ref.bucket, key=ref.key):
         try:
-            return _handle(ref)
+            return step()
         except BackgroundRemovalError as error:
             count_error(error.code)
             if not error.permanent:
@@ -338,11 +392,14 @@ def handle_object(ref: ObjectRef) -> Outcome:
 
 
 @tracer.capture_method(capture_response=False)
-def _handle(ref: ObjectRef) -> Outcome:
+def _handle(
+    ref: ObjectRef, overlap: _Overlap | None = None, prefetched: Future[StoredObject] | None = None
+) -> Outcome | _Processed:
+    """One object up to its outputs; with `overlap`, they are still being written on return."""
     current = runtime.current()
     function = current.settings.function
     output_bucket = cast(str, function.output_bucket)  # checked by _runtime()
-    if any(_is_output(ref.bucket, key, function) for key in (ref.key, ref.decoded_key) if key is not None):
+    if _under_output(ref, function):
         logger.warning("object is under the output location; not processed (recursive loop guard)")
         _count_skipped()
         return Outcome(
@@ -355,15 +412,13 @@ def _handle(ref: ObjectRef) -> Outcome:
         )
 
     fmt = cast(OutputFormat, function.output_format)
-
-    def targets_for(key: str) -> dict[str, str]:
-        return {kind: output_key(key, kind, _extension(fmt), function) for kind in function.outputs}
-
-    targets = targets_for(ref.key)  # refuses a key that could escape the prefix before reading it
-    key, stored = _read(ref, current)
+    targets = _targets(ref.key, function)  # refuses a key that could escape the prefix before reading it
+    key, stored = _read(ref, current, prefetched)
     if key != ref.key:
-        targets = targets_for(key)
+        targets = _targets(key, function)
     model = _metadata_text(current.model_name)
+    if overlap is not None:
+        overlap.wait_for_writes(targets.values())  # the object before may be writing these very outputs
     if _up_to_date(current, output_bucket, targets.values(), stored.etag, model):
         logger.info("outputs already match this object; skipped", extra={"etag": stored.etag})
         _count_skipped()
@@ -393,27 +448,104 @@ def _handle(ref: ObjectRef) -> Outcome:
     }
     if stored.version_id:
         metadata["source-version"] = stored.version_id
-    for kind, rendered in result.outputs.items():
-        current.storage.write(
-            output_bucket, targets[kind], rendered.data, content_type=rendered.content_type, metadata=metadata
-        )
-    record_processed(result.megapixels, result.inference_ms, result.total_ms)
-    logger.info(
-        "object processed",
-        extra={
-            "outputs": list(targets.values()),
-            "megapixels": round(result.megapixels, 3),
-            "inference_ms": round(result.inference_ms, 1),
-            "total_ms": round(result.total_ms, 1),
-        },
+    writes = [(targets[kind], rendered.data, rendered.content_type) for kind, rendered in result.outputs.items()]
+    processed = _Processed(
+        ref, key, tuple(targets.values()), result.megapixels, result.inference_ms, result.total_ms
     )
-    return Outcome(ref.bucket, key, "processed", outputs=tuple(targets.values()))
+    if overlap is None:
+        _write(current.storage, output_bucket, writes, metadata)
+        return processed
+    return processed.writing(overlap.write(output_bucket, writes, metadata))
 
 
-def _read(ref: ObjectRef, current: runtime.Runtime) -> tuple[str, StoredObject]:
+@dataclass(frozen=True)
+class _Processed:
+    """An object whose outputs are written, or being written (`written`); finish() gives its Outcome."""
+
+    ref: ObjectRef
+    key: str
+    outputs: tuple[str, ...]
+    megapixels: float
+    inference_ms: float
+    total_ms: float
+    written: Future[None] | None = None
+
+    def writing(self, written: Future[None]) -> _Processed:
+        return replace(self, written=written)
+
+    def finish(self) -> Outcome:
+        if self.written is not None:
+            self.written.result()  # a failed write is this object's failure, raised here
+        record_processed(self.megapixels, self.inference_ms, self.total_ms)
+        logger.info(
+            "object processed",
+            extra={
+                "outputs": list(self.outputs),
+                "megapixels": round(self.megapixels, 3),
+                "inference_ms": round(self.inference_ms, 1),
+                "total_ms": round(self.total_ms, 1),
+            },
+        )
+        return Outcome(self.ref.bucket, self.key, "processed", outputs=self.outputs)
+
+
+Write = tuple[str, bytes, str]  # key, data, content type
+
+
+def _write(storage: Storage, bucket: str, writes: Iterable[Write], metadata: Mapping[str, str]) -> None:
+    for key, data, content_type in writes:
+        storage.write(bucket, key, data, content_type=content_type, metadata=metadata)
+
+
+class _Overlap:
+    """S3 transfers for a batch on two background threads: reads one object ahead, writes one behind.
+
+    One read and one write at a time (each executor has one thread, and a write waits for the one
+    before), so a batch holds at most three objects' data: the next one's bytes, the current one
+    and the previous one's outputs. Peak memory is the bill. Leaving the `with` waits for both.
+    """
+
+    def __init__(self, storage: Storage, max_bytes: int) -> None:
+        self._storage = storage
+        self._max_bytes = max_bytes
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs-read")
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs-write")
+        self._writing: tuple[frozenset[str], Future[None]] | None = None
+
+    def __enter__(self) -> _Overlap:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._reader.shutdown(wait=True, cancel_futures=True)
+        self._writer.shutdown(wait=True)
+
+    def read(self, ref: ObjectRef) -> Future[StoredObject]:
+        """Start reading `ref.key` (its decoded form, if needed, is read later, in the foreground)."""
+        return self._reader.submit(self._storage.read, ref.bucket, ref.key, max_bytes=self._max_bytes)
+
+    def write(self, bucket: str, writes: Sequence[Write], metadata: Mapping[str, str]) -> Future[None]:
+        self.wait_for_writes()
+        future = self._writer.submit(_write, self._storage, bucket, writes, metadata)
+        self._writing = (frozenset(key for key, _, _ in writes), future)
+        return future
+
+    def wait_for_writes(self, keys: Iterable[str] | None = None) -> None:
+        """Wait for the pending write (only if it writes one of `keys`, when given).
+
+        Without raising: a failed write is reported by its own object.
+        """
+        if self._writing is not None and (keys is None or not self._writing[0].isdisjoint(keys)):
+            wait([self._writing[1]])
+
+
+def _read(
+    ref: ObjectRef, current: runtime.Runtime, prefetched: Future[StoredObject] | None = None
+) -> tuple[str, StoredObject]:
     """The key that exists and its object; the decoded key is the fallback for undocumented encodings."""
     max_bytes = current.settings.limits.max_bytes
     try:
+        if prefetched is not None:
+            return ref.key, prefetched.result()
         return ref.key, current.storage.read(ref.bucket, ref.key, max_bytes=max_bytes)
     except (SourceNotFound, SourceForbidden):
         # Without s3:ListBucket, S3 answers 403 rather than 404 for a key that does not exist.
@@ -438,6 +570,26 @@ def _up_to_date(current: runtime.Runtime, bucket: str, keys: Iterable[str], etag
 
 def _is_output(bucket: str, key: str, function: FunctionSettings) -> bool:
     return bucket == function.output_bucket and key.startswith(function.output_prefix)
+
+
+def _under_output(ref: ObjectRef, function: FunctionSettings) -> bool:
+    return any(_is_output(ref.bucket, key, function) for key in (ref.key, ref.decoded_key) if key is not None)
+
+
+def _targets(source_key: str, function: FunctionSettings) -> dict[str, str]:
+    extension = _extension(cast(OutputFormat, function.output_format))
+    return {kind: output_key(source_key, kind, extension, function) for kind in function.outputs}
+
+
+def _will_read(ref: ObjectRef, function: FunctionSettings) -> bool:
+    """Whether `_handle` reads this object: it is not refused on its location or key alone."""
+    if _under_output(ref, function):
+        return False
+    try:
+        _targets(ref.key, function)
+    except InvalidParameter:
+        return False
+    return True
 
 
 def output_key(source_key: str, kind: str, extension: str, function: FunctionSettings) -> str:

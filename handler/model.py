@@ -98,7 +98,11 @@ class BackgroundModel:
 
     def probabilities(self, rgb: Image.Image) -> np.ndarray:
         """Foreground probability in [0, 1] at the model's own resolution, float32 [H, W]."""
-        (raw,) = self.session.run([self.output_name], {self.input_name: self.preprocess(rgb)})
+        return self.infer(self.preprocess(rgb))
+
+    def infer(self, tensor: np.ndarray) -> np.ndarray:
+        """The model on a preprocessed tensor, as probabilities (float32 [H, W])."""
+        (raw,) = self.session.run([self.output_name], {self.input_name: tensor})
         values = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2:])
         if self.spec.output == "logits":
             # sigmoid via tanh: never overflows for large negative logits. No min-max stretch, so an
@@ -108,9 +112,19 @@ class BackgroundModel:
 
     def mask(self, rgb: Image.Image) -> Image.Image:
         """The mode "L" mask at the input's own size: 255 foreground, 0 background."""
-        probability = Image.fromarray(self.probabilities(rgb), "F")
-        resized = np.asarray(probability.resize(rgb.size, Image.Resampling.BILINEAR))
-        return Image.fromarray(np.clip(resized * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        return to_mask(self.probabilities(rgb), rgb.size)
+
+
+def to_mask(probabilities: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """Probabilities at the model's size → mode "L" mask at `size`, bilinear, rounded.
+
+    Scaled (and offset by 0.5) at the model's small size, so the full-size work is one float resize
+    and Pillow's F->L conversion, which truncates and clips: truncating x + 0.5 rounds x, and
+    bilinear weights sum to 1, so the offset survives the resize exactly. No numpy temporaries at
+    full size: 5 bytes per pixel instead of ~17.
+    """
+    levels = probabilities * np.float32(255.0) + np.float32(0.5)
+    return Image.fromarray(levels.astype(np.float32, copy=False), "F").resize(size, Image.Resampling.BILINEAR).convert("L")
 
 
 def _input_size(shape: list[int | str | None], override: int | None) -> tuple[int, int]:

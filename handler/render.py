@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image
 
-from handler.background import Box, compose_cutout, foreground_box, segment
+from handler.background import Box, alpha_from, compose_cutout, foreground_box
 from handler.config import ImageLimits
-from handler.imaging import CONTENT_TYPES, ImageSource, Picture, encode, load_picture
+from handler.imaging import CONTENT_TYPES, ImageSource, Picture, encode, load_model_input, load_picture
 from handler.model import BackgroundModel
 from handler.options import RenderOptions
+from handler.png import encode_png_cutout
 
 
 @dataclass(frozen=True)
@@ -54,10 +57,8 @@ def process(
     for kind in kinds:
         options.check_for(kind)
     started = time.perf_counter()
-    picture = load_picture(source, limits)
-    inference_started = time.perf_counter()
-    alpha = segment(picture, model)
-    inference_ms = (time.perf_counter() - inference_started) * 1000
+    picture, probabilities, inference_ms = _decode_and_infer(source, model, limits)
+    alpha = alpha_from(picture, probabilities)
     box = foreground_box(alpha)
     input_size = picture.size
     picture, alpha = _crop(picture, alpha, box, options)
@@ -69,6 +70,27 @@ def process(
         inference_ms=inference_ms,
         total_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+def _decode_and_infer(
+    source: ImageSource, model: BackgroundModel, limits: ImageLimits
+) -> tuple[Picture, np.ndarray, float]:
+    """The full-size picture and the model's probabilities (and the inference time in ms).
+
+    For a large JPEG the model runs on a reduced draft decode while the full decode, needed only
+    for the cutout, runs alongside it on a second thread (Pillow decodes without the GIL).
+    """
+    small = load_model_input(source, limits, model.input_size)
+    if small is None:
+        picture = load_picture(source, limits)
+        inference_started = time.perf_counter()
+        return picture, model.probabilities(picture.rgb), (time.perf_counter() - inference_started) * 1000
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        full_decode = pool.submit(load_picture, source, limits)
+        inference_started = time.perf_counter()
+        probabilities = model.probabilities(small)
+        inference_ms = (time.perf_counter() - inference_started) * 1000
+        return full_decode.result(), probabilities, inference_ms
 
 
 def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: RenderOptions) -> tuple[Picture, Image.Image]:
@@ -92,6 +114,10 @@ def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: Render
 
 
 def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
+    if kind == "cutout" and options.format == "png" and options.bg_color is None and options.max_size is None:
+        # The common case, composed inside the PNG encoder's threads: no full-size RGBA copy.
+        data = encode_png_cutout(picture.rgb, alpha, icc_profile=picture.icc_profile)
+        return Rendered(kind, data, CONTENT_TYPES["png"], "png", picture.size[0], picture.size[1])
     if kind == "mask":
         image = alpha
     elif options.bg_color is not None:

@@ -1,0 +1,141 @@
+"""A fast PNG writer for large cutouts and masks.
+
+Pillow's PNG encoder picks filters adaptively per row and compresses on one thread: on a 12 MP
+cutout it took 0.66 s at level 1 and 1.8 s at its default level 6 here. Measured on the same
+cutout (benchmarks/png_encode.py), the "Up" filter computed with numpy followed by zlib level 1
+is about 2x faster than Pillow's level 1 *and* smaller (6.5 MB vs 6.9 MB): rows of zeroed
+transparent pixels and smooth photo regions turn into long runs of zeros under Up. Compressing
+horizontal strips as independent deflate blocks (joined with full flushes, as pigz does) spreads
+the work over the CPU share and bounds memory to a few strips at a time.
+
+The output is an ordinary PNG (one zlib stream in IDAT chunks) that any decoder reads.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from PIL import Image
+
+from handler.cpu import available_cpus
+
+ZLIB_LEVEL = 1
+# ~4 MB of a 4000-pixel-wide RGBA image per strip: large enough for zlib to find its runs, small
+# enough that a few strips in flight cost little memory.
+STRIP_BYTES = 4 * 1024 * 1024
+# The PNG spec allows any IDAT chunk size; a few MB keeps the chunk count small.
+IDAT_CHUNK_BYTES = 4 * 1024 * 1024
+_FILTER_UP = 2
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # mode: (PNG colour type, channels)
+_ADLER_BASE = 65521
+
+
+RowReader = Callable[[int, int], np.ndarray]
+
+
+def encode_png(image: Image.Image, *, icc_profile: bytes | None = None, threads: int | None = None) -> bytes:
+    """Encode an 8-bit L, RGB or RGBA image as PNG."""
+    if image.mode not in _COLOUR_TYPES:
+        raise ValueError(f"encode_png takes L, RGB or RGBA images, got mode {image.mode!r}")
+
+    def rows(top: int, bottom: int) -> np.ndarray:
+        return np.frombuffer(image.crop((0, top, image.width, bottom)).tobytes(), dtype=np.uint8)
+
+    return _png(rows, image.size, image.mode, icc_profile, threads)
+
+
+def encode_png_cutout(
+    rgb: Image.Image, alpha: Image.Image, *, icc_profile: bytes | None = None, threads: int | None = None
+) -> bytes:
+    """The RGBA cutout of `rgb` with `alpha` as PNG, composed strip by strip inside the encoder.
+
+    Same pixels as handler.background.compose_cutout (straight alpha, RGB zeroed where alpha is 0),
+    but the full-size RGBA image is never built: the composing runs on the encoder's threads and
+    memory stays at a few strips.
+    """
+    if rgb.mode != "RGB" or alpha.mode != "L" or rgb.size != alpha.size:
+        raise ValueError(f"expected RGB + L of one size, got {rgb.mode} {rgb.size} + {alpha.mode} {alpha.size}")
+    width = rgb.width
+
+    def rows(top: int, bottom: int) -> np.ndarray:
+        box = (0, top, width, bottom)
+        colour = np.frombuffer(rgb.crop(box).tobytes(), dtype=np.uint8).reshape(bottom - top, width, 3)
+        opacity = np.frombuffer(alpha.crop(box).tobytes(), dtype=np.uint8).reshape(bottom - top, width)
+        rgba = np.empty((bottom - top, width, 4), dtype=np.uint8)
+        np.multiply(colour, (opacity != 0)[..., np.newaxis], out=rgba[..., :3])
+        rgba[..., 3] = opacity
+        return rgba
+
+    return _png(rows, rgb.size, "RGBA", icc_profile, threads)
+
+
+def _png(rows: RowReader, size: tuple[int, int], mode: str, icc_profile: bytes | None, threads: int | None) -> bytes:
+    colour_type, channels = _COLOUR_TYPES[mode]
+    width, height = size
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    chunks = [_SIGNATURE, _chunk(b"IHDR", header)]
+    if icc_profile is not None and mode != "L":
+        chunks.append(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    idat = _zlib_stream(rows, height, width * channels, threads or available_cpus())
+    chunks.extend(_chunk(b"IDAT", idat[start : start + IDAT_CHUNK_BYTES]) for start in range(0, len(idat), IDAT_CHUNK_BYTES))
+    chunks.append(_chunk(b"IEND", b""))
+    return b"".join(chunks)
+
+
+def _zlib_stream(rows: RowReader, height: int, row_bytes: int, threads: int) -> bytes:
+    rows_per_strip = max(1, STRIP_BYTES // max(row_bytes, 1))
+    strips = list(_strip_bounds(height, rows_per_strip))
+    last = len(strips) - 1
+
+    def compress(index: int) -> tuple[bytes, int, int]:
+        top, bottom = strips[index]
+        filtered = _up_filtered(rows, top, bottom, row_bytes)
+        deflate = zlib.compressobj(ZLIB_LEVEL, zlib.DEFLATED, -15)  # raw deflate: one shared zlib header
+        data = deflate.compress(filtered) + deflate.flush(zlib.Z_FINISH if index == last else zlib.Z_FULL_FLUSH)
+        return data, zlib.adler32(filtered), len(filtered)
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        parts = list(pool.map(compress, range(len(strips))))
+    checksum = 1
+    for _, adler, length in parts:
+        checksum = _adler32_combine(checksum, adler, length)
+    # zlib header for deflate with a 32 KB window, no preset dictionary, "fastest" level flag.
+    return b"\x78\x01" + b"".join(data for data, _, _ in parts) + struct.pack(">I", checksum)
+
+
+def _strip_bounds(height: int, rows_per_strip: int) -> Iterator[tuple[int, int]]:
+    for top in range(0, height, rows_per_strip):
+        yield top, min(height, top + rows_per_strip)
+
+
+def _up_filtered(rows: RowReader, top: int, bottom: int, row_bytes: int) -> bytes:
+    """Rows top..bottom, each prefixed with filter type 2 (Up: the byte minus the one above it)."""
+    first = max(0, top - 1)  # the row above the strip is needed for its first row's filter
+    pixels = rows(first, bottom).reshape(bottom - first, row_bytes)
+    out = np.empty((bottom - top, row_bytes + 1), dtype=np.uint8)
+    out[:, 0] = _FILTER_UP
+    if top == 0:
+        out[0, 1:] = pixels[0]  # the first row of the image is filtered against zeros
+        np.subtract(pixels[1:], pixels[:-1], out=out[1:, 1:])
+    else:
+        np.subtract(pixels[1:], pixels[:-1], out=out[:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
+    return out.tobytes()
+
+
+def _adler32_combine(first: int, second: int, second_length: int) -> int:
+    """Adler-32 of two concatenated buffers from theirs (zlib's adler32_combine)."""
+    remainder = second_length % _ADLER_BASE
+    sum1 = first & 0xFFFF
+    sum2 = (remainder * sum1) % _ADLER_BASE
+    sum1 = (sum1 + (second & 0xFFFF) + _ADLER_BASE - 1) % _ADLER_BASE
+    sum2 = (sum2 + ((first >> 16) & 0xFFFF) + ((second >> 16) & 0xFFFF) + _ADLER_BASE - remainder) % _ADLER_BASE
+    return sum1 | (sum2 << 16)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
