@@ -58,3 +58,23 @@ lock: $(TOOLS_STAMP)
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .cache demo-output .pytest_cache
+
+# Ours vs rembg (benchmarks/vs_rembg.py) on the same U-2-Net-p file and photos. rembg pulls in scipy,
+# scikit-image, pymatting/numba, gradio..., so it gets a venv of its own, with the same onnxruntime as
+# ours so that the model runs on the same engine. BENCH_ARGS is passed on (e.g. BENCH_ARGS=--rounds=1).
+REMBG_VERSION := 2.0.86
+BENCH := .venv-bench
+BENCH_STAMP := $(BENCH)/.installed-rembg-$(REMBG_VERSION)
+
+.PHONY: bench-rembg
+
+$(BENCH_STAMP): $(STAMP)
+	$(PYTHON) -m venv $(BENCH)
+	echo '*' > $(BENCH)/.gitignore
+	$(BENCH)/bin/pip install --quiet --upgrade pip
+	$(BENCH)/bin/pip install --quiet 'rembg[cpu,cli]==$(REMBG_VERSION)' \
+		"onnxruntime==$$($(BIN)/python -c 'import onnxruntime; print(onnxruntime.__version__)')"
+	rm -f $(BENCH)/.installed-* && touch $@
+
+bench-rembg: $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python benchmarks/vs_rembg.py $(BENCH_ARGS)

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +32,13 @@ def rss_mb() -> float:
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: a child inherits its parent's high-water
+    mark across fork and exec, so a child of a large parent would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def machine_info() -> dict[str, Any]:

@@ -140,8 +140,9 @@ def _run_download(args: argparse.Namespace) -> int:
 
 def _run_images(args: argparse.Namespace) -> int:
     # Imported here so `--help` and `download` stay fast and do not load onnxruntime.
-    from handler.background import compose_cutout, load_model, segment
-    from handler.imaging import encode, load_picture
+    from handler.background import load_model
+    from handler.options import RenderOptions
+    from handler.render import process
 
     jobs = list(_plan(args.inputs, args.output, args.format))
     if not jobs:
@@ -155,18 +156,13 @@ def _run_images(args: argparse.Namespace) -> int:
     failures = 0
     for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
         try:
-            picture = load_picture(source, limits)
-            alpha = segment(picture, model)
-            if args.kind == "mask":
-                data = encode(alpha, fmt)
-            else:
-                data = encode(compose_cutout(picture, alpha), fmt, icc_profile=picture.icc_profile)
+            result = process(source, [args.kind], RenderOptions(format=fmt), model, limits)  # type: ignore[arg-type]
         except BackgroundRemovalError as error:
             failures += 1
-            tqdm.write(f"error: {source}: {error.message}", file=sys.stderr)
+            tqdm.write(f"error: {source}: {' '.join(error.message.split())}", file=sys.stderr)
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        target.write_bytes(result.outputs[args.kind].data)
         if len(jobs) < 2:
             print(target)
     return 1 if failures else 0

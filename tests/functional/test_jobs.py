@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 from PIL import Image
 
 from handler import runtime
-from handler.errors import ConfigurationError
+from handler.errors import ConfigurationError, StorageUnavailable
 from handler.observability import logger
 from tests.tools import tool_path
 
@@ -716,3 +717,217 @@ def test_sam_generated_batch_operations_event(deploy, s3, invoke):
 
     assert response["results"][0]["resultCode"] == "Succeeded", response
     assert len(keys_in(s3, deployment.output_bucket)) == 2
+
+
+
+# --- Batches: S3 transfers overlapped with the work (JOBS_PREFETCH) -----------------------------
+
+# What the outcome log lines say, by object; compared between the two modes.
+OUTCOME_MESSAGES = {
+    "object processed",
+    "outputs already match this object; skipped",
+    "object is under the output location; not processed (recursive loop guard)",
+    "object not processed; it will not be retried",
+    "object not processed; it will be retried",
+}
+
+
+def s3_puts(bucket: str, keys: list[str]) -> dict[str, Any]:
+    """One S3 notification with a record per key (S3 sends one, but the format allows many)."""
+    event = s3_put(bucket, keys[0])
+    event["Records"] = [s3_put(bucket, key)["Records"][0] for key in keys]
+    return event
+
+
+def other_threads() -> set[threading.Thread]:
+    """Live threads except the local S3 server's (it serves each connection on a thread of its own)."""
+    return {thread for thread in threading.enumerate() if "process_request_thread" not in thread.name}
+
+
+def stored_outputs(s3: Any, bucket: str) -> dict[str, tuple[bytes, dict[str, str], str]]:
+    outputs = {}
+    for key in keys_in(s3, bucket):
+        response = s3.get_object(Bucket=bucket, Key=key)
+        outputs[key] = (response["Body"].read(), response["Metadata"], response["ContentType"])
+    return outputs
+
+
+def run_both_ways(deploy, s3, invoke, logs, capsys, source_bucket, event_for, **settings):
+    """The same batch with JOBS_PREFETCH=0 and =1, each into its own output bucket.
+
+    Returns, per mode: the response or the exception raised, the outputs (bytes, metadata), the
+    outcome log lines (sorted: with prefetch an object's "processed" comes after the next one's
+    work), the error codes counted and the processed/skipped totals. Checks that no thread of the
+    function's outlives the invocation.
+    """
+    runs = {}
+    for prefetch in ("0", "1"):
+        deployment = deploy(INPUT_PREFIX=INPUT_PREFIX, JOBS_PREFETCH=prefetch, **settings)
+        capsys.readouterr()
+        logged_before = len(logs())
+        threads_before = other_threads()
+        try:
+            answer: Any = invoke(event_for(source_bucket, deployment.output_bucket))
+        except Exception as error:  # compared below: the same error, raised the same way
+            answer = error
+        assert other_threads() == threads_before, "a thread of the function outlived the invocation"
+        lines = logs()[logged_before:]
+        documents = emf(capsys.readouterr().out)
+        runs[prefetch] = {
+            "answer": answer,
+            "outputs": stored_outputs(s3, deployment.output_bucket),
+            "outcomes": sorted(
+                (line["key"], line["message"], line.get("error_code", ""))
+                for line in lines
+                if line["message"] in OUTCOME_MESSAGES
+            ),
+            "errors": sorted(error_codes(documents)),
+            "processed": metric_total(documents, "ImagesProcessed"),
+            "skipped": metric_total(documents, "Skipped"),
+        }
+    return runs["0"], runs["1"]
+
+
+def test_batch_with_failures_ends_the_same_with_and_without_prefetch(deploy, s3, invoke, logs, capsys):
+    # GIVEN one notification naming, in order: a photo, the same photo again (its outputs are then
+    # up to date), a file that is not an image (permanent), an archived object (transient), a
+    # second photo, a missing object (permanent), a second archived object, a key that would
+    # escape the output prefix (refused before reading), one of the function's own outputs (loop
+    # guard) and a third photo
+    source = deploy(INPUT_PREFIX=INPUT_PREFIX).input_bucket
+    upload(s3, source, "uploads/a.jpg", "astronaut.jpg")
+    upload(s3, source, "uploads/notes.jpg", Body=b"meeting notes, not a photo")
+    upload(s3, source, "uploads/cold-1.jpg", StorageClass="GLACIER")
+    upload(s3, source, "uploads/b.jpg", "chelsea.jpg")
+    upload(s3, source, "uploads/cold-2.jpg", StorageClass="GLACIER")
+    upload(s3, source, "uploads/c.jpg", "coffee.jpg")
+
+    def event_for(bucket: str, output_bucket: str) -> dict[str, Any]:
+        event = s3_puts(
+            bucket,
+            [
+                "uploads/a.jpg",
+                "uploads/a.jpg",
+                "uploads/notes.jpg",
+                "uploads/cold-1.jpg",
+                "uploads/b.jpg",
+                "uploads/missing.jpg",
+                "uploads/cold-2.jpg",
+                "uploads/../escape.jpg",
+            ],
+        )
+        event["Records"] += s3_puts(output_bucket, ["cutouts/a.png"])["Records"]
+        event["Records"] += s3_puts(bucket, ["uploads/c.jpg"])["Records"]
+        return event
+
+    # WHEN it is handled one object after another, and with the transfers overlapped
+    sequential, overlapped = run_both_ways(deploy, s3, invoke, logs, capsys, source, event_for)
+
+    # THEN both raise the first transient failure, after every object has had its turn
+    for run in (sequential, overlapped):
+        assert isinstance(run["answer"], StorageUnavailable)
+        assert "uploads/cold-1.jpg" in str(run["answer"])
+    # AND every object had the same fate, logged and counted the same way
+    assert overlapped["outcomes"] == sequential["outcomes"]
+    assert sorted(key for key, message, _ in sequential["outcomes"]) == sorted(
+        [*(f"uploads/{name}.jpg" for name in ("a", "a", "notes", "cold-1", "b", "missing", "cold-2", "../escape", "c")),
+         "cutouts/a.png"]
+    )
+    assert ("uploads/a.jpg", "outputs already match this object; skipped", "") in sequential["outcomes"]
+    assert sequential["errors"] == overlapped["errors"] == sorted(
+        ["invalid_image", "storage_unavailable", "source_not_found", "storage_unavailable", "invalid_parameter"]
+    )
+    assert sequential["processed"] == overlapped["processed"] == 3
+    assert sequential["skipped"] == overlapped["skipped"] == 2
+    # AND the outputs are the same, byte for byte, metadata included
+    assert sorted(sequential["outputs"]) == [f"{folder}/{name}.png" for folder in ("cutouts", "masks") for name in "abc"]
+    assert overlapped["outputs"] == sequential["outputs"]
+
+
+def test_batch_summary_is_the_same_with_and_without_prefetch(deploy, s3, invoke, logs, capsys):
+    # GIVEN a notification naming four photos (two of them larger) and a broken file, in webp
+    source = deploy(INPUT_PREFIX=INPUT_PREFIX).input_bucket
+    keys = ["uploads/1.jpg", "uploads/2.jpg", "uploads/broken.jpg", "uploads/3.jpg", "uploads/4.jpg"]
+    for key, sample in zip(keys, ["coffee.jpg", "astronaut.jpg", "", "chelsea.jpg", "coffee.jpg"]):
+        if sample:
+            upload(s3, source, key, sample)
+    upload(s3, source, "uploads/broken.jpg", Body=b"\xff\xd8\xff truncated")
+
+    sequential, overlapped = run_both_ways(
+        deploy, s3, invoke, logs, capsys, source, lambda bucket, _: s3_puts(bucket, keys), OUTPUT_FORMAT="webp"
+    )
+
+    # THEN the summaries are equal, objects in the order the event named them
+    assert overlapped["answer"] == sequential["answer"]
+    summary = sequential["answer"]
+    assert (summary["processed"], summary["skipped"], summary["failed"]) == (4, 0, 1)
+    assert [item["key"] for item in summary["objects"]] == keys
+    assert summary["objects"][2]["code"] == "invalid_image"
+    assert overlapped["outcomes"] == sequential["outcomes"]
+    assert len(overlapped["outputs"]) == 8
+    assert overlapped["outputs"] == sequential["outputs"]
+
+
+def test_sqs_message_naming_several_objects_is_retried_the_same_with_and_without_prefetch(
+    deploy, s3, invoke, logs, capsys
+):
+    source = deploy(INPUT_PREFIX=INPUT_PREFIX).input_bucket
+    upload(s3, source, "uploads/x.jpg", "coffee.jpg")
+    upload(s3, source, "uploads/y.jpg", "chelsea.jpg")
+    upload(s3, source, "uploads/cold.jpg", StorageClass="GLACIER")
+
+    def event_for(bucket: str, _: str) -> dict[str, Any]:
+        return sqs(
+            s3_puts(bucket, ["uploads/x.jpg", "uploads/cold.jpg", "uploads/y.jpg"]),
+            s3_puts(bucket, ["uploads/y.jpg", "uploads/missing.jpg", "uploads/x.jpg"]),
+        )
+
+    sequential, overlapped = run_both_ways(deploy, s3, invoke, logs, capsys, source, event_for)
+
+    # THEN only the message with the transient failure goes back to the queue, in both modes
+    assert sequential["answer"] == overlapped["answer"] == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    assert overlapped["outcomes"] == sequential["outcomes"]
+    assert overlapped["errors"] == sequential["errors"] == ["source_not_found", "storage_unavailable"]
+    assert overlapped["outputs"] == sequential["outputs"]
+    assert len(sequential["outputs"]) == 4
+
+
+def test_failed_background_write_is_its_own_objects_transient_failure(
+    deploy, s3, invoke, logs, capsys, monkeypatch
+):
+    # GIVEN S3 refusing (transiently) the mask of the first of three photos
+    from handler.storage import Storage
+
+    real_write = Storage.write
+
+    def flaky_write(self: Storage, bucket: str, key: str, data: bytes, **kwargs: Any) -> None:
+        if key == "masks/p1.png":
+            raise StorageUnavailable(f"S3 failed for s3://{bucket}/{key}: SlowDown")
+        real_write(self, bucket, key, data, **kwargs)
+
+    monkeypatch.setattr(Storage, "write", flaky_write)
+    source = deploy(INPUT_PREFIX=INPUT_PREFIX).input_bucket
+    keys = ["uploads/p1.jpg", "uploads/p2.jpg", "uploads/p3.jpg"]
+    for key, sample in zip(keys, ["coffee.jpg", "chelsea.jpg", "astronaut.jpg"]):
+        upload(s3, source, key, sample)
+
+    # WHEN the batch is handled both ways
+    sequential, overlapped = run_both_ways(deploy, s3, invoke, logs, capsys, source, lambda b, _: s3_puts(b, keys))
+
+    # THEN the write's failure is the first photo's: raised for a retry, logged with its key, not
+    # counted as processed; the others are done
+    for run in (sequential, overlapped):
+        assert isinstance(run["answer"], StorageUnavailable) and "masks/p1.png" in str(run["answer"])
+        assert ("uploads/p1.jpg", "object not processed; it will be retried", "storage_unavailable") in run["outcomes"]
+        assert run["processed"] == 2
+    assert overlapped["outcomes"] == sequential["outcomes"]
+    # ... the cutout written before the failing mask stays, as it always did
+    assert sorted(overlapped["outputs"]) == ["cutouts/p1.png", "cutouts/p2.png", "cutouts/p3.png", "masks/p2.png", "masks/p3.png"]
+    assert overlapped["outputs"] == sequential["outputs"]
+
+
+def test_jobs_prefetch_setting_is_validated_at_start_up(deploy):
+    deploy(JOBS_PREFETCH="sometimes")
+
+    with pytest.raises(ConfigurationError, match="JOBS_PREFETCH"):
+        _start_up()
