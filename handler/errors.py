@@ -72,6 +72,13 @@ class UnsupportedMediaType(BackgroundRemovalError):
     status = 415
 
 
+class UnsupportedEvent(BackgroundRemovalError):
+    """An event the jobs function does not know how to read (a wiring mistake, not bad input)."""
+
+    code = "unsupported_event"
+    status = 400
+
+
 class ConfigurationError(BackgroundRemovalError):
     """Settings that cannot work; raised at start-up so a bad deployment fails loudly and early."""
 

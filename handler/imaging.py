@@ -25,6 +25,7 @@ ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image]
 OutputFormat = Literal["png", "webp", "jpeg"]
 
 CONTENT_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+EXTENSIONS: dict[str, str] = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 
 _EXIF_ORIENTATION_TAG = 0x0112
 # Offset of the "data colour space" field in an ICC profile header (ICC.1:2022 §7.2.6).

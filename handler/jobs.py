@@ -56,10 +56,11 @@ from handler.errors import (
     BackgroundRemovalError,
     ConfigurationError,
     InvalidParameter,
+    UnsupportedEvent,
     SourceForbidden,
     SourceNotFound,
 )
-from handler.imaging import OutputFormat
+from handler.imaging import EXTENSIONS, OutputFormat
 from handler.observability import count_error, logger, metrics, record_processed, tracer
 from handler.options import RenderOptions
 from handler.render import process
@@ -77,13 +78,6 @@ S3_TEST_EVENT = "s3:TestEvent"
 Status = Literal["processed", "skipped", "failed"]
 E = TypeVar("E")
 T = TypeVar("T")
-
-
-class UnsupportedEvent(BackgroundRemovalError):
-    """An event this function does not know how to read (a wiring mistake, not bad input)."""
-
-    code = "unsupported_event"
-    status = 400
 
 
 @dataclass(frozen=True)
@@ -577,7 +571,7 @@ def _under_output(ref: ObjectRef, function: FunctionSettings) -> bool:
 
 
 def _targets(source_key: str, function: FunctionSettings) -> dict[str, str]:
-    extension = _extension(cast(OutputFormat, function.output_format))
+    extension = EXTENSIONS[function.output_format]
     return {kind: output_key(source_key, kind, extension, function) for kind in function.outputs}
 
 
@@ -620,10 +614,6 @@ def output_key(source_key: str, kind: str, extension: str, function: FunctionSet
 def _with_extension(name: str, extension: str) -> str:
     stem, dot, _ = name.rpartition(".")
     return f"{stem if dot and stem else name}.{extension}"
-
-
-def _extension(fmt: OutputFormat) -> str:
-    return "jpg" if fmt == "jpeg" else fmt
 
 
 def _metadata_text(value: str) -> str:

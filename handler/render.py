@@ -15,7 +15,7 @@ from PIL import Image
 
 from handler.background import Box, alpha_from, compose_cutout, foreground_box
 from handler.config import ImageLimits
-from handler.imaging import CONTENT_TYPES, ImageSource, Picture, encode, load_model_input, load_picture
+from handler.imaging import CONTENT_TYPES, EXTENSIONS, ImageSource, Picture, encode, load_model_input, load_picture
 from handler.model import BackgroundModel
 from handler.options import RenderOptions
 from handler.png import encode_png_cutout
@@ -130,12 +130,11 @@ def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOpti
         # Lanczos: the sharpest of Pillow's downscaling filters; thumbnail keeps the aspect ratio.
         image.thumbnail((options.max_size, options.max_size), Image.Resampling.LANCZOS)
     data = encode(image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile)
-    extension = "jpg" if options.format == "jpeg" else options.format
     return Rendered(
         kind=kind,
         data=data,
         content_type=CONTENT_TYPES[options.format],
-        extension=extension,
+        extension=EXTENSIONS[options.format],
         width=image.width,
         height=image.height,
     )

@@ -26,7 +26,7 @@ import pytest
 from PIL import Image
 
 from handler import runtime
-from handler.errors import ConfigurationError, StorageUnavailable
+from handler.errors import ConfigurationError, StorageUnavailable, UnsupportedEvent
 from handler.observability import logger
 from tests.tools import tool_path
 
@@ -397,9 +397,8 @@ def test_s3_test_event_is_ignored(deploy, invoke, logs):
 
 def test_unknown_event_shape_is_a_clear_error(deploy, invoke, capsys):
     deploy(INPUT_PREFIX=INPUT_PREFIX)
-    from handler import jobs
 
-    with pytest.raises(jobs.UnsupportedEvent, match=r"top-level fields: body, httpMethod"):
+    with pytest.raises(UnsupportedEvent, match=r"top-level fields: body, httpMethod"):
         invoke({"httpMethod": "POST", "body": "aGVsbG8="})
     assert error_codes(emf(capsys.readouterr().out)) == ["unsupported_event"]
 
