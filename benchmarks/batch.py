@@ -61,6 +61,12 @@ from urllib.parse import quote_plus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# benchmarks/, not the repository root: the children must import handler/ from the snapshot that
+# PYTHONPATH names, and the root put first on sys.path would shadow it.
+sys.path.insert(0, str(HERE))
+
+from measure import loadavg, machine_info, peak_rss_mb, rss_mb, spawn_json, write_json  # noqa: E402
+
 RESULTS = HERE / "results" / "batch.json"
 SAMPLES = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg")
 # Generated photos (megapixels), from the samples upscaled with film-like grain, JPEG quality 90.
@@ -116,19 +122,6 @@ class _S3Clock:
         return timed
 
 
-def _status_mb(field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of this process, in MB.
-
-    Not ru_maxrss: Linux carries it over fork and exec, so a child would report its parent's peak
-    whenever that is higher (here the parent holds moto's objects and made the photos).
-    """
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _event(keys: list[str]) -> dict[str, Any]:
     template = json.loads((ROOT / "events" / "s3_put.json").read_text())["Records"][0]
     records = []
@@ -151,7 +144,7 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
     from handler.observability import logger
 
     init_s = time.perf_counter() - started
-    rss_after_init = _status_mb("VmRSS")
+    rss_after_init = rss_mb()
     log = io.StringIO()
     logger.registered_handler.setStream(log)  # type: ignore[attr-defined]
     event = _event(keys)
@@ -195,7 +188,8 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
         "s3_s": {name: round(value, 3) for name, value in clock.seconds.items()},
         "megapixels": round(sum(line["megapixels"] for line in processed), 1),
         "rss_after_init_mb": round(rss_after_init, 1),
-        "peak_rss_mb": round(_status_mb("VmHWM"), 1),
+        # VmHWM, not ru_maxrss, which would carry the parent's peak (moto's objects, the photos) over.
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "threads_left": threading.active_count() - threads_before,
     }
 
@@ -256,15 +250,7 @@ def _size(data: bytes) -> tuple[int, int]:
 def _spawn(env: dict[str, str], keys: list[str], output_bucket: str, latency_ms: float) -> dict[str, Any]:
     command = [sys.executable, __file__, "--child", json.dumps({"keys": keys, "output_bucket": output_bucket,
                                                                   "latency_ms": latency_ms})]
-    try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=env,
-                                   cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timeout {CHILD_TIMEOUT_S}s"}
-    if completed.returncode != 0:
-        tail = completed.stderr.strip().splitlines()[-3:]
-        return {"error": f"exit {completed.returncode}: {' | '.join(tail)}"}
-    return json.loads(completed.stdout.strip().splitlines()[-1])
+    return spawn_json(command, timeout=CHILD_TIMEOUT_S, env=env, cwd=ROOT)
 
 
 def _median(runs: list[dict[str, Any]], field: str) -> float:
@@ -346,13 +332,11 @@ def main(argv: list[str] | None = None) -> None:
     from moto.server import ThreadedMotoServer
 
     sys.path.insert(0, str(ROOT / "scripts"))
-    sys.path.insert(0, str(HERE))
     from fetch_u2netp import ensure_u2netp
     from heavy_graph import build_heavy_graph
-    from session_options import _machine_info
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    loadavg_before = [round(value, 2) for value in os.getloadavg()]
+    loadavg_before = loadavg()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -427,7 +411,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         server.stop()
 
-    machine = _machine_info()
+    machine = machine_info()
     machine["loadavg_before_1_5_15"] = loadavg_before
     report = {
         "machine": machine,
@@ -447,8 +431,7 @@ def main(argv: list[str] | None = None) -> None:
         "latency_note": "added latency is artificial (time.sleep around Storage.read/write, benchmark only)",
         "scenarios": scenarios,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     print(_table(report))
     print(f"\nload average before {loadavg_before}, after {machine['loadavg_1_5_15']} on {machine['cpu_count']} CPUs")
     print(f"\nwrote {args.out}")

@@ -4,7 +4,7 @@ Usage::
 
     .venv/bin/python benchmarks/session_options.py [--model M.onnx] [--runs 3] [--size 1024]
 
-Each configuration runs in its own fresh Python subprocess: ru_maxrss is a
+Each configuration runs in its own fresh Python subprocess: peak RSS (VmHWM) is a
 per-process high-water mark that never goes down, so measuring several configs in
 one process would only ever report the worst one. The child prints one JSON line;
 the parent collects them, prints a markdown table and writes
@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from measure import machine_info, peak_rss_mb, rss_mb, spawn_json, write_json  # noqa: E402
+
 RESULTS = HERE / "results" / "session_options.json"
 
 # name -> (description, SessionOptions attributes). "ours" mirrors what the Lambda
@@ -59,22 +61,6 @@ CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
 CHILD_TIMEOUT_S = 150  # per config; the whole benchmark must stay under ~6 minutes
 
 
-def _rss_mb() -> float:
-    """Current resident set size (VmRSS) of this process in MB (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    # Linux reports ru_maxrss in KiB.
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_child(config: str, model: str, size: int, runs: int) -> dict[str, Any]:
     """Measure one configuration in *this* process (called in the subprocess)."""
     import numpy as np
@@ -89,12 +75,12 @@ def run_child(config: str, model: str, size: int, runs: int) -> dict[str, Any]:
 
     # Input built before the session so its 12 MB is part of every baseline alike.
     x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
-    rss_imports = _rss_mb()
+    rss_imports = rss_mb()
 
     t0 = time.perf_counter()
     sess = ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
     create_s = time.perf_counter() - t0
-    rss_after_create = _rss_mb()
+    rss_after_create = rss_mb()
 
     feeds = {"input_image": x}
     # The warm-up run is reported separately: on Lambda it is the cold-start request.
@@ -121,54 +107,19 @@ def run_child(config: str, model: str, size: int, runs: int) -> dict[str, Any]:
         "rss_after_create_mb": round(rss_after_create, 1),
         # Current RSS after the runs shows what a warm Lambda container keeps holding
         # (the arena does not return memory to the OS).
-        "rss_after_runs_mb": round(_rss_mb(), 1),
-        "peak_rss_mb": round(_peak_rss_mb(), 1),
-    }
-
-
-def _machine_info() -> dict[str, Any]:
-    import onnxruntime as ort
-
-    cpu_model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem_total_mb = None
-    try:
-        with open("/proc/meminfo") as f:
-            mem_total_mb = int(f.readline().split()[1]) // 1024  # first line is MemTotal
-    except (OSError, ValueError, IndexError):
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model,
-        "mem_total_mb": mem_total_mb,
-        "onnxruntime": ort.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        # Timings are only comparable on an otherwise idle machine; record how busy it was.
-        "loadavg_1_5_15": [round(v, 2) for v in os.getloadavg()],
+        "rss_after_runs_mb": round(rss_mb(), 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 
 
 def _spawn(config: str, model: str, size: int, runs: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", config, "--model", model,
            "--size", str(size), "--runs", str(runs)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"config": config, "description": CONFIGS[config][0], "error": f"timeout {CHILD_TIMEOUT_S}s"}
-    if proc.returncode != 0:
+    result = spawn_json(cmd, timeout=CHILD_TIMEOUT_S)
+    if "error" in result:
         # e.g. killed by the OOM killer (-9): record it instead of aborting the rest.
-        tail = proc.stderr.strip().splitlines()[-3:]
-        return {"config": config, "description": CONFIGS[config][0],
-                "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        return {"config": config, "description": CONFIGS[config][0], **result}
+    return result
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -204,7 +155,6 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="ort-bench-") as tmp:
         model = a.model
         if model is None:
-            sys.path.insert(0, str(HERE))
             from heavy_graph import build_heavy_graph
 
             model = os.path.join(tmp, "heavy.onnx")
@@ -215,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"running {config} ...", file=sys.stderr, flush=True)
             rows.append(_spawn(config, model, a.size, a.runs))
 
-    machine = _machine_info()
+    machine = machine_info()
     report = {
         "machine": machine,
         "model": a.model or f"benchmarks/heavy_graph.py (static {a.size}x{a.size})",
@@ -223,8 +173,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": a.runs,
         "results": rows,
     }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(a.out, report)
     print(_table(rows))
     print(f"\nload average after the run: {machine['loadavg_1_5_15']} on {machine['cpu_count']} CPUs")
     print(f"\nwrote {a.out}")

@@ -16,7 +16,7 @@ so it has a venv of its own):
 
 * warm, per image: load once, 1 warm-up, then the median of N timed bytes-in -> PNG-bytes-out
   calls (N=5 for the small photos, 3 for 12 MP). Each process also reports its RSS after loading
-  and its peak RSS after the runs (VmHWM, see _peak_rss_mb; ru_maxrss is reported beside it);
+  and its peak RSS after the runs (VmHWM, see measure.peak_rss_mb; ru_maxrss is reported beside it);
   peak - RSS after loading = what the image added.
   ``--rounds 4`` (default) runs ours, rembg, rembg, ours, ours, rembg, rembg, ours (ABBA ABBA)
   per photo, so that drift in the machine's load hits both sides alike; the time is the median
@@ -47,6 +47,12 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+# benchmarks/, not the repository root: rembg's side runs this file in .venv-bench, and measure.py
+# needs only the standard library there.
+sys.path.insert(0, str(HERE))
+
+from measure import host_info, loadavg, peak_rss_mb, rss_mb, spawn_json, thread_count, write_json  # noqa: E402
+
 RESULTS = HERE / "results" / "vs_rembg.json"
 CACHE = REPO / ".cache" / "bench"
 OURS_PYTHON = REPO / ".venv" / "bin" / "python"
@@ -73,49 +79,19 @@ SIDES = ("ours", "rembg")
 # --------------------------------------------------------------------------------------------
 
 
-def _status_mb(field: str) -> float:
-    """A memory field of /proc/self/status (VmRSS: now, VmHWM: peak) in MB (Linux)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _rss_mb() -> float:
-    return _status_mb("VmRSS")
-
-
-def _peak_rss_mb() -> float:
-    """This process's own peak RSS since exec (VmHWM).
-
-    Not ru_maxrss alone: a child started by subprocess shares its parent's address space until
-    exec (vfork-style), and exec folds that address space's high-water mark - the parent's peak RSS,
-    even if since freed - into the child's ru_maxrss. Behind the parent that made the 12 MP photo
-    every child reported ~636 MB. VmHWM belongs to the address space exec created.
-    """
-    return _status_mb("VmHWM")
-
-
 def _ru_maxrss_mb() -> float:
+    """ru_maxrss, kept beside VmHWM for comparison: behind the parent that made the 12 MP photo it
+    reported that parent's ~636 MB in every child (see measure.peak_rss_mb)."""
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def _threads() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-    return 0
 
 
 def _load_ours(model: str):
     """Ours as the Lambda function runs it: settings from the environment, then render.process."""
     os.environ["MODEL_PATH"] = model
     os.environ["MODEL_OUTPUT"] = "probabilities"
-    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO))  # handler/
     import onnxruntime
     import PIL
 
@@ -159,11 +135,11 @@ def _load_rembg(model: str):
 def run_child(side: str, model: str, image: str, runs: int, save: str | None) -> dict[str, Any]:
     """Measure one side on one photo in *this* process."""
     data = Path(image).read_bytes()  # read first, so its bytes are in every baseline alike
-    rss_start = _rss_mb()
+    rss_start = rss_mb()
     started = time.perf_counter()
     cutout, versions = (_load_ours if side == "ours" else _load_rembg)(model)
     load_s = time.perf_counter() - started
-    rss_after_load = _rss_mb()
+    rss_after_load = rss_mb()
 
     started = time.perf_counter()
     out = cutout(data)
@@ -173,7 +149,7 @@ def run_child(side: str, model: str, image: str, runs: int, save: str | None) ->
         started = time.perf_counter()
         out = cutout(data)
         times.append(time.perf_counter() - started)
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     if save:
         Path(save).write_bytes(out)
     return {
@@ -186,10 +162,10 @@ def run_child(side: str, model: str, image: str, runs: int, save: str | None) ->
         "median_ms": round(statistics.median(times) * 1000, 1),
         "rss_before_load_mb": round(rss_start, 1),
         "rss_after_load_mb": round(rss_after_load, 1),
-        "rss_after_runs_mb": round(_rss_mb(), 1),
+        "rss_after_runs_mb": round(rss_mb(), 1),
         "peak_rss_mb": round(peak, 1),
         "ru_maxrss_mb": round(_ru_maxrss_mb(), 1),
-        "threads": _threads(),
+        "threads": thread_count(),
         "output_bytes": len(out),
     }
 
@@ -261,15 +237,8 @@ def _spawn(side: str, model: Path, image: Path, runs: int, save: Path) -> dict[s
     python = OURS_PYTHON if side == "ours" else _bench_python()
     cmd = [str(python), __file__, "--child", side, "--model", str(model), "--image", str(image),
            "--runs", str(runs), "--save", str(save)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S,
-                              env=_child_env(side, model), cwd=REPO)
-    except subprocess.TimeoutExpired:
-        return {"side": side, "error": f"timeout {CHILD_TIMEOUT_S}s"}
-    if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-3:]
-        return {"side": side, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = spawn_json(cmd, timeout=CHILD_TIMEOUT_S, env=_child_env(side, model), cwd=REPO)
+    return {"side": side, **result} if "error" in result else result
 
 
 def _cli_command(side: str, model: Path, image: Path, out: Path) -> list[str]:
@@ -283,10 +252,10 @@ def launch(cmd: list[str]) -> dict[str, Any]:
     """Run `cmd` as a child of *this* (small) process: its wall time and its own ru_maxrss.
 
     The command-line runs go through this launcher, a fresh small Python, because a child's
-    ru_maxrss starts at its parent's RSS at fork (see _peak_rss_mb), and the benchmark's parent
+    ru_maxrss starts at its parent's RSS at fork (see measure.peak_rss_mb), and the benchmark's parent
     holds the 12 MP photo's arrays. The launcher's RSS at fork is reported as the floor.
     """
-    floor = _rss_mb()
+    floor = rss_mb()
     started = time.perf_counter()
     pid = os.fork()
     if pid == 0:
@@ -338,36 +307,13 @@ def _agreement(ours: Path, rembg: Path) -> dict[str, float]:
 
 
 def _machine_info() -> dict[str, Any]:
-    cpu_model = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    mem_total_mb = None
-    try:
-        with open("/proc/meminfo") as f:
-            mem_total_mb = int(f.readline().split()[1]) // 1024
-    except (OSError, ValueError, IndexError):
-        pass
     return {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "mem_total_mb": mem_total_mb,
-        "platform": platform.platform(),
+        **host_info(),
         # Inherited by both sides' processes: OMP_NUM_THREADS sets rembg's onnxruntime threads, and
         # PYTHONDONTWRITEBYTECODE=1 means our handler/ (not installed, so not precompiled) is compiled
         # from source in every cold process.
         "env": {name: os.environ.get(name) for name in ("OMP_NUM_THREADS", "PYTHONDONTWRITEBYTECODE")},
     }
-
-
-def _loadavg() -> list[float]:
-    return [round(v, 2) for v in os.getloadavg()]
 
 
 def _summarise(case: str, pixels: int, rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
@@ -482,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run([str(OURS_PYTHON), "-c", "import handler.cli, handler.render"], cwd=REPO, check=True)
     subprocess.run([str(_bench_python()), "-c", "import rembg.cli"], cwd=REPO, check=True)
     machine = _machine_info()
-    load_before = _loadavg()
+    load_before = loadavg()
     started = time.perf_counter()
     rows: list[dict[str, Any]] = []
     versions: dict[str, Any] = {}
@@ -547,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
 
     report = {
-        "machine": {**machine, "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": _loadavg()},
+        "machine": {**machine, "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": loadavg()},
         "versions": versions,
         "model": {"file": "u2netp.onnx (scripts/fetch_u2netp.py)",
                   "ours": "MODEL_PATH=u2netp.onnx MODEL_OUTPUT=probabilities; handler.render.process, RenderOptions()",
@@ -560,8 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(time.perf_counter() - started, 1),
         "results": rows,
     }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    write_json(a.out, report)
     print(_table(rows))
     print()
     print(_details(rows))
