@@ -54,7 +54,6 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -79,17 +78,6 @@ CHILD_TIMEOUT_S = 600
 
 
 # --- The child: one fresh process, one mode ---------------------------------------------------
-
-
-@dataclass
-class _Context:  # what Powertools' inject_lambda_context reads
-    function_name: str = "background-remover-jobs"
-    memory_limit_in_mb: int = 10240
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:background-remover-jobs"
-    aws_request_id: str = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 300_000
 
 
 class _S3Clock:
@@ -141,6 +129,7 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
     clock.install()
     started = time.perf_counter()
     from handler import jobs  # the init phase: settings, model session, S3 client
+    from handler.local import LocalLambdaContext
     from handler.observability import logger
 
     init_s = time.perf_counter() - started
@@ -153,7 +142,9 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
     def invoke() -> tuple[float, dict[str, Any]]:
         with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics
             began = time.perf_counter()
-            summary = jobs.lambda_handler(event, _Context())
+            summary = jobs.lambda_handler(
+                event, LocalLambdaContext(function_name="background-remover-jobs", timeout_seconds=300, memory_limit_in_mb=10240)
+            )
             return time.perf_counter() - began, summary
 
     warmup_s, _ = invoke()

@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from fetch_u2netp import ensure_u2netp  # noqa: E402
 
+from handler.local import LocalLambdaContext  # noqa: E402
+
 _bucket_numbers = itertools.count()
 
 
@@ -116,17 +118,7 @@ def deploy(
     runtime.current.cache_clear()
 
 
-@dataclass
-class FakeLambdaContext:
-    function_name: str = "background-remover"
-    memory_limit_in_mb: int = 3008
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:background-remover"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
-
-
 @pytest.fixture
-def lambda_context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+def lambda_context() -> LocalLambdaContext:
+    # The same context object `python -m handler invoke` and the local server pass.
+    return LocalLambdaContext(function_name="background-remover", timeout_seconds=60)
