@@ -86,7 +86,7 @@ class Deployment:
 @pytest.fixture
 def deploy(
     monkeypatch: pytest.MonkeyPatch, new_bucket: Callable[[str], str], u2netp_path: Path
-) -> Callable[..., Deployment]:
+) -> Iterator[Callable[..., Deployment]]:
     """Configure the function's environment as the template would and reset the runtime.
 
     Keyword arguments override environment variables; `OUTPUT_BUCKET=None` removes it.
