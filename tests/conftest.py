@@ -16,6 +16,7 @@ import onnx
 import pytest
 
 from handler.config import ModelSpec
+from handler.local import LocalServer
 from handler.cpu import available_cpus
 from handler.model import BackgroundModel
 from tests import graphs
@@ -93,3 +94,10 @@ def graph_model(graph_file: GraphFile) -> Iterator[GraphModel]:
 
     yield load
     loaded.clear()
+
+
+@pytest.fixture(scope="module")
+def server(u2netp_path: Path) -> Iterator[LocalServer]:
+    """The local run of the whole function (`python -m handler serve`) on a free port, U-2-Net-p."""
+    with LocalServer(port=0, env={"MODEL_PATH": str(u2netp_path), "MODEL_OUTPUT": "probabilities"}) as local:
+        yield local

@@ -36,14 +36,6 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def server(u2netp_path: Path) -> Iterator[LocalServer]:
-    local = LocalServer(port=0, env={"MODEL_PATH": str(u2netp_path), "MODEL_OUTPUT": "probabilities"})
-    local.start()
-    yield local
-    local.stop()
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=60_000)

@@ -19,11 +19,9 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote_plus
 
-import pytest
 from PIL import Image
 
 from handler.local import LocalServer, api_gateway_event, http_response, s3_put_event
@@ -32,14 +30,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # Bounds, not expectations: U-2-Net-p answers in well under a second on this machine.
 JOB_TIMEOUT_SECONDS = 120
 START_TIMEOUT_SECONDS = 120
-
-
-@pytest.fixture(scope="module")
-def server(u2netp_path: Path) -> Iterator[LocalServer]:
-    local = LocalServer(port=0, env={"MODEL_PATH": str(u2netp_path), "MODEL_OUTPUT": "probabilities"})
-    local.start()
-    yield local
-    local.stop()
 
 
 def _post(url: str, body: bytes, content_type: str = "image/jpeg") -> tuple[int, dict[str, str], bytes]:
