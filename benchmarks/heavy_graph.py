@@ -176,3 +176,42 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def build_many_node_graph(path: str, size: int = 1024, blocks: int = 400) -> None:
+    """A graph with BiRefNet-lite's contract and the *shape* of its default export for loading cost.
+
+    The default export decomposes each deformable convolution into long chains of small nodes
+    (shape arithmetic, Gather, Reshape, elementwise maths) around convolutions with BatchNorm:
+    thousands of nodes, most of which onnxruntime folds or fuses when it creates the session. This
+    stand-in reproduces that: `blocks` residual blocks on a 1/8-resolution feature map, each a
+    Conv + BatchNormalization + Relu (fused at load) and a static Shape/Gather/Concat/Reshape chain
+    (constant-folded at load). Inference is cheap; session creation is what it measures.
+    """
+    g = _GraphBuilder(SEED)
+    features = g.op("AveragePool", [INPUT_NAME], kernel_shape=[8, 8], strides=[8, 8])
+    features = g.conv(features, 3, 16, k=1)
+    for _ in range(blocks):
+        conv = g.conv(features, 16, 16, k=1, relu=False)
+        scale = g.const("bn_scale", np.ones(16, dtype=np.float32))
+        bias = g.const("bn_bias", np.zeros(16, dtype=np.float32))
+        mean = g.const("bn_mean", (g.rng.standard_normal(16) * 0.01).astype(np.float32))
+        var = g.const("bn_var", np.ones(16, dtype=np.float32))
+        normalised = g.op("BatchNormalization", [conv, scale, bias, mean, var], epsilon=1e-5)
+        shape = g.op("Shape", [normalised])
+        dims = [g.op("Gather", [shape, g._i64([axis])], axis=0) for axis in range(4)]
+        reshaped = g.op("Reshape", [normalised, g.op("Concat", dims, axis=0)])
+        features = g.op("Add", [features, g.op("Relu", [reshaped])])
+    logits = g.conv(features, 16, 1, k=1, relu=False)
+    g.op("Resize", [logits, "", g.const("scales", np.array([1, 1, 8, 8], dtype=np.float32))], out=OUTPUT_NAME, mode="linear")
+    graph = helper.make_graph(
+        g.nodes,
+        "many_node_birefnet_standin",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, size, size])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 1, size, size])],
+        g.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
