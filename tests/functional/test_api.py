@@ -25,6 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.forms import multipart_body
+
 # pytest resets warning filters per test, undoing the one handler.observability installs.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -160,15 +162,7 @@ def json_event(document: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
 
 def multipart_event(fields: Mapping[str, str | bytes], **kwargs: Any) -> dict[str, Any]:
     boundary = "----test-boundary-7MA4YWxkTrZu0gW"
-    parts = []
-    for name, value in fields.items():
-        if isinstance(value, bytes):
-            head = f'Content-Disposition: form-data; name="{name}"; filename="{name}.jpg"\r\nContent-Type: image/jpeg'
-            payload = value
-        else:
-            head, payload = f'Content-Disposition: form-data; name="{name}"', value.encode()
-        parts.append(f"--{boundary}\r\n{head}\r\n\r\n".encode() + payload + b"\r\n")
-    body = b"".join(parts) + f"--{boundary}--\r\n".encode()
+    body = multipart_body(fields, boundary)
     return http_event(body, content_type=f"multipart/form-data; boundary={boundary}", **kwargs)
 
 

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from handler.api_request import ImageRequest, S3Reference, parse_request
 from handler.errors import BackgroundRemovalError, InvalidParameter, MissingImage, UnsupportedMediaType
+from tests.forms import multipart_body
 
 IMAGE = b"\xff\xd8\xff\xe0 not really a jpeg, parsing never decodes \x00\x01\xfe"
 BOUNDARY = "XyZ-boundary-123"
@@ -64,15 +65,7 @@ def v1(
 
 
 def multipart(fields: Mapping[str, str | bytes], boundary: str = BOUNDARY) -> bytes:
-    parts = []
-    for name, value in fields.items():
-        if isinstance(value, bytes):
-            head = f'Content-Disposition: form-data; name="{name}"; filename="photo.jpg"\r\nContent-Type: image/jpeg'
-            payload = value
-        else:
-            head, payload = f'Content-Disposition: form-data; name="{name}"', value.encode()
-        parts.append(f"--{boundary}\r\n{head}\r\n\r\n".encode() + payload + b"\r\n")
-    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+    return multipart_body(fields, boundary)
 
 
 def json_body(document: Any) -> str:
