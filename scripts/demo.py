@@ -13,14 +13,31 @@ Usage: python scripts/demo.py [serve options, e.g. --port 8080]
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from fetch_u2netp import ensure_u2netp  # noqa: E402
+
+DEFAULT_HUB = "https://huggingface.co"
+# Long enough for a slow but working connection; the hub client's own retries take ~20 s to give up.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the hub opens at all: a machine without it skips the client's retries."""
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=HUB_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
 
 
 def choose_model_env() -> dict[str, str]:
@@ -29,7 +46,11 @@ def choose_model_env() -> dict[str, str]:
         print(f"model: MODEL_PATH={env['MODEL_PATH']}", flush=True)
         return env
     print("model: the default BiRefNet-lite, from the local cache or downloaded into it once", flush=True)
-    download = subprocess.call([sys.executable, "-m", "handler", "download"], cwd=ROOT, env=env)
+    download_env = dict(env)
+    if not hub_reachable(env.get("HF_ENDPOINT") or DEFAULT_HUB):
+        print("model: the hub is not reachable from here; looking in the local cache only", flush=True)
+        download_env["HF_HUB_OFFLINE"] = "1"  # the cache alone, answered at once
+    download = subprocess.call([sys.executable, "-m", "handler", "download"], cwd=ROOT, env=download_env)
     if download == 0:
         return env
     print(
