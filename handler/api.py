@@ -20,7 +20,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handler import runtime
 from handler.api_request import ImageRequest, parse_request
 from handler.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
-from handler.observability import count_error, logger, metrics, record_processed, tracer
+from handler.headers import SECURITY_HEADERS
+from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.options import parse_options
 from handler.render import Rendered, Result, process
 
@@ -29,7 +30,7 @@ from handler.render import Rendered, Result, process
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_RESERVE = 16 * 1024
 API_RESULTS_PREFIX = "api/"
-COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+COMMON_HEADERS = SECURITY_HEADERS
 
 # Load the model during the init phase, once per execution environment.
 runtime.current()
@@ -163,7 +164,7 @@ http_app = _build(APIGatewayHttpResolver)
 rest_app = _build(APIGatewayRestResolver)
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(log_event=LOG_EVENT, correlation_id_path="requestContext.requestId")
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -61,7 +61,8 @@ from handler.errors import (
     SourceNotFound,
 )
 from handler.imaging import EXTENSIONS, OutputFormat
-from handler.observability import count_error, logger, metrics, record_processed, tracer
+from handler.keys import climbs_out, is_encodable
+from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.options import RenderOptions
 from handler.render import process
 from handler.storage import Storage, StoredObject
@@ -122,7 +123,7 @@ def _runtime() -> runtime.Runtime:
 _runtime()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=LOG_EVENT)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -591,17 +592,19 @@ def output_key(source_key: str, kind: str, extension: str, function: FunctionSet
 
     Refuses (permanently) keys whose output could not stay under the output prefix.
     """
+    if not is_encodable(source_key):
+        raise InvalidParameter("key", f"{source_key!r} is not valid Unicode (a lone surrogate)")
     relative = source_key
     if function.input_prefix and relative.startswith(function.input_prefix):
         relative = relative[len(function.input_prefix) :]
     relative = relative.lstrip("/")
     if not relative or relative.endswith("/"):
         raise InvalidParameter("key", f"{source_key!r} names a folder, not an image")
-    segments = relative.split("/")
-    if ".." in segments:
+    if climbs_out(relative):
         raise InvalidParameter(
-            "key", f"{source_key!r} has a '..' segment; its outputs could escape the output prefix"
+            "key", f"{source_key!r} has a '..' segment (in some normal form); its outputs could escape the output prefix"
         )
+    segments = relative.split("/")
     segments[-1] = _with_extension(segments[-1], extension)
     key = f"{function.output_prefix}{OUTPUT_FOLDERS[kind]}/{'/'.join(segments)}"
     if len(key.encode("utf-8")) > MAX_KEY_BYTES:
