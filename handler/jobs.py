@@ -61,16 +61,12 @@ from handler.errors import (
     SourceNotFound,
 )
 from handler.imaging import EXTENSIONS, OutputFormat
-from handler.keys import climbs_out, is_encodable
+from handler.keys import output_key
 from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.options import RenderOptions
 from handler.render import process
 from handler.storage import Storage, StoredObject
 
-# Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
-OUTPUT_FOLDERS = {"cutout": "cutouts", "mask": "masks"}
-# S3 refuses keys longer than this many bytes (UTF-8); a longer output key can never be written.
-MAX_KEY_BYTES = 1024
 # Characters left as they are in metadata values; everything else is percent-encoded (S3 user
 # metadata travels in HTTP headers, so it must be ASCII).
 _METADATA_SAFE = "/@:,=+-_.~"
@@ -585,38 +581,6 @@ def _will_read(ref: ObjectRef, function: FunctionSettings) -> bool:
     except InvalidParameter:
         return False
     return True
-
-
-def output_key(source_key: str, kind: str, extension: str, function: FunctionSettings) -> str:
-    """`<OUTPUT_PREFIX><cutouts|masks>/<key relative to INPUT_PREFIX, new extension>`.
-
-    Refuses (permanently) keys whose output could not stay under the output prefix.
-    """
-    if not is_encodable(source_key):
-        raise InvalidParameter("key", f"{source_key!r} is not valid Unicode (a lone surrogate)")
-    relative = source_key
-    if function.input_prefix and relative.startswith(function.input_prefix):
-        relative = relative[len(function.input_prefix) :]
-    relative = relative.lstrip("/")
-    if not relative or relative.endswith("/"):
-        raise InvalidParameter("key", f"{source_key!r} names a folder, not an image")
-    if climbs_out(relative):
-        raise InvalidParameter(
-            "key", f"{source_key!r} has a '..' segment (in some normal form); its outputs could escape the output prefix"
-        )
-    segments = relative.split("/")
-    segments[-1] = _with_extension(segments[-1], extension)
-    key = f"{function.output_prefix}{OUTPUT_FOLDERS[kind]}/{'/'.join(segments)}"
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidParameter(
-            "key", f"the output key for {source_key!r} would be longer than S3's {MAX_KEY_BYTES} bytes"
-        )
-    return key
-
-
-def _with_extension(name: str, extension: str) -> str:
-    stem, dot, _ = name.rpartition(".")
-    return f"{stem if dot and stem else name}.{extension}"
 
 
 def _metadata_text(value: str) -> str:

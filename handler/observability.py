@@ -21,9 +21,9 @@ logger = Logger(service=SERVICE)
 # which reads POWERTOOLS_LOGGER_LOG_EVENT: that switch would log every whole event, images included.
 LOG_EVENT = False
 
-# At DEBUG, botocore logs every request's parameters (an uploaded image's bytes among them) and
-# urllib3 its traffic. Lambda's ApplicationLogLevel=DEBUG would turn that on for the root logger;
-# these libraries stay at INFO whatever the function's log level.
+# At DEBUG, botocore logs every S3 call's parameters and urllib3 its traffic, and Lambda's
+# ApplicationLogLevel=DEBUG turns that on through the root logger. Bodies are file objects there
+# today; nothing promises they stay so, and the rest is noise: these stay at INFO regardless.
 for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
     logging.getLogger(_name).setLevel(logging.INFO)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
