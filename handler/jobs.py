@@ -71,6 +71,7 @@ from handler.storage import Storage, StoredObject
 # metadata travels in HTTP headers, so it must be ASCII).
 _METADATA_SAFE = "/@:,=+-_.~"
 S3_TEST_EVENT = "s3:TestEvent"
+_FIELD_NAME_CHARS = 24
 
 Status = Literal["processed", "skipped", "failed"]
 E = TypeVar("E")
@@ -168,8 +169,9 @@ def _event_kind(event: Any) -> str:
         return "s3_test"
     if event.get("source") == "aws.s3" and "detail-type" in event:
         return "eventbridge"
-    # Name the top-level fields only: the event itself may carry anything, images included.
-    fields = ", ".join(sorted(str(name) for name in event)[:12]) or "none"
+    # Name the top-level fields only, each cut short: the event (its field names too) may carry
+    # anything, images included.
+    fields = ", ".join(sorted(str(name)[:_FIELD_NAME_CHARS] for name in event)[:12]) or "none"
     raise UnsupportedEvent(
         "not an S3 notification, EventBridge S3 event, SQS batch or S3 Batch Operations event "
         f"(top-level fields: {fields})"

@@ -334,7 +334,9 @@ def test_jobs_logs_of_an_unreadable_event_name_its_fields_not_its_content(
     from handler import jobs
     from handler.errors import UnsupportedEvent
 
-    event = {"image": base64.b64encode(IMAGE).decode(), "note": "not an S3 event"}
+    encoded = base64.b64encode(IMAGE).decode()
+    # The image as a value, and as a field name
+    event = {"image": encoded, "note": "not an S3 event", encoded: 1}
     with pytest.raises(UnsupportedEvent) as raised:
         jobs.lambda_handler(event, LocalLambdaContext("background-remover-jobs", 60))
     _, captured = loud
@@ -343,7 +345,7 @@ def test_jobs_logs_of_an_unreadable_event_name_its_fields_not_its_content(
 
     assert '"unsupported_event"' in logs and "image, note" in logs
     # The Lambda runtime logs an uncaught exception's message too.
-    assert_clean(logs + str(raised.value), IMAGE, bodies=(event["image"],))
+    assert_clean(logs + str(raised.value), IMAGE, bodies=(encoded,))
 
 
 def test_jobs_logs_of_an_unexpected_error_hold_its_traceback_but_no_image(
