@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -237,6 +238,18 @@ def test_every_statement_names_its_actions_and_scopes_its_resources(template: di
                     assert resource["Fn::GetAtt"][0] in known and resource["Fn::GetAtt"][1] == "Arn"
                     assert set(statement["Condition"]) == {"StringLike"}
                     assert all(prefix for prefix in _as_list(statement["Condition"]["StringLike"]["s3:prefix"]))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [("uploads/", True), ("a/b/", True), ("", False), ("*", False), ("up*/", False), ("/uploads/", False), ("uploads", False)],
+)
+def test_input_prefix_cannot_widen_the_policies_to_the_whole_bucket(
+    template: dict[str, Any], prefix: str, allowed: bool
+) -> None:
+    parameter = template["Parameters"]["InputPrefix"]
+    assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) == allowed
+    assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
 
 
 def test_no_function_can_write_where_uploads_trigger_it(template: dict[str, Any]) -> None:
