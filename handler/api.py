@@ -30,7 +30,6 @@ from handler.render import Rendered, Result, process
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_RESERVE = 16 * 1024
 API_RESULTS_PREFIX = "api/"
-COMMON_HEADERS = SECURITY_HEADERS
 
 # Load the model during the init phase, once per execution environment.
 runtime.current()
@@ -54,7 +53,7 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
         status_code=status,
         content_type="application/json",
         body=json.dumps(document, separators=(",", ":")),
-        headers={**COMMON_HEADERS, **(headers or {})},
+        headers={**SECURITY_HEADERS, **(headers or {})},
     )
 
 
@@ -66,7 +65,7 @@ def _respond(app: ApiGatewayResolver, kind: str) -> Response:
     result = process(data, [kind], options, current.model, current.settings.limits)
     record_processed(result.megapixels, result.inference_ms, result.total_ms)
     rendered = result.outputs[kind]
-    headers = {**COMMON_HEADERS, **_result_headers(result, rendered)}
+    headers = {**SECURITY_HEADERS, **_result_headers(result, rendered)}
     if request.wants_json:
         body = json.dumps({"image": base64.b64encode(rendered.data).decode(), **_result_fields(result, rendered)})
         if len(body) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:

@@ -145,3 +145,11 @@ def test_output_prefix_itself_cannot_climb(prefix: str) -> None:
 
     with pytest.raises(ConfigurationError, match="OUTPUT_PREFIX"):
         FunctionSettings.from_env({"OUTPUT_PREFIX": prefix})
+
+
+@PROPERTY_SETTINGS
+@given(key=tricky_keys)
+def test_climbing_check_takes_any_text(key: str) -> None:
+    # Lone surrogates, broken percent-escapes and all: the check answers, it never raises.
+    assert climbs_out(key) in (True, False)
+    assert climbs_out(f"{key}/../x")
