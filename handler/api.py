@@ -20,7 +20,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from handler import runtime
 from handler.api_request import ImageRequest, parse_request
 from handler.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
-from handler.observability import count_error, logger, metrics, record_processed, tracer
+from handler.headers import SECURITY_HEADERS
+from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.options import parse_options
 from handler.render import Rendered, Result, process
 
@@ -29,7 +30,6 @@ from handler.render import Rendered, Result, process
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_RESERVE = 16 * 1024
 API_RESULTS_PREFIX = "api/"
-COMMON_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
 # Load the model during the init phase, once per execution environment.
 runtime.current()
@@ -53,7 +53,7 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
         status_code=status,
         content_type="application/json",
         body=json.dumps(document, separators=(",", ":")),
-        headers={**COMMON_HEADERS, **(headers or {})},
+        headers={**SECURITY_HEADERS, **(headers or {})},
     )
 
 
@@ -65,7 +65,7 @@ def _respond(app: ApiGatewayResolver, kind: str) -> Response:
     result = process(data, [kind], options, current.model, current.settings.limits)
     record_processed(result.megapixels, result.inference_ms, result.total_ms)
     rendered = result.outputs[kind]
-    headers = {**COMMON_HEADERS, **_result_headers(result, rendered)}
+    headers = {**SECURITY_HEADERS, **_result_headers(result, rendered)}
     if request.wants_json:
         body = json.dumps({"image": base64.b64encode(rendered.data).decode(), **_result_fields(result, rendered)})
         if len(body) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:
@@ -163,7 +163,7 @@ http_app = _build(APIGatewayHttpResolver)
 rest_app = _build(APIGatewayRestResolver)
 
 
-@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@logger.inject_lambda_context(log_event=LOG_EVENT, correlation_id_path="requestContext.requestId")
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler(capture_response=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from handler.errors import InvalidParameter, MissingImage, UnsupportedMediaType
+from handler.keys import climbs_out, is_encodable
 
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 IMAGE_FIELD = "image"
@@ -113,6 +114,11 @@ def _s3_reference(source: Any) -> S3Reference:
     unknown = set(source) - {"bucket", "key"}
     if unknown:
         raise InvalidParameter(SOURCE_FIELD, f"unknown field {sorted(unknown)[0]!r}")
+    if not is_encodable(bucket) or not is_encodable(key):
+        raise InvalidParameter(SOURCE_FIELD, "bucket and key must be valid Unicode")
+    if climbs_out(key):
+        # S3 itself never resolves '..', but nothing good comes of a key built to look like it does.
+        raise InvalidParameter(SOURCE_FIELD, "the key must not have a '..' segment")
     return S3Reference(bucket=bucket, key=key)
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 
 from handler.cpu import available_cpus
 from handler.errors import ConfigurationError
+from handler.keys import climbs_out
 
 OutputKind = Literal["logits", "probabilities"]
 
@@ -163,6 +164,9 @@ OUTPUT_KINDS = ("cutout", "mask")
 # What the jobs function writes: both keep transparency (JPEG has none, so it is not offered here).
 JOB_OUTPUT_FORMATS = ("png", "webp")
 DEFAULT_PRESIGNED_URL_EXPIRY = 3600
+# SigV4 refuses X-Amz-Expires above 7 days. A link signed with the function's role's temporary
+# credentials stops working when they expire, whichever comes first.
+MAX_PRESIGNED_URL_EXPIRY = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -194,6 +198,13 @@ class FunctionSettings:
             )
         if self.output_prefix.startswith("/"):
             raise ConfigurationError(f"OUTPUT_PREFIX must not start with '/', got {self.output_prefix!r}")
+        if climbs_out(self.output_prefix):
+            raise ConfigurationError(f"OUTPUT_PREFIX must not have a '..' segment, got {self.output_prefix!r}")
+        if self.presigned_url_expiry > MAX_PRESIGNED_URL_EXPIRY:
+            raise ConfigurationError(
+                f"PRESIGNED_URL_EXPIRY must be at most {MAX_PRESIGNED_URL_EXPIRY} seconds (7 days, the longest "
+                f"a SigV4 presigned URL can live), got {self.presigned_url_expiry}"
+            )
         self._refuse_recursive_loop()
 
     def _refuse_recursive_loop(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import warnings
 from dataclasses import dataclass
 from functools import cache
@@ -20,6 +21,11 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from handler.config import ImageLimits
 from handler.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
 from handler.png import encode_png
+
+# Pillow quotes a few bytes of the file in some messages ("broken PNG file (chunk b'...')"). An
+# error message reaches the client and the jobs' logs, and image bytes belong in neither.
+_BYTES_REPR = re.compile(r"(?<!\w)b'(?:[^'\\]|\\.)*'" + r'|(?<!\w)b"(?:[^"\\]|\\.)*"')
+_MAX_DETAIL = 200
 
 ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image]
 OutputFormat = Literal["png", "webp", "jpeg"]
@@ -67,6 +73,11 @@ class Picture:
         return self.rgb.size
 
 
+def _detail(error: BaseException) -> str:
+    """Pillow's message for `error`, with any quoted bytes left out and its length bounded."""
+    return _BYTES_REPR.sub("<bytes>", str(error))[:_MAX_DETAIL]
+
+
 def load_picture(source: ImageSource, limits: ImageLimits | None = None) -> Picture:
     """Decode `source` (a path, bytes or PIL image) into an upright RGB `Picture`.
 
@@ -77,7 +88,7 @@ def load_picture(source: ImageSource, limits: ImageLimits | None = None) -> Pict
         return _to_picture(image)
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # Pillow reports truncated and corrupt data lazily, on first pixel access.
-        raise InvalidImage(f"the image data is corrupt or truncated ({error})") from error
+        raise InvalidImage(f"the image data is corrupt or truncated ({_detail(error)})") from error
 
 
 def load_model_input(
@@ -135,7 +146,7 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
             "the data is not an image in a format this service reads (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF)"
         ) from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise InvalidImage(f"the image header is corrupt ({error})") from error
+        raise InvalidImage(f"the image header is corrupt ({_detail(error)})") from error
     width, height = image.size
     if width <= 0 or height <= 0:
         raise InvalidImage(f"the image claims an empty size {width}x{height}")

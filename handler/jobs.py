@@ -61,19 +61,17 @@ from handler.errors import (
     SourceNotFound,
 )
 from handler.imaging import EXTENSIONS, OutputFormat
-from handler.observability import count_error, logger, metrics, record_processed, tracer
+from handler.keys import output_key
+from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.options import RenderOptions
 from handler.render import process
 from handler.storage import Storage, StoredObject
 
-# Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
-OUTPUT_FOLDERS = {"cutout": "cutouts", "mask": "masks"}
-# S3 refuses keys longer than this many bytes (UTF-8); a longer output key can never be written.
-MAX_KEY_BYTES = 1024
 # Characters left as they are in metadata values; everything else is percent-encoded (S3 user
 # metadata travels in HTTP headers, so it must be ASCII).
 _METADATA_SAFE = "/@:,=+-_.~"
 S3_TEST_EVENT = "s3:TestEvent"
+_FIELD_NAME_CHARS = 24
 
 Status = Literal["processed", "skipped", "failed"]
 E = TypeVar("E")
@@ -122,7 +120,7 @@ def _runtime() -> runtime.Runtime:
 _runtime()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=LOG_EVENT)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -171,8 +169,9 @@ def _event_kind(event: Any) -> str:
         return "s3_test"
     if event.get("source") == "aws.s3" and "detail-type" in event:
         return "eventbridge"
-    # Name the top-level fields only: the event itself may carry anything, images included.
-    fields = ", ".join(sorted(str(name) for name in event)[:12]) or "none"
+    # Name the top-level fields only, each cut short: the event (its field names too) may carry
+    # anything, images included.
+    fields = ", ".join(sorted(str(name)[:_FIELD_NAME_CHARS] for name in event)[:12]) or "none"
     raise UnsupportedEvent(
         "not an S3 notification, EventBridge S3 event, SQS batch or S3 Batch Operations event "
         f"(top-level fields: {fields})"
@@ -584,36 +583,6 @@ def _will_read(ref: ObjectRef, function: FunctionSettings) -> bool:
     except InvalidParameter:
         return False
     return True
-
-
-def output_key(source_key: str, kind: str, extension: str, function: FunctionSettings) -> str:
-    """`<OUTPUT_PREFIX><cutouts|masks>/<key relative to INPUT_PREFIX, new extension>`.
-
-    Refuses (permanently) keys whose output could not stay under the output prefix.
-    """
-    relative = source_key
-    if function.input_prefix and relative.startswith(function.input_prefix):
-        relative = relative[len(function.input_prefix) :]
-    relative = relative.lstrip("/")
-    if not relative or relative.endswith("/"):
-        raise InvalidParameter("key", f"{source_key!r} names a folder, not an image")
-    segments = relative.split("/")
-    if ".." in segments:
-        raise InvalidParameter(
-            "key", f"{source_key!r} has a '..' segment; its outputs could escape the output prefix"
-        )
-    segments[-1] = _with_extension(segments[-1], extension)
-    key = f"{function.output_prefix}{OUTPUT_FOLDERS[kind]}/{'/'.join(segments)}"
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidParameter(
-            "key", f"the output key for {source_key!r} would be longer than S3's {MAX_KEY_BYTES} bytes"
-        )
-    return key
-
-
-def _with_extension(name: str, extension: str) -> str:
-    stem, dot, _ = name.rpartition(".")
-    return f"{stem if dot and stem else name}.{extension}"
 
 
 def _metadata_text(value: str) -> str:

@@ -34,6 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit
 
+from handler.headers import SECURITY_HEADERS
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
 INPUT_BUCKET = "local-uploads"
@@ -629,6 +631,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self.send_response(response.status)
         for name, value in response.headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        given = {name.lower() for name, _ in response.headers}
+        for name, value in SECURITY_HEADERS.items():
+            # The function's own responses carry these already; the server's own answers (the
+            # page, 404, 413, ...) get the same, so nothing served here is sniffed or cached.
+            if name.lower() not in given:
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         if close:

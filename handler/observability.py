@@ -6,6 +6,7 @@ POWERTOOLS_METRICS_NAMESPACE. Nothing here may log a request body or a whole eve
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -15,6 +16,16 @@ SERVICE = "background-remover"
 NAMESPACE = "BackgroundRemover"
 
 logger = Logger(service=SERVICE)
+
+# Entry points pass this to `inject_lambda_context` rather than leaving it to Powertools' default,
+# which reads POWERTOOLS_LOGGER_LOG_EVENT: that switch would log every whole event, images included.
+LOG_EVENT = False
+
+# At DEBUG, botocore logs every S3 call's parameters and urllib3 its traffic, and Lambda's
+# ApplicationLogLevel=DEBUG turns that on through the root logger. Bodies are file objects there
+# today; nothing promises they stay so, and the rest is noise: these stay at INFO regardless.
+for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
+    logging.getLogger(_name).setLevel(logging.INFO)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 tracer = Tracer(service=SERVICE)
 

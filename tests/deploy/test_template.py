@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,23 +76,6 @@ def test_api_is_authenticated_by_default_and_throttled(template: dict[str, Any])
     assert routes == {("POST", "/remove"), ("POST", "/mask")}
 
 
-@pytest.mark.parametrize("bucket", ["InputBucket", "OutputBucket"])
-def test_buckets_are_private_encrypted_and_tls_only(template: dict[str, Any], bucket: str) -> None:
-    properties = template["Resources"][bucket]["Properties"]
-    assert all(properties["PublicAccessBlockConfiguration"].values())
-    assert len(properties["PublicAccessBlockConfiguration"]) == 4
-    assert properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    policies = [
-        body["Properties"]
-        for body in _resources(template, "AWS::S3::BucketPolicy").values()
-        if body["Properties"]["Bucket"] == {"Ref": bucket}
-    ]
-    (policy,) = policies
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Deny"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-
-
 def test_input_and_output_buckets_differ_so_outputs_cannot_retrigger(template: dict[str, Any]) -> None:
     variables = template["Globals"]["Function"]["Environment"]["Variables"]
     assert variables["INPUT_BUCKET"] == {"Ref": "InputBucket"}
@@ -137,3 +121,157 @@ def test_outputs_name_what_users_need(template: dict[str, Any]) -> None:
     assert {"ApiUrl", "InputBucketName", "OutputBucketName", "ApiFunctionName", "JobsFunctionName"} <= set(
         template["Outputs"]
     )
+
+
+# --- Security, asserted rather than only written (issue #7, "Abuse") ---------------------------
+
+OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _sub_text(resource: Any) -> str:
+    """The text of a `!Sub` resource ARN, or '' for anything else."""
+    return resource["Fn::Sub"] if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str) else ""
+
+
+def test_every_route_is_behind_iam_auth_by_default(template: dict[str, Any]) -> None:
+    auth = template["Resources"]["HttpApi"]["Properties"]["Auth"]
+    assert auth["EnableIamAuthorizer"] is True
+    # The default authorizer is AWS_IAM unless the deployer explicitly chose ApiAuth=NONE.
+    assert auth["DefaultAuthorizer"] == {"Fn::If": ["IamAuth", "AWS_IAM", {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["ApiAuth"]["Default"] == "IAM"
+    for name, function in _resources(template, "AWS::Serverless::Function").items():
+        properties = function["Properties"]
+        # No route opts out of the default, and no side door: a Function URL would bypass the API.
+        for event in properties.get("Events", {}).values():
+            if event["Type"] == "HttpApi":
+                assert "Auth" not in event["Properties"], f"{name}: a route overrides the API's auth"
+                assert event["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+        assert "FunctionUrlConfig" not in properties, f"{name}: a Function URL bypasses the API's auth"
+    assert not _resources(template, "AWS::Lambda::Url")
+    assert not _resources(template, "AWS::Serverless::Api"), "a second API would need its own auth"
+    for permission in _resources(template, "AWS::Lambda::Permission").values():
+        assert permission["Properties"]["Principal"] != "*"
+
+
+def test_api_throttling_is_set_from_parameters(template: dict[str, Any]) -> None:
+    settings = template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
+    assert settings == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+    }
+    for parameter in ("ApiThrottleRate", "ApiThrottleBurst"):
+        assert template["Parameters"][parameter]["Type"] == "Number"
+        assert template["Parameters"][parameter]["Default"] > 0
+
+
+@pytest.mark.parametrize(
+    ("function", "parameter"), [("ApiFunction", "ApiReservedConcurrency"), ("JobsFunction", "JobsReservedConcurrency")]
+)
+def test_both_functions_have_reserved_concurrency_from_a_parameter(
+    template: dict[str, Any], function: str, parameter: str
+) -> None:
+    properties = template["Resources"][function]["Properties"]
+    assert properties["ReservedConcurrentExecutions"] == {"Ref": parameter}
+    assert template["Parameters"][parameter]["Default"] >= template["Parameters"][parameter]["MinValue"] >= 1
+
+
+def test_every_bucket_is_private_encrypted_and_tls_only(template: dict[str, Any]) -> None:
+    buckets = _resources(template, "AWS::S3::Bucket")
+    assert set(buckets) == {"InputBucket", "OutputBucket"}
+    policies = _resources(template, "AWS::S3::BucketPolicy").values()
+    for name, bucket in buckets.items():
+        properties = bucket["Properties"]
+        assert properties["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+        (rule,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms", "aws:kms:dsse"}
+        assert properties["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+        (policy,) = [p["Properties"] for p in policies if p["Properties"]["Bucket"] == {"Ref": name}]
+        denials = [
+            statement
+            for statement in policy["PolicyDocument"]["Statement"]
+            if statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+        ]
+        (denial,) = denials
+        assert denial["Principal"] == "*" and denial["Action"] == "s3:*"
+        # The bucket and every object in it.
+        assert denial["Resource"] == [{"Fn::GetAtt": [name, "Arn"]}, {"Fn::Sub": f"${{{name}.Arn}}/*"}]
+
+
+def test_failure_queue_is_encrypted(template: dict[str, Any]) -> None:
+    assert template["Resources"]["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+
+
+def test_every_statement_names_its_actions_and_scopes_its_resources(template: dict[str, Any]) -> None:
+    known = {"InputBucket", "OutputBucket"}
+    for name, function in _resources(template, "AWS::Serverless::Function").items():
+        policies = function["Properties"]["Policies"]
+        # Besides inline statements, only SAM's queue-scoped send policy for the failure queue.
+        templates = [policy for policy in policies if "Statement" not in policy]
+        assert all(set(policy) == {"SQSSendMessagePolicy"} for policy in templates), templates
+        for policy in templates:
+            assert policy["SQSSendMessagePolicy"] == {"QueueName": {"Fn::GetAtt": ["FailureQueue", "QueueName"]}}
+        for statement in _statements(function):
+            assert statement["Effect"] == "Allow"
+            assert "NotAction" not in statement and "NotResource" not in statement
+            actions = _as_list(statement["Action"])
+            assert all(action.startswith("s3:") and "*" not in action for action in actions), actions
+            for resource in _as_list(statement["Resource"]):
+                if set(actions) <= OBJECT_ACTIONS:
+                    # Objects: one bucket, under a fixed, non-empty prefix.
+                    text = _sub_text(resource)
+                    bucket, _, prefix = text.partition(".Arn}/")
+                    assert bucket.lstrip("${") in known, f"{name}: {resource}"
+                    assert prefix.endswith("*") and prefix.rstrip("*"), f"{name}: objects of a whole bucket: {text}"
+                    assert "*" not in prefix.rstrip("*"), f"{name}: wildcard inside the prefix: {text}"
+                else:
+                    # Bucket-level (ListBucket): the bucket ARN itself, narrowed to prefixes by a condition.
+                    assert actions == ["s3:ListBucket"], f"{name}: {actions}"
+                    assert resource["Fn::GetAtt"][0] in known and resource["Fn::GetAtt"][1] == "Arn"
+                    assert set(statement["Condition"]) == {"StringLike"}
+                    assert all(prefix for prefix in _as_list(statement["Condition"]["StringLike"]["s3:prefix"]))
+
+
+@pytest.mark.parametrize(
+    ("prefix", "allowed"),
+    [("uploads/", True), ("a/b/", True), ("", False), ("*", False), ("up*/", False), ("/uploads/", False), ("uploads", False)],
+)
+def test_input_prefix_cannot_widen_the_policies_to_the_whole_bucket(
+    template: dict[str, Any], prefix: str, allowed: bool
+) -> None:
+    parameter = template["Parameters"]["InputPrefix"]
+    assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) == allowed
+    assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
+
+
+def test_no_function_can_write_where_uploads_trigger_it(template: dict[str, Any]) -> None:
+    for name, function in _resources(template, "AWS::Serverless::Function").items():
+        for statement in _statements(function):
+            if "s3:PutObject" in _as_list(statement["Action"]):
+                for resource in _as_list(statement["Resource"]):
+                    assert "InputBucket" not in json.dumps(resource), f"{name} may write to the input bucket"
+    # The output bucket never triggers anything: only the input bucket sends events.
+    assert "NotificationConfiguration" not in template["Resources"]["OutputBucket"]["Properties"]
+    events = template["Resources"]["JobsFunction"]["Properties"]["Events"]
+    assert [event["Type"] for event in events.values()] == ["EventBridgeRule"]
+    assert not _resources(template, "AWS::Events::Rule")
+    # Lambda's own loop detection is on for every function, and none turns it off.
+    assert template["Globals"]["Function"]["RecursiveLoop"] == "Terminate"
+    for function in _resources(template, "AWS::Serverless::Function").values():
+        assert function["Properties"].get("RecursiveLoop", "Terminate") == "Terminate"
+
+
+def test_presigned_link_lifetime_is_a_bounded_parameter(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["PresignedUrlExpiry"]
+    assert parameter["MaxValue"] == 604800  # SigV4's limit, which handler.config enforces too
+    assert 0 < parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"]
+    variables = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["PRESIGNED_URL_EXPIRY"] == {"Ref": "PresignedUrlExpiry"}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pytest
@@ -167,7 +168,9 @@ def multipart_event(fields: Mapping[str, str | bytes], **kwargs: Any) -> dict[st
 
 
 def assert_common_headers(reply: Reply) -> None:
+    # Every answer, result or error: never sniffed, never stored by a browser or proxy (handler/headers.py).
     assert reply.headers["x-content-type-options"] == "nosniff"
+    assert reply.headers["cache-control"] == "no-store"
 
 
 def assert_image_reply(reply: Reply, *, pil_format: str, content_type: str) -> Image.Image:
@@ -364,6 +367,58 @@ def test_source_in_a_bucket_not_allowed_is_forbidden(service: Service, s3: Any, 
     reply = service.invoke(json_event({"source": {"bucket": private, "key": "cat.jpg"}}))
 
     assert_error(reply, 403, "source_forbidden", mentions=private)
+
+
+@pytest.mark.parametrize(
+    "spell",
+    [
+        pytest.param(lambda allowed, private: allowed.upper(), id="uppercase"),
+        pytest.param(lambda allowed, private: f" {allowed}", id="leading-space"),
+        pytest.param(lambda allowed, private: f"{allowed}/", id="trailing-slash"),
+        pytest.param(lambda allowed, private: f"arn:aws:s3:::{allowed}", id="arn-of-allowed"),
+        pytest.param(lambda allowed, private: f"s3://{allowed}/cat.jpg", id="s3-url-of-allowed"),
+        pytest.param(lambda allowed, private: f"{allowed}.s3.amazonaws.com", id="virtual-host"),
+        pytest.param(lambda allowed, private: f"{allowed}/../{private}", id="traversal-to-private"),
+        pytest.param(lambda allowed, private: f"{allowed},{private}", id="list"),
+        pytest.param(lambda allowed, private: "*", id="wildcard"),
+        pytest.param(lambda allowed, private: f"arn:aws:s3:::{private}", id="arn-of-private"),
+        pytest.param(lambda allowed, private: f"s3://{private}/cat.jpg", id="s3-url-of-private"),
+    ],
+)
+def test_source_bucket_must_be_exactly_an_allowed_name(
+    service: Service, s3: Any, new_bucket: Callable[[str], str], spell: Callable[[str, str], str]
+) -> None:
+    # GIVEN the photo in an allowed bucket and in a private one
+    allowed, private = service.deployment.source_bucket, new_bucket("private")
+    for bucket in (allowed, private):
+        s3.put_object(Bucket=bucket, Key="cat.jpg", Body=EVENT_IMAGE)
+    assert service.invoke(json_event({"source": {"bucket": allowed, "key": "cat.jpg"}})).status == 200
+
+    # WHEN the bucket is spelt any other way than its exact name
+    reply = service.invoke(json_event({"source": {"bucket": spell(allowed, private), "key": "cat.jpg"}}))
+
+    # THEN nothing is read: the allow-list compares names exactly
+    assert_error(reply, 403, "source_forbidden")
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../cat.jpg", "photos/../../cat.jpg", "..\\cat.jpg", "%2e%2e/cat.jpg", "\uff0e\uff0e/cat.jpg", "\u2025/cat.jpg"],
+)
+def test_source_key_with_a_climbing_segment_is_refused(service: Service, s3: Any, key: str) -> None:
+    s3.put_object(Bucket=service.deployment.source_bucket, Key="cat.jpg", Body=EVENT_IMAGE)
+
+    reply = service.invoke(json_event({"source": {"bucket": service.deployment.source_bucket, "key": key}}))
+
+    assert_error(reply, 400, "invalid_parameter", mentions="'..'")
+
+
+def test_source_key_that_is_not_unicode_is_refused(service: Service) -> None:
+    # JSON can carry a lone surrogate, which has no UTF-8 form and so is no S3 key
+    body = '{"source": {"bucket": "%s", "key": "cat\\ud800.jpg"}}' % service.deployment.source_bucket
+    reply = service.invoke(http_event(body, content_type="application/json"))
+
+    assert_error(reply, 400, "invalid_parameter", mentions="source:")
 
 
 def test_missing_source_object_is_not_found(service: Service) -> None:
@@ -688,6 +743,24 @@ def test_oversize_result_is_stored_and_redirected(
     assert stored["Body"].read() == inline
 
 
+@pytest.mark.parametrize("expiry", ["60", "604800"])
+def test_presigned_link_expires_as_configured(
+    configure: Callable[..., Service], monkeypatch: pytest.MonkeyPatch, expiry: str
+) -> None:
+    # GIVEN a deployment with its own link lifetime
+    service = configure(PRESIGNED_URL_EXPIRY=expiry)
+    monkeypatch.setattr(service.api, "LAMBDA_RESPONSE_LIMIT", service.api.ENVELOPE_RESERVE + 100)
+
+    reply = service.invoke(http_event())
+
+    # THEN the signed link carries exactly that lifetime, and the body says so
+    assert reply.status == 303
+    query = dict(parse_qsl(urlsplit(reply.headers["location"]).query))
+    assert query["X-Amz-Expires"] == expiry
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert reply.json["expires_in"] == int(expiry)
+
+
 def test_oversize_result_without_output_bucket_is_refused_with_a_hint(
     configure: Callable[..., Service], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -716,6 +789,47 @@ def test_large_photo_is_handed_over_through_s3(service: Service, s3: Any) -> Non
     assert data.startswith(PNG_MAGIC)
     assert Image.open(io.BytesIO(data)).size == (2500, 2500)
     assert len(json.dumps(reply.raw)) < service.api.LAMBDA_RESPONSE_LIMIT
+
+
+# --------------------------------------------------------------------------------------------
+# Headers on every kind of answer
+# --------------------------------------------------------------------------------------------
+
+
+def _broken(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("a bug")
+
+
+@pytest.mark.parametrize(
+    ("make_event", "status", "patch"),
+    [
+        pytest.param(lambda: _load_event("api_v2_remove.json"), 200, None, id="200-image"),
+        pytest.param(lambda: _load_event("api_v1_remove.json"), 200, None, id="200-image-rest"),
+        pytest.param(lambda: _load_event("function_url_remove.json"), 200, None, id="200-json"),
+        pytest.param(lambda: http_event(), 303, ("LAMBDA_RESPONSE_LIMIT", 16 * 1024 + 100), id="303"),
+        pytest.param(lambda: http_event(TRUNCATED_JPEG), 400, None, id="400"),
+        pytest.param(lambda: http_event(path="/other"), 404, None, id="404"),
+        pytest.param(lambda: rest_event(path="/other", headers={}), 404, None, id="404-rest"),
+        pytest.param(lambda: http_event("x", content_type="text/plain"), 415, None, id="415"),
+        pytest.param(lambda: http_event(), 500, ("process", _broken), id="500"),
+    ],
+)
+def test_every_answer_is_nosniff_and_never_cached(
+    service: Service,
+    monkeypatch: pytest.MonkeyPatch,
+    make_event: Callable[[], dict[str, Any]],
+    status: int,
+    patch: tuple[str, Any] | None,
+) -> None:
+    if patch is not None:
+        monkeypatch.setattr(service.api, *patch)
+
+    reply = service.invoke(make_event())
+
+    assert reply.status == status
+    assert_common_headers(reply)
+    if "multiValueHeaders" in reply.raw:
+        assert reply.raw["multiValueHeaders"]["Cache-Control"] == ["no-store"]
 
 
 # --------------------------------------------------------------------------------------------

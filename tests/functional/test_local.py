@@ -8,6 +8,7 @@ reached with boto3 over HTTP, as a user would with `aws --endpoint-url`.
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import os
@@ -22,6 +23,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote_plus
 
+import pytest
 from PIL import Image
 
 from handler.local import LocalServer, api_gateway_event, http_response, s3_put_event
@@ -114,6 +116,51 @@ def test_the_web_page_is_served_and_self_contained(server: LocalServer) -> None:
     # The network is closed: nothing may be loaded from elsewhere.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.IGNORECASE)
     assert "@import" not in html
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "status"),
+    [
+        ("GET", "/", {}, b"", 200),
+        ("GET", "/favicon.ico", {}, b"", 204),
+        ("POST", "/remove", {"Content-Type": "image/jpeg"}, None, 200),
+        ("POST", "/mask", {"Content-Type": "image/jpeg"}, b"not a picture", 400),
+        ("POST", "/resize", {}, b"x", 404),
+        ("HEAD", "/", {}, b"", 405),
+        ("POST", "/remove", {"Content-Length": str(11 * 1024 * 1024)}, b"", 413),
+        ("POST", "/remove", {"Transfer-Encoding": "chunked"}, b"", 411),
+    ],
+    ids=["page", "favicon", "200-image", "400", "404", "405", "413", "411"],
+)
+def test_every_local_answer_is_nosniff_and_never_cached(
+    server: LocalServer,
+    samples: dict[str, Path],
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes | None,
+    status: int,
+) -> None:
+    # The function's own answers carry these headers; so do the ones the local server makes itself.
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        payload = samples["chelsea"].read_bytes() if body is None else body
+        if "Content-Length" in headers or "Transfer-Encoding" in headers:
+            connection.putrequest(method, path)
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+        else:
+            connection.request(method, path, body=payload, headers=headers)
+        response = connection.getresponse()
+        response.read()
+    finally:
+        connection.close()
+
+    assert response.status == status
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert response.getheader("Cache-Control") == "no-store"
+    assert len(response.headers.get_all("Cache-Control") or []) == 1
 
 
 # -- the upload trigger ---------------------------------------------------------------------------

@@ -181,3 +181,18 @@ def test_image_limits_defaults_and_overrides() -> None:
     assert ImageLimits.from_env({"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50"}) == ImageLimits(1000, 50)
     with pytest.raises(ConfigurationError, match="MAX_INPUT_PIXELS"):
         ImageLimits.from_env({"MAX_INPUT_PIXELS": "0"})
+
+
+@pytest.mark.parametrize("seconds", ["1", "3600", "604800"])
+def test_presigned_url_expiry_up_to_sigv4s_seven_days_is_accepted(seconds: str) -> None:
+    from handler.config import FunctionSettings
+
+    assert FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds}).presigned_url_expiry == int(seconds)
+
+
+@pytest.mark.parametrize("seconds", ["604801", "0", "-5", "an hour"])
+def test_presigned_url_expiry_outside_what_sigv4_signs_is_refused(seconds: str) -> None:
+    from handler.config import FunctionSettings
+
+    with pytest.raises(ConfigurationError, match="PRESIGNED_URL_EXPIRY"):
+        FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds})
