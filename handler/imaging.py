@@ -46,6 +46,7 @@ DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF",
 # decoder, so that a phone photo gets "unsupported format" (415) rather than "not an image" (400).
 _AVIF_BRANDS = {b"avif", b"avis"}
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", *_AVIF_BRANDS}
+_EXIF_SUB_IFD = 0x8769
 _EXIF_PIXEL_DIMENSIONS = (0xA002, 0xA003)  # the original's size, wrong for a cropped or scaled output
 # XMP's copy of the orientation (attribute or element form); the pixels are already upright.
 _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation(?:=\"|>))[1-8]")
@@ -90,12 +91,16 @@ class Picture:
         if self.exif is not None:
             parsed = Image.Exif()
             try:
-                parsed.load(self.exif)
-                parsed[_EXIF_ORIENTATION_TAG] = 1
-                details = parsed.get_ifd(0x8769)  # the Exif sub-IFD
-                for tag in _EXIF_PIXEL_DIMENSIONS:
-                    details.pop(tag, None)
-                exif = parsed.tobytes()
+                with warnings.catch_warnings():
+                    # Pillow keeps what it can read of a corrupt block and warns; what it kept is copied.
+                    warnings.simplefilter("ignore", UserWarning)
+                    parsed.load(self.exif)
+                    parsed[_EXIF_ORIENTATION_TAG] = 1
+                    if _EXIF_SUB_IFD in parsed:
+                        details = parsed.get_ifd(_EXIF_SUB_IFD)
+                        for tag in _EXIF_PIXEL_DIMENSIONS:
+                            details.pop(tag, None)
+                    exif = parsed.tobytes()
             except (OSError, SyntaxError, ValueError, KeyError, TypeError, struct_error):
                 exif = None  # unreadable EXIF is dropped, never a reason to fail the image
         xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", self.xmp) if self.xmp is not None else None

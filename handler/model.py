@@ -95,7 +95,7 @@ class BackgroundModel:
         if not self.dynamic:
             width, height = self.input_size
             raise InvalidParameter(
-                "resolution", f"this model's input is fixed at {width}x{height}; omit resolution or ask for {width}"
+                "resolution", f"this model's input is fixed at {width}x{height}; resolution applies only to dynamic-input models"
             )
         return resolution, resolution
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handler.config import RESOLUTIONS
 from handler.errors import InvalidParameter
 from handler.imaging import OutputFormat
 
@@ -17,9 +18,6 @@ _MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _FORMATS: dict[str, OutputFormat] = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
-
-# The model input sizes a caller may ask of a dynamic-input export (benchmarks/README.md, "Resolution").
-RESOLUTIONS = (512, 768, 1024)
 
 OPTION_NAMES = frozenset(
     {"format", "bg_color", "crop", "margin", "max_size", "refine", "keep_metadata", "resolution"}

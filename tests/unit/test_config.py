@@ -12,6 +12,7 @@ from handler.config import (
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
     DEFAULT_MODEL_REVISION,
+    FunctionSettings,
     ImageLimits,
     ModelSettings,
     ModelSpec,
@@ -181,3 +182,15 @@ def test_image_limits_defaults_and_overrides() -> None:
     assert ImageLimits.from_env({"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50"}) == ImageLimits(1000, 50)
     with pytest.raises(ConfigurationError, match="MAX_INPUT_PIXELS"):
         ImageLimits.from_env({"MAX_INPUT_PIXELS": "0"})
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, False), ("", False), ("0", False), ("1", True), ("on", True)])
+def test_jobs_keep_metadata_is_off_unless_switched_on(raw: str | None, expected: bool) -> None:
+    environ = {} if raw is None else {"JOBS_KEEP_METADATA": raw}
+
+    assert FunctionSettings.from_env(environ).keep_metadata is expected
+
+
+def test_jobs_keep_metadata_refuses_other_words() -> None:
+    with pytest.raises(ConfigurationError, match="JOBS_KEEP_METADATA"):
+        FunctionSettings.from_env({"JOBS_KEEP_METADATA": "gps"})
