@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from handler import imaging
+from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
 from tests.functional.test_api import (  # noqa: F401  (configure/service are fixtures)
     EVENT_IMAGE,
     EVENT_SIZE,
@@ -23,16 +24,10 @@ from tests.functional.test_api import (  # noqa: F401  (configure/service are fi
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
-GPS_IFD, GPS_LATITUDE, ORIENTATION = 0x8825, 2, 0x0112
-
-
 def phone_photo(fmt: str, **params: object) -> bytes:
     """The example cat as a phone saves it: stored sideways (orientation 6), with a GPS position."""
-    exif = Image.Exif()
-    exif[ORIENTATION] = 6
-    exif.get_ifd(GPS_IFD).update({1: "N", GPS_LATITUDE: (48.0, 51.0, 29.0)})
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(EVENT_IMAGE)).save(buffer, fmt, exif=exif.tobytes(), quality=90, **params)
+    Image.open(io.BytesIO(EVENT_IMAGE)).save(buffer, fmt, exif=phone_exif(6).tobytes(), quality=90, **params)
     return buffer.getvalue()
 
 
@@ -57,7 +52,7 @@ def test_phone_formats_give_an_upright_cutout(
     image = reply.image
     assert image.format == "PNG" and image.mode == "RGBA"
     assert image.size == UPRIGHT_SIZE  # turned once: never left sideways, never turned twice
-    assert len(image.getexif()) == 0  # and the GPS position stayed behind
+    assert latitude(image) is None and len(image.getexif()) == 0  # and the GPS position stayed behind
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
@@ -83,9 +78,8 @@ def test_keep_metadata_copies_the_gps_position(service: Service, make_event: Cal
     reply = service.invoke(make_event(phone_photo("JPEG")))
 
     assert reply.status == 200, reply.body[:300]
-    exif = reply.image.getexif()
-    assert exif.get_ifd(GPS_IFD)[GPS_LATITUDE] == (48.0, 51.0, 29.0)
-    assert exif[ORIENTATION] == 1 and reply.image.size == UPRIGHT_SIZE
+    assert latitude(reply.image) == LATITUDE
+    assert reply.image.getexif()[ORIENTATION] == 1 and reply.image.size == UPRIGHT_SIZE
 
 
 @pytest.mark.parametrize("resolution", ["512", "768", "1024"])
