@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from handler.config import ImageLimits, ModelSettings
+from handler.config import RESOLUTIONS, ImageLimits, ModelSettings
 from handler.errors import BackgroundRemovalError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
@@ -41,6 +41,15 @@ def _parser() -> argparse.ArgumentParser:
             help=f"output folder (default ./{kind}s), or a file name for a single input",
         )
         command.add_argument("--format", choices=["png", "webp"], default=None, help="output format (default png)")
+        command.add_argument(
+            "--resolution", type=int, choices=RESOLUTIONS, default=None,
+            help="model input size for exports with a dynamic input: smaller is faster, coarser (default MODEL_INPUT_SIZE)",
+        )
+        if kind == "cutout":
+            command.add_argument(
+                "--keep-metadata", action="store_true",
+                help="copy the input's EXIF (incl. GPS) and XMP to the cutout; off by default",
+            )
         command.set_defaults(run=_run_images, kind=kind)
 
     download = commands.add_parser("download", parents=[model_options], help="fetch and verify the model (build step)")
@@ -150,13 +159,16 @@ def _run_images(args: argparse.Namespace) -> int:
         return 1
     try:
         model = load_model(_model_settings(args))
+        model.size_for(args.resolution)  # a fixed-size model refuses another resolution once, not per image
     except BackgroundRemovalError as error:
         return _fail(error.message)
     limits = ImageLimits.from_env()
+    keep_metadata = getattr(args, "keep_metadata", False)
     failures = 0
     for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
+        options = RenderOptions(format=fmt, keep_metadata=keep_metadata, resolution=args.resolution)  # type: ignore[arg-type]
         try:
-            result = process(source, [args.kind], RenderOptions(format=fmt), model, limits)  # type: ignore[arg-type]
+            result = process(source, [args.kind], options, model, limits)
         except BackgroundRemovalError as error:
             failures += 1
             tqdm.write(f"error: {source}: {' '.join(error.message.split())}", file=sys.stderr)

@@ -28,6 +28,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Used only when the graph's spatial input dims are dynamic: BiRefNet was trained at 1024x1024.
 DEFAULT_DYNAMIC_INPUT_SIZE = 1024
+# The input sizes a request may ask of a dynamic-input export (`resolution`): each step down is
+# faster and coarser (benchmarks/README.md, "Resolution").
+RESOLUTIONS = (512, 768, 1024)
 
 # Input limits. 100 MB covers any camera JPEG; 64 MP covers phones' 48/50 MP modes while keeping a
 # full-resolution RGBA cutout (4 bytes/pixel) far below Lambda's memory.
@@ -187,6 +190,8 @@ class FunctionSettings:
     # Jobs with several objects overlap S3 transfers with the work: the next object is read and the
     # previous one's outputs are written in the background while one is inferred (JOBS_PREFETCH).
     prefetch: bool = True
+    # Copy the uploads' EXIF and XMP to the cutouts (JOBS_KEEP_METADATA). Off: GPS must not leak.
+    keep_metadata: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.outputs) - set(OUTPUT_KINDS)
@@ -237,6 +242,7 @@ class FunctionSettings:
             or DEFAULT_PRESIGNED_URL_EXPIRY,
             output_format=(env.get("OUTPUT_FORMAT") or "png").strip().lower(),
             prefetch=_switch("JOBS_PREFETCH", env.get("JOBS_PREFETCH"), True),
+            keep_metadata=_switch("JOBS_KEEP_METADATA", env.get("JOBS_KEEP_METADATA"), False),
         )
 
 

@@ -13,9 +13,11 @@ import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from struct import error as struct_error
 from typing import Literal, Union
 
 import numpy as np
+import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from handler.config import ImageLimits
@@ -26,6 +28,11 @@ from handler.png import encode_png
 # error message reaches the client and the jobs' logs, and image bytes belong in neither.
 _BYTES_REPR = re.compile(r"(?<!\w)b'(?:[^'\\]|\\.)*'" + r'|(?<!\w)b"(?:[^"\\]|\\.)*"')
 _MAX_DETAIL = 200
+
+# HEIC/HEIF through pillow-heif (Pillow 13 reads AVIF itself). libheif applies the file's own
+# rotation/mirroring (irot/imir) while decoding and the plugin resets the EXIF Orientation to 1, so
+# `_upright` never turns a HEIC twice. Thumbnails, depth maps and auxiliary images are never used.
+pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
 ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image]
 OutputFormat = Literal["png", "webp", "jpeg"]
@@ -38,11 +45,16 @@ _EXIF_ORIENTATION_TAG = 0x0112
 _ICC_COLOUR_SPACE = slice(16, 20)
 # Decoders an upload may reach. Pillow knows ~40 formats; most are rarely used and less hardened,
 # and EPS/PostScript would run Ghostscript. MPO is how Pillow names many camera and phone JPEGs.
-# HEIF joins when the optional pillow-heif plugin is installed and registered.
+# HEIF is pillow-heif's plugin, AVIF Pillow's own; either counts only where its decoder is present.
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "HEIF")
-# ISO-BMFF brands of HEIC/HEIF photos (bytes 8-12 after "ftyp"): recognised even without a decoder,
-# so that a phone photo gets "unsupported format" (415) rather than "not an image" (400).
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+# ISO-BMFF brands of HEIC/HEIF and AVIF photos (bytes 8-12 after "ftyp"): recognised even without a
+# decoder, so that a phone photo gets "unsupported format" (415) rather than "not an image" (400).
+_AVIF_BRANDS = {b"avif", b"avis"}
+_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", *_AVIF_BRANDS}
+_EXIF_SUB_IFD = 0x8769
+_EXIF_PIXEL_DIMENSIONS = (0xA002, 0xA003)  # the original's size, wrong for a cropped or scaled output
+# XMP's copy of the orientation (attribute or element form); the pixels are already upright.
+_XMP_ORIENTATION = re.compile(rb"(tiff:Orientation(?:=\"|>))[1-8]")
 # The draft decode for the model is kept at least 1.4x the model's input size in each direction,
 # so the final bilinear squash still does real filtering. Measured with U-2-Net-p (320x320) on
 # sample photos enlarged so their draft lands near that bound (1.46x), masks differed from the
@@ -62,15 +74,42 @@ JPEG_QUALITY = 90
 
 @dataclass(frozen=True)
 class Picture:
-    """A decoded input: upright RGB pixels, the input's own alpha, and its colour profile."""
+    """A decoded input: upright RGB pixels, the input's own alpha, its colour profile and metadata.
+
+    `exif` and `xmp` are the input's own blocks, as read; `output_metadata` gives the copies an
+    output may carry.
+    """
 
     rgb: Image.Image
     alpha: Image.Image | None
     icc_profile: bytes | None
+    exif: bytes | None = None
+    xmp: bytes | None = None
 
     @property
     def size(self) -> tuple[int, int]:
         return self.rgb.size
+
+    def output_metadata(self) -> tuple[bytes | None, bytes | None]:
+        """(EXIF, XMP) for an output of these upright pixels: Orientation 1, no stale pixel size."""
+        exif = None
+        if self.exif is not None:
+            parsed = Image.Exif()
+            try:
+                with warnings.catch_warnings():
+                    # Pillow keeps what it can read of a corrupt block and warns; what it kept is copied.
+                    warnings.simplefilter("ignore", UserWarning)
+                    parsed.load(self.exif)
+                    parsed[_EXIF_ORIENTATION_TAG] = 1
+                    if _EXIF_SUB_IFD in parsed:
+                        details = parsed.get_ifd(_EXIF_SUB_IFD)
+                        for tag in _EXIF_PIXEL_DIMENSIONS:
+                            details.pop(tag, None)
+                    exif = parsed.tobytes()
+            except (OSError, SyntaxError, ValueError, KeyError, TypeError, struct_error):
+                exif = None  # unreadable EXIF is dropped, never a reason to fail the image
+        xmp = _XMP_ORIENTATION.sub(rb"\g<1>1", self.xmp) if self.xmp is not None else None
+        return exif, xmp
 
 
 def _detail(error: BaseException) -> str:
@@ -140,8 +179,11 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
     except Image.DecompressionBombError as error:
         raise ImageTooLarge(f"the image has too many pixels ({error})") from error
     except UnidentifiedImageError as error:
-        if _is_heif(stream):
-            raise UnsupportedMediaType("HEIC/HEIF images need the pillow-heif decoder, which is not installed") from error
+        container = _heif_family(stream)
+        if container is not None and container not in _decodable_formats():
+            raise UnsupportedMediaType(f"this installation has no decoder for {container} images") from error
+        if container is not None:
+            raise InvalidImage(f"the {container} image is corrupt or truncated") from error
         raise InvalidImage(
             "the data is not an image in a format this service reads (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF)"
         ) from error
@@ -164,14 +206,17 @@ def _decodable_formats() -> tuple[str, ...]:
     return tuple(name for name in DECODABLE_FORMATS if name in Image.OPEN)
 
 
-def _is_heif(stream: io.IOBase | Path) -> bool:
+def _heif_family(stream: io.IOBase | Path) -> str | None:
+    """"AVIF" or "HEIF" (Pillow's format names) when the header is an ISO-BMFF photo's, else None."""
     if isinstance(stream, Path):
         with stream.open("rb") as file:
             header = file.read(12)
     else:
         stream.seek(0)
         header = stream.read(12)
-    return header[4:8] == b"ftyp" and header[8:12] in _HEIF_BRANDS
+    if header[4:8] != b"ftyp" or header[8:12] not in _HEIF_BRANDS:
+        return None
+    return "AVIF" if header[8:12] in _AVIF_BRANDS else "HEIF"
 
 
 def _check_bytes(size: int, limits: ImageLimits) -> None:
@@ -181,14 +226,24 @@ def _check_bytes(size: int, limits: ImageLimits) -> None:
 
 def _to_picture(image: Image.Image) -> Picture:
     icc_profile = image.info.get("icc_profile") or None
-    image = _upright(image)
-    if image.mode == "CMYK":
-        return Picture(rgb=_cmyk_to_srgb(image, icc_profile), alpha=None, icc_profile=None)
-    rgb, alpha = _split_alpha(_to_8bit(image))
+    upright = _upright(image)
+    exif, xmp = _metadata(image)  # after loading: PNG's eXIf may follow the pixel data
+    if upright.mode == "CMYK":
+        return Picture(rgb=_cmyk_to_srgb(upright, icc_profile), alpha=None, icc_profile=None, exif=exif, xmp=xmp)
+    rgb, alpha = _split_alpha(_to_8bit(upright))
     if icc_profile is not None and icc_profile[_ICC_COLOUR_SPACE] != b"RGB ":
         # A grey profile attached to an RGB image is invalid; viewers would reject the file.
         icc_profile = None
-    return Picture(rgb=rgb, alpha=alpha, icc_profile=icc_profile)
+    return Picture(rgb=rgb, alpha=alpha, icc_profile=icc_profile, exif=exif, xmp=xmp)
+
+
+def _metadata(image: Image.Image) -> tuple[bytes | None, bytes | None]:
+    """The EXIF and XMP blocks as the decoder found them (TIFF's own tags are not an EXIF block)."""
+    exif = image.info.get("exif") or None
+    xmp = image.info.get("xmp") or None
+    if isinstance(xmp, str):  # PNG's iTXt arrives as text
+        xmp = xmp.encode("utf-8")
+    return (bytes(exif) if exif else None), (bytes(xmp) if xmp else None)
 
 
 def _upright(image: Image.Image) -> Image.Image:
@@ -255,15 +310,25 @@ def encode(
     fmt: OutputFormat = "png",
     *,
     icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | None = None,
 ) -> bytes:
-    """Encode with settings chosen for cutouts: fast PNG, lossy WebP with exact alpha, JPEG."""
+    """Encode with settings chosen for cutouts: fast PNG, lossy WebP with exact alpha, JPEG.
+
+    Only the metadata given here is written (`exif` as Pillow's Exif.tobytes() gives it): never
+    what the image object still carries from its decoder.
+    """
     buffer = io.BytesIO()
     extra: dict[str, object] = {}
     if icc_profile is not None and image.mode in ("RGB", "RGBA"):
         extra["icc_profile"] = icc_profile
+    if exif is not None:
+        extra["exif"] = exif
+    if xmp is not None:
+        extra["xmp"] = xmp
     if fmt == "png":
         if image.mode in ("L", "RGB", "RGBA"):
-            return encode_png(image, icc_profile=icc_profile if image.mode != "L" else None)
+            return encode_png(image, icc_profile=icc_profile if image.mode != "L" else None, exif=exif, xmp=xmp)
         image.save(buffer, "PNG", **extra)
     elif fmt == "webp":
         image.save(buffer, "WEBP", quality=WEBP_QUALITY, alpha_quality=100, method=WEBP_METHOD, **extra)

@@ -427,7 +427,7 @@ def _handle(
     result = process(
         stored.data,
         kinds=function.outputs,
-        options=RenderOptions(format=fmt),
+        options=RenderOptions(format=fmt, keep_metadata=function.keep_metadata),
         model=current.model,
         limits=current.settings.limits,
     )

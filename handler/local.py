@@ -441,9 +441,15 @@ class LocalServer:
             ]
         )
 
-    def serve_until_interrupted(self) -> None:
-        """Block until Ctrl-C (or SIGTERM, which the caller maps to KeyboardInterrupt), then stop."""
+    def serve_until_interrupted(self, banner: str = "") -> None:
+        """Print `banner`, block until Ctrl-C (or SIGTERM, which the caller maps to KeyboardInterrupt), then stop.
+
+        The banner is printed inside the same guard: a Ctrl-C that arrives while it is still being
+        written (a client may act on its first lines) must stop the server cleanly too.
+        """
         try:
+            if banner:
+                print(banner, flush=True)
             while self._http_thread is not None and self._http_thread.is_alive():
                 self._http_thread.join(0.5)
         except KeyboardInterrupt:
@@ -679,8 +685,7 @@ def serve(
         return 1
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {host}: the API has no authentication here", file=sys.stderr)
-    print(server.banner(), flush=True)
-    server.serve_until_interrupted()
+    server.serve_until_interrupted(server.banner())
     print("stopped.", flush=True)
     return 0
 

@@ -10,7 +10,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from handler.config import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
-from handler.errors import ConfigurationError, ModelUnavailable
+from handler.errors import ConfigurationError, InvalidParameter, ModelUnavailable
 
 # BiRefNet's export names; other models (U-2-Net) fall back to their first input and output.
 PREFERRED_INPUT = "input_image"
@@ -65,7 +65,10 @@ class BackgroundModel:
         outputs = [node.name for node in session.get_outputs()]
         self.input_name = PREFERRED_INPUT if PREFERRED_INPUT in inputs else next(iter(inputs))
         self.output_name = PREFERRED_OUTPUT if PREFERRED_OUTPUT in outputs else outputs[0]
-        self.input_size = _input_size(inputs[self.input_name].shape, self.spec.input_size)
+        shape = inputs[self.input_name].shape
+        # Dynamic H/W: the export runs at any size, so a caller may trade quality for speed.
+        self.dynamic = not _fixed(shape)
+        self.input_size = _input_size(shape, self.spec.input_size)
         self._normalisation = _Normalisation.of(self.spec)
 
     @classmethod
@@ -81,24 +84,39 @@ class BackgroundModel:
             raise ModelUnavailable(f"cannot load the ONNX model {path}: {error}") from error
         return cls(session, spec)
 
-    def preprocess(self, rgb: Image.Image) -> np.ndarray:
-        """RGB image → float32 [1, 3, H, W] at the model's size, normalised as the model was trained.
+    def size_for(self, resolution: int | None) -> tuple[int, int]:
+        """(width, height) of the input tensor for a requested square `resolution` (None: the default).
+
+        A fixed-size graph runs at its own size only: resizing its input tensor would be refused by
+        onnxruntime, and silently ignoring the request would mislead the caller.
+        """
+        if resolution is None or (resolution, resolution) == self.input_size:
+            return self.input_size
+        if not self.dynamic:
+            width, height = self.input_size
+            raise InvalidParameter(
+                "resolution", f"this model's input is fixed at {width}x{height}; resolution applies only to dynamic-input models"
+            )
+        return resolution, resolution
+
+    def preprocess(self, rgb: Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:
+        """RGB image → float32 [1, 3, H, W] at `size` (default: the model's), normalised as the model was trained.
 
         The resize squashes (ignores aspect ratio) with Pillow's bilinear filter, which is what
         BiRefNet's own torchvision pipeline applies to PIL images.
         """
         if rgb.mode != "RGB":
             raise ValueError(f"expected an RGB image, got mode {rgb.mode!r}")
-        resized = rgb.resize(self.input_size, Image.Resampling.BILINEAR)
+        resized = rgb.resize(size or self.input_size, Image.Resampling.BILINEAR)
         pixels = np.asarray(resized, dtype=np.float32)  # HWC, 0..255
         pixels *= self._normalisation.scale
         pixels += self._normalisation.offset
         # NCHW: the graph's layout; the copy makes it contiguous for onnxruntime.
         return np.ascontiguousarray(pixels.transpose(2, 0, 1)[np.newaxis])
 
-    def probabilities(self, rgb: Image.Image) -> np.ndarray:
-        """Foreground probability in [0, 1] at the model's own resolution, float32 [H, W]."""
-        return self.infer(self.preprocess(rgb))
+    def probabilities(self, rgb: Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Foreground probability in [0, 1] at the model's resolution (or `size`), float32 [H, W]."""
+        return self.infer(self.preprocess(rgb, size))
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """The model on a preprocessed tensor, as probabilities (float32 [H, W])."""
@@ -132,8 +150,7 @@ def _input_size(shape: list[int | str | None], override: int | None) -> tuple[in
     if len(shape) != 4:
         raise ConfigurationError(f"the model input must be [N, 3, H, W], the graph says {shape}")
     height, width = shape[2], shape[3]
-    fixed = isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
-    if fixed:
+    if _fixed(shape):
         if override is not None and (override, override) != (width, height):
             raise ConfigurationError(
                 f"MODEL_INPUT_SIZE={override} but the graph's input is fixed at {width}x{height}"
@@ -141,3 +158,8 @@ def _input_size(shape: list[int | str | None], override: int | None) -> tuple[in
         return int(width), int(height)
     size = override or DEFAULT_DYNAMIC_INPUT_SIZE
     return size, size
+
+
+def _fixed(shape: list[int | str | None]) -> bool:
+    height, width = shape[-2:] if len(shape) >= 2 else (None, None)
+    return isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from handler.config import RESOLUTIONS
 from handler.errors import InvalidParameter
 from handler.imaging import OutputFormat
 
@@ -18,7 +19,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _FORMATS: dict[str, OutputFormat] = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
 
-OPTION_NAMES = frozenset({"format", "bg_color", "crop", "margin", "max_size", "refine"})
+OPTION_NAMES = frozenset(
+    {"format", "bg_color", "crop", "margin", "max_size", "refine", "keep_metadata", "resolution"}
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class RenderOptions:
     max_size: int | None = None
     # None: the service's default (see the cutout quality work); False turns refinement off.
     refine: bool | None = None
+    # Copy the input's EXIF (Orientation reset to 1) and XMP to cutouts. Off by default: a cutout
+    # published on a shop page must not say where the photo was taken (GPS).
+    keep_metadata: bool = False
+    # The model's input size for this request; None: the deployment's (MODEL_INPUT_SIZE or the graph's).
+    resolution: int | None = None
 
     def check_for(self, kind: str) -> None:
         if self.format == "jpeg" and kind == "cutout" and self.bg_color is None:
@@ -64,6 +72,10 @@ def parse_options(raw: Mapping[str, Any]) -> RenderOptions:
         values["max_size"] = _max_size(raw["max_size"])
     if "refine" in raw:
         values["refine"] = _bool("refine", raw["refine"])
+    if "keep_metadata" in raw:
+        values["keep_metadata"] = _bool("keep_metadata", raw["keep_metadata"])
+    if "resolution" in raw:
+        values["resolution"] = _resolution(raw["resolution"])
     return RenderOptions(**values)
 
 
@@ -113,4 +125,11 @@ def _max_size(value: Any) -> int:
     text = _text("max_size", value)
     if not text.isdigit() or not 0 < int(text) <= MAX_SIZE_LIMIT:
         raise InvalidParameter("max_size", f"expected a whole number of pixels from 1 to {MAX_SIZE_LIMIT}, got {value!r}")
+    return int(text)
+
+
+def _resolution(value: Any) -> int:
+    text = _text("resolution", value)
+    if not text.isdigit() or int(text) not in RESOLUTIONS:
+        raise InvalidParameter("resolution", f"expected one of {', '.join(map(str, RESOLUTIONS))}, got {value!r}")
     return int(text)

@@ -36,24 +36,40 @@ _FILTER_UP = 2
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}  # mode: (PNG colour type, channels)
 _ADLER_BASE = 65521
+_EXIF_HEADER = b"Exif\x00\x00"  # JPEG's APP1 prefix; PNG's eXIf holds the TIFF structure alone
+# iTXt: keyword, NUL, uncompressed, method 0, no language tag, no translated keyword (Adobe XMP spec part 3).
+_XMP_ITXT_PREFIX = b"XML:com.adobe.xmp\x00\x00\x00\x00\x00"
 
 
 RowReader = Callable[[int, int], np.ndarray]
 
 
-def encode_png(image: Image.Image, *, icc_profile: bytes | None = None, threads: int | None = None) -> bytes:
-    """Encode an 8-bit L, RGB or RGBA image as PNG."""
+def encode_png(
+    image: Image.Image,
+    *,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | None = None,
+    threads: int | None = None,
+) -> bytes:
+    """Encode an 8-bit L, RGB or RGBA image as PNG, with only the metadata given here."""
     if image.mode not in _COLOUR_TYPES:
         raise ValueError(f"encode_png takes L, RGB or RGBA images, got mode {image.mode!r}")
 
     def rows(top: int, bottom: int) -> np.ndarray:
         return np.frombuffer(image.crop((0, top, image.width, bottom)).tobytes(), dtype=np.uint8)
 
-    return _png(rows, image.size, image.mode, icc_profile, threads)
+    return _png(rows, image.size, image.mode, _metadata_chunks(image.mode, icc_profile, exif, xmp), threads)
 
 
 def encode_png_cutout(
-    rgb: Image.Image, alpha: Image.Image, *, icc_profile: bytes | None = None, threads: int | None = None
+    rgb: Image.Image,
+    alpha: Image.Image,
+    *,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    xmp: bytes | None = None,
+    threads: int | None = None,
 ) -> bytes:
     """The RGBA cutout of `rgb` with `alpha` as PNG, composed strip by strip inside the encoder.
 
@@ -74,16 +90,26 @@ def encode_png_cutout(
         rgba[..., 3] = opacity
         return rgba
 
-    return _png(rows, rgb.size, "RGBA", icc_profile, threads)
+    return _png(rows, rgb.size, "RGBA", _metadata_chunks("RGBA", icc_profile, exif, xmp), threads)
 
 
-def _png(rows: RowReader, size: tuple[int, int], mode: str, icc_profile: bytes | None, threads: int | None) -> bytes:
+def _metadata_chunks(mode: str, icc_profile: bytes | None, exif: bytes | None, xmp: bytes | None) -> list[bytes]:
+    """iCCP (colour images only), eXIf and iTXt XMP, all placed before the pixel data."""
+    chunks = []
+    if icc_profile is not None and mode != "L":
+        chunks.append(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    if exif is not None:
+        chunks.append(_chunk(b"eXIf", exif.removeprefix(_EXIF_HEADER)))
+    if xmp is not None:
+        chunks.append(_chunk(b"iTXt", _XMP_ITXT_PREFIX + xmp))
+    return chunks
+
+
+def _png(rows: RowReader, size: tuple[int, int], mode: str, metadata: list[bytes], threads: int | None) -> bytes:
     colour_type, channels = _COLOUR_TYPES[mode]
     width, height = size
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    chunks = [_SIGNATURE, _chunk(b"IHDR", header)]
-    if icc_profile is not None and mode != "L":
-        chunks.append(_chunk(b"iCCP", b"icc\x00\x00" + zlib.compress(icc_profile)))
+    chunks = [_SIGNATURE, _chunk(b"IHDR", header), *metadata]
     idat = _zlib_stream(rows, height, width * channels, threads or available_cpus())
     chunks.extend(_chunk(b"IDAT", idat[start : start + IDAT_CHUNK_BYTES]) for start in range(0, len(idat), IDAT_CHUNK_BYTES))
     chunks.append(_chunk(b"IEND", b""))

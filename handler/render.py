@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -56,8 +56,9 @@ def process(
     """Decode once, infer once, render each of `kinds` ("cutout", "mask")."""
     for kind in kinds:
         options.check_for(kind)
+    model_size = model.size_for(options.resolution)  # refused before any decoding
     started = time.perf_counter()
-    picture, probabilities, inference_ms = _decode_and_infer(source, model, limits)
+    picture, probabilities, inference_ms = _decode_and_infer(source, model, limits, model_size)
     alpha = alpha_from(picture, probabilities)
     box = foreground_box(alpha)
     input_size = picture.size
@@ -73,22 +74,22 @@ def process(
 
 
 def _decode_and_infer(
-    source: ImageSource, model: BackgroundModel, limits: ImageLimits
+    source: ImageSource, model: BackgroundModel, limits: ImageLimits, model_size: tuple[int, int]
 ) -> tuple[Picture, np.ndarray, float]:
     """The full-size picture and the model's probabilities (and the inference time in ms).
 
     For a large JPEG the model runs on a reduced draft decode while the full decode, needed only
     for the cutout, runs alongside it on a second thread (Pillow decodes without the GIL).
     """
-    small = load_model_input(source, limits, model.input_size)
+    small = load_model_input(source, limits, model_size)
     if small is None:
         picture = load_picture(source, limits)
         inference_started = time.perf_counter()
-        return picture, model.probabilities(picture.rgb), (time.perf_counter() - inference_started) * 1000
+        return picture, model.probabilities(picture.rgb, model_size), (time.perf_counter() - inference_started) * 1000
     with ThreadPoolExecutor(max_workers=1) as pool:
         full_decode = pool.submit(load_picture, source, limits)
         inference_started = time.perf_counter()
-        probabilities = model.probabilities(small)
+        probabilities = model.probabilities(small, model_size)
         inference_ms = (time.perf_counter() - inference_started) * 1000
         return full_decode.result(), probabilities, inference_ms
 
@@ -105,18 +106,20 @@ def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: Render
         min(width, box.left + box.width + margin),
         min(height, box.top + box.height + margin),
     )
-    cropped = Picture(
+    cropped = replace(
+        picture,
         rgb=picture.rgb.crop(region),
         alpha=picture.alpha.crop(region) if picture.alpha is not None else None,
-        icc_profile=picture.icc_profile,
     )
     return cropped, alpha.crop(region)
 
 
 def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
+    # Masks are data derived from the photo, not the photo: no metadata, no colour profile.
+    exif, xmp = picture.output_metadata() if options.keep_metadata and kind == "cutout" else (None, None)
     if kind == "cutout" and options.format == "png" and options.bg_color is None and options.max_size is None:
         # The common case, composed inside the PNG encoder's threads: no full-size RGBA copy.
-        data = encode_png_cutout(picture.rgb, alpha, icc_profile=picture.icc_profile)
+        data = encode_png_cutout(picture.rgb, alpha, icc_profile=picture.icc_profile, exif=exif, xmp=xmp)
         return Rendered(kind, data, CONTENT_TYPES["png"], "png", picture.size[0], picture.size[1])
     if kind == "mask":
         image = alpha
@@ -129,7 +132,7 @@ def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOpti
     if options.max_size is not None and max(image.size) > options.max_size:
         # Lanczos: the sharpest of Pillow's downscaling filters; thumbnail keeps the aspect ratio.
         image.thumbnail((options.max_size, options.max_size), Image.Resampling.LANCZOS)
-    data = encode(image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile)
+    data = encode(image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile, exif=exif, xmp=xmp)
     return Rendered(
         kind=kind,
         data=data,

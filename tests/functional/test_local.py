@@ -314,14 +314,15 @@ def test_serve_prints_where_things_are_and_stops_cleanly_on_ctrl_c(u2netp_path: 
     threading.Thread(target=read, daemon=True).start()
     output: list[str] = []
     try:
-        # GIVEN the command has printed its banner
+        # GIVEN the command has printed its whole banner (up to its last line)
         url = None
-        while url is None:
+        while not output or not output[-1].startswith("Ctrl-C stops it"):
             line = lines.get(timeout=START_TIMEOUT_SECONDS)
             assert line is not None, "serve exited early:\n" + "".join(output)
             output.append(line)
             match = re.search(r"web page:\s+(http://127\.0\.0\.1:\d+)/", line)
-            url = match.group(1) if match else None
+            url = match.group(1) if match else url
+        assert url is not None, "".join(output)
         # THEN the page answers
         with urllib.request.urlopen(f"{url}/", timeout=10) as response:
             assert response.status == 200

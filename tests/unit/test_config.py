@@ -12,6 +12,7 @@ from handler.config import (
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
     DEFAULT_MODEL_REVISION,
+    FunctionSettings,
     ImageLimits,
     ModelSettings,
     ModelSpec,
@@ -196,3 +197,14 @@ def test_presigned_url_expiry_outside_what_sigv4_signs_is_refused(seconds: str) 
 
     with pytest.raises(ConfigurationError, match="PRESIGNED_URL_EXPIRY"):
         FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds})
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, False), ("", False), ("0", False), ("1", True), ("on", True)])
+def test_jobs_keep_metadata_is_off_unless_switched_on(raw: str | None, expected: bool) -> None:
+    environ = {} if raw is None else {"JOBS_KEEP_METADATA": raw}
+
+    assert FunctionSettings.from_env(environ).keep_metadata is expected
+
+
+def test_jobs_keep_metadata_refuses_other_words() -> None:
+    with pytest.raises(ConfigurationError, match="JOBS_KEEP_METADATA"):
+        FunctionSettings.from_env({"JOBS_KEEP_METADATA": "gps"})

@@ -17,6 +17,7 @@ from PIL import Image, ImageCms
 
 from handler.config import ImageLimits
 from handler.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+from handler import imaging
 from handler.imaging import Picture, load_picture
 
 # JPEG is lossy: flat 16x16 blocks aligned to the MCU grid decode within a few levels.
@@ -348,9 +349,79 @@ def test_formats_outside_the_allow_list_are_not_decoded() -> None:
             load_picture(data)
 
 
-def test_heic_without_its_decoder_is_unsupported_not_invalid() -> None:
-    # The ISO-BMFF header of an iPhone photo: size, "ftyp", major brand "heic".
-    header = struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00" + b"mif1heic" + b"\x00" * 32
+# The ISO-BMFF header of an iPhone photo (size, "ftyp", major brand "heic") with nothing after it.
+HEIC_HEADER = struct.pack(">I", 24) + b"ftypheic" + b"\x00\x00\x00\x00" + b"mif1heic" + b"\x00" * 32
 
-    with pytest.raises(UnsupportedMediaType):
-        load_picture(header)
+
+@pytest.fixture
+def without_decoder(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
+    """Simulate an installation without one format's decoder (e.g. pillow-heif missing)."""
+
+    def remove(name: str) -> None:
+        kept = tuple(fmt for fmt in imaging._decodable_formats() if fmt != name)
+        monkeypatch.setattr(imaging, "_decodable_formats", lambda: kept)
+
+    return remove
+
+
+@pytest.mark.parametrize(("fmt", "brand"), [("HEIF", b"heic"), ("AVIF", b"avif")])
+def test_phone_format_without_its_decoder_is_unsupported_not_invalid(
+    without_decoder: Callable[[str], None], fmt: str, brand: bytes
+) -> None:
+    # GIVEN a real photo of the format, and an installation without its decoder
+    data = encoded(Image.fromarray(grid_image()), fmt, quality=90)
+    assert data[8:12] == brand
+    without_decoder(fmt)
+
+    # THEN it is refused as an unsupported format (415), naming it, rather than as not an image
+    with pytest.raises(UnsupportedMediaType, match=fmt):
+        load_picture(data)
+
+
+def test_a_truncated_heic_with_its_decoder_installed_is_invalid() -> None:
+    with pytest.raises(InvalidImage, match="HEIF"):
+        load_picture(HEIC_HEADER)
+
+
+# -- phone and camera formats: HEIC (pillow-heif) and AVIF (Pillow's own) --------------------------
+
+PHONE_FORMATS = [("HEIF", {"quality": 90}), ("AVIF", {"quality": 90})]
+# Lossy HEVC/AV1 at quality 90 on flat blocks; measured differences were 1 (HEIC) and 8 (AVIF).
+PHONE_TOLERANCE = 12
+
+
+@pytest.mark.parametrize(("fmt", "params"), PHONE_FORMATS)
+@pytest.mark.parametrize("orientation", sorted(ORIENTATIONS))
+def test_phone_formats_are_upright_exactly_once(fmt: str, params: dict[str, object], orientation: int) -> None:
+    # GIVEN a phone photo whose orientation is in EXIF; pillow-heif also writes it as the HEIF
+    # transform (irot/imir) an iPhone writes, which libheif applies while decoding
+    stored = grid_image()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encoded(Image.fromarray(stored), fmt, exif=exif.tobytes(), **params)
+    if fmt == "HEIF" and orientation in (6, 8):
+        assert b"irot" in data
+
+    # WHEN decoded
+    picture = load_picture(data)
+
+    # THEN the pixels are as a viewer shows them: turned once, never twice
+    expected = ORIENTATIONS[orientation](stored).astype(np.int16)
+    assert picture.size == (expected.shape[1], expected.shape[0])
+    assert np.abs(block_interiors(pixels(picture)) - block_interiors(expected)).max() <= PHONE_TOLERANCE
+    # and the EXIF an output may carry says so (a turned photo always has one)
+    exif_out, _ = picture.output_metadata()
+    if orientation != 1:
+        assert exif_out is not None
+        kept = Image.Exif()
+        kept.load(exif_out)
+        assert kept[0x0112] == 1
+
+
+@pytest.mark.parametrize(("fmt", "params"), PHONE_FORMATS)
+def test_phone_formats_keep_their_icc_profile(fmt: str, params: dict[str, object]) -> None:
+    # iPhones tag their photos Display P3; any RGB profile must reach the outputs unchanged.
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    data = encoded(Image.fromarray(grid_image()), fmt, icc_profile=profile, **params)
+
+    assert load_picture(data).icc_profile == profile

@@ -12,7 +12,14 @@ from handler.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions,
 
 def test_no_options_gives_the_defaults() -> None:
     assert parse_options({}) == RenderOptions(
-        format="png", bg_color=None, crop=False, margin=Margin(0), max_size=None, refine=None
+        format="png",
+        bg_color=None,
+        crop=False,
+        margin=Margin(0),
+        max_size=None,
+        refine=None,
+        keep_metadata=False,  # GPS never leaks unless asked
+        resolution=None,
     )
 
 
@@ -50,6 +57,12 @@ def test_no_options_gives_the_defaults() -> None:
         ({"refine": "true"}, "refine", True),
         ({"refine": "false"}, "refine", False),
         ({"refine": False}, "refine", False),
+        ({"keep_metadata": "true"}, "keep_metadata", True),
+        ({"keep_metadata": "0"}, "keep_metadata", False),
+        ({"keep_metadata": True}, "keep_metadata", True),
+        ({"resolution": "512"}, "resolution", 512),
+        ({"resolution": " 768 "}, "resolution", 768),
+        ({"resolution": 1024}, "resolution", 1024),
     ],
 )
 def test_valid_values(raw: dict[str, Any], field: str, expected: Any) -> None:
@@ -58,7 +71,7 @@ def test_valid_values(raw: dict[str, Any], field: str, expected: Any) -> None:
     assert getattr(options, field) == expected
     # and nothing else moved from its default
     defaults = RenderOptions()
-    for other in ("format", "bg_color", "crop", "margin", "max_size", "refine"):
+    for other in ("format", "bg_color", "crop", "margin", "max_size", "refine", "keep_metadata", "resolution"):
         if other != field:
             assert getattr(options, other) == getattr(defaults, other)
 
@@ -99,6 +112,11 @@ def test_all_options_together() -> None:
         ("max_size", True),
         ("refine", "2"),
         ("refine", "enabled"),
+        ("keep_metadata", "gps"),
+        ("resolution", "640"),
+        ("resolution", "512px"),
+        ("resolution", "-512"),
+        ("resolution", True),
         ("format", ["png", "webp"]),
         ("crop", {"enabled": True}),
         ("margin", None),

@@ -1,0 +1,48 @@
+"""A 50 MP phone photo (the 48/50 MP modes) within the default pixel limit, through the whole pipeline."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handler.config import DEFAULT_MAX_INPUT_PIXELS, ImageLimits, ModelSpec
+from handler.options import RenderOptions
+from handler.render import process
+from tests import graphs
+from tests.graphs import GraphModel
+
+FIFTY_MP = (8660, 5774)  # 50.0 MP, 3:2
+
+
+@pytest.fixture(scope="module")
+def fifty_megapixel_jpeg() -> bytes:
+    """Red rises left to right (the test graph's mask follows red); made in memory, a few MB."""
+    width, height = FIFTY_MP
+    row = np.linspace(0, 255, width).astype(np.uint8)
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    pixels[..., 0] = row
+    pixels[..., 1] = 90
+    pixels[..., 2] = 160
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+def test_a_50_megapixel_photo_gives_full_size_outputs(graph_model: GraphModel, fifty_megapixel_jpeg: bytes) -> None:
+    assert FIFTY_MP[0] * FIFTY_MP[1] <= DEFAULT_MAX_INPUT_PIXELS
+    model = graph_model(graphs.channel_affine(0, 1.0, 0.0), ModelSpec(output="probabilities"))
+
+    result = process(fifty_megapixel_jpeg, ["cutout", "mask"], RenderOptions(), model, ImageLimits())
+
+    assert result.input_size == FIFTY_MP
+    for kind in ("cutout", "mask"):
+        rendered = result.outputs[kind]
+        assert (rendered.width, rendered.height) == FIFTY_MP
+        with Image.open(io.BytesIO(rendered.data)) as image:
+            assert image.size == FIFTY_MP and image.mode == ("RGBA" if kind == "cutout" else "L")
+            # the mask follows red: clear on the left edge, opaque on the right
+            alpha = image.getchannel("A") if kind == "cutout" else image
+            assert alpha.getpixel((0, 2000)) <= 2 and alpha.getpixel((FIFTY_MP[0] - 1, 2000)) >= 253
