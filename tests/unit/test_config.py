@@ -15,6 +15,7 @@ from handler.config import (
     ImageLimits,
     ModelSettings,
     ModelSpec,
+    StorageSettings,
 )
 from handler.cpu import available_cpus
 from handler.errors import ConfigurationError
@@ -181,3 +182,20 @@ def test_image_limits_defaults_and_overrides() -> None:
     assert ImageLimits.from_env({"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50"}) == ImageLimits(1000, 50)
     with pytest.raises(ConfigurationError, match="MAX_INPUT_PIXELS"):
         ImageLimits.from_env({"MAX_INPUT_PIXELS": "0"})
+
+
+def test_storage_settings_defaults_and_overrides() -> None:
+    assert StorageSettings.from_env({}) == StorageSettings("standard", 4, 5.0, 30.0)
+    settings = StorageSettings.from_env(
+        {"S3_RETRY_MODE": "Adaptive", "S3_MAX_ATTEMPTS": "6", "S3_CONNECT_TIMEOUT": "1.5", "S3_READ_TIMEOUT": "10"}
+    )
+    assert settings == StorageSettings("adaptive", 6, 1.5, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("S3_RETRY_MODE", "legacy"), ("S3_MAX_ATTEMPTS", "0"), ("S3_READ_TIMEOUT", "-1"), ("S3_CONNECT_TIMEOUT", "soon")],
+)
+def test_unworkable_storage_settings_are_configuration_errors(name: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        StorageSettings.from_env({name: raw})
