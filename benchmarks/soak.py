@@ -43,7 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from measure import loadavg, machine_info, peak_rss_mb, rss_mb, spawn_json, write_json  # noqa: E402
+from measure import loadavg, machine_info, peak_rss_mb, rss_mb, spawn_json, start_local_s3, write_json  # noqa: E402
 
 RESULTS = HERE / "results" / "soak.json"
 INPUT_BUCKET = "soak-uploads"
@@ -264,27 +264,13 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_child(spec["invocations"], spec["warmup"])))
         return
 
-    import logging
-
     import boto3
-    from moto.server import ThreadedMotoServer
 
     sys.path.insert(0, str(ROOT / "scripts"))
     from fetch_u2netp import ensure_u2netp
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     loadavg_before = loadavg()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    aws = {
-        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    os.environ.update(aws)
+    server, aws = start_local_s3()
     photos = varied_photos()
     try:
         s3 = boto3.client("s3")
