@@ -255,8 +255,9 @@ class StorageSettings:
       connection errors with jittered exponential backoff (1 s base for throttling, 50 ms for the
       rest) and stops early when the client's retry quota is spent (an outage fails fast instead
       of multiplying the load). "adaptive" adds client-side rate limiting on throttling.
-    - `max_attempts`: attempts in total, the first included; 4 is the SDKs' own standard default
-      plus one: a 12 MP object read late in a busy batch may meet SlowDown twice.
+    - `max_attempts`: attempts in total, the first included; 4 is standard mode's default (3) plus
+      one: throttling comes in bursts, and one more retry of a call is far cheaper than Lambda
+      re-running the whole invocation, the model's work included.
     - `connect_timeout` 5 s: S3 accepts a connection in milliseconds; longer means it will not.
     - `read_timeout` 30 s: the longest silence between bytes, not the transfer's length. S3's
       first byte comes in well under a second even for large objects; 30 s leaves room for a

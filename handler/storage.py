@@ -4,7 +4,7 @@ Endpoint overrides go through boto3's own `AWS_ENDPOINT_URL_S3`, so the same cod
 and to a local S3. Retries are configured deliberately (config.StorageSettings): botocore's
 "standard" mode retries throttling, 5xx, timeouts and connection errors with backoff, within
 S3_MAX_ATTEMPTS. botocore cannot retry a GET whose body breaks off after the headers arrived (the
-body is read after the call returned), so `read` does that itself, within the same attempts. What
+body is read after the call returned), so `read` reads it again, up to S3_MAX_ATTEMPTS GETs. What
 still fails becomes StorageUnavailable (not permanent, so the jobs path lets Lambda retry it); a
 missing key is SourceNotFound at once (standard mode does not retry a 404).
 """
@@ -59,7 +59,7 @@ class Storage:
         """Read a whole object, refusing one over `max_bytes` before downloading its body.
 
         A body that breaks off (connection reset, read timeout, short read) is read again from the
-        start while attempts remain; each GET has botocore's own retries besides.
+        start, up to `max_attempts` GETs; each GET has botocore's own retries for its answer.
         """
         extra = {"VersionId": version_id} if version_id else {}
         with _s3_errors(bucket, key):
