@@ -45,7 +45,6 @@ import copy
 import hashlib
 import io
 import json
-import logging
 import os
 import shutil
 import statistics
@@ -64,7 +63,7 @@ ROOT = HERE.parent
 # PYTHONPATH names, and the root put first on sys.path would shadow it.
 sys.path.insert(0, str(HERE))
 
-from measure import loadavg, machine_info, peak_rss_mb, rss_mb, spawn_json, write_json  # noqa: E402
+from measure import loadavg, machine_info, peak_rss_mb, rss_mb, spawn_json, start_local_s3, write_json  # noqa: E402
 
 RESULTS = HERE / "results" / "batch.json"
 SAMPLES = ("astronaut.jpg", "chelsea.jpg", "coffee.jpg")
@@ -320,25 +319,13 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     import boto3
-    from moto.server import ThreadedMotoServer
 
     sys.path.insert(0, str(ROOT / "scripts"))
     from fetch_u2netp import ensure_u2netp
     from heavy_graph import build_heavy_graph
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     loadavg_before = loadavg()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    aws = {
-        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
-    os.environ.update(aws)
+    server, aws = start_local_s3()
     try:
         with tempfile.TemporaryDirectory(prefix="batch-bench-") as tmp:
             code = _snapshot(Path(tmp))

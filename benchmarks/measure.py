@@ -150,3 +150,27 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
     """Write a benchmark's report (indented, UTF-8), creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def start_local_s3() -> tuple[Any, dict[str, str]]:
+    """moto's S3 server on 127.0.0.1, in this process, and the environment that points boto3 at it.
+
+    The environment is also set in os.environ; the caller stops the server (`server.stop()`).
+    """
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws = {
+        "AWS_ENDPOINT_URL_S3": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    os.environ.update(aws)
+    return server, aws

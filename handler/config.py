@@ -246,6 +246,66 @@ class FunctionSettings:
         )
 
 
+S3_RETRY_MODES = ("standard", "adaptive")
+DEFAULT_S3_MAX_ATTEMPTS = 4
+DEFAULT_S3_CONNECT_TIMEOUT = 5.0
+DEFAULT_S3_READ_TIMEOUT = 30.0
+
+
+def _positive_float(name: str, raw: str | None, default: float) -> float:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as error:
+        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from error
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """How the S3 client retries and how long it waits (README, "Faults and retries").
+
+    - `retry_mode`: botocore's "standard" retries throttling (503 SlowDown), 5xx, timeouts and
+      connection errors with jittered exponential backoff (1 s base for throttling, 50 ms for the
+      rest) and stops early when the client's retry quota is spent (an outage fails fast instead
+      of multiplying the load). "adaptive" adds client-side rate limiting on throttling.
+    - `max_attempts`: attempts in total, the first included; 4 is standard mode's default (3) plus
+      one: throttling comes in bursts, and one more retry of a call is far cheaper than Lambda
+      re-running the whole invocation, the model's work included.
+    - `connect_timeout` 5 s: S3 accepts a connection in milliseconds; longer means it will not.
+    - `read_timeout` 30 s: the longest silence between bytes, not the transfer's length. S3's
+      first byte comes in well under a second even for large objects; 30 s leaves room for a
+      slow moment without letting a dead connection eat the jobs function's 5-minute timeout.
+    """
+
+    retry_mode: str = "standard"
+    max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
+    connect_timeout: float = DEFAULT_S3_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_S3_READ_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.retry_mode not in S3_RETRY_MODES:
+            raise ConfigurationError(
+                f"S3_RETRY_MODE must be one of {', '.join(S3_RETRY_MODES)}, got {self.retry_mode!r}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> StorageSettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            retry_mode=(env.get("S3_RETRY_MODE") or "standard").strip().lower(),
+            max_attempts=_positive_int("S3_MAX_ATTEMPTS", env.get("S3_MAX_ATTEMPTS"), DEFAULT_S3_MAX_ATTEMPTS)
+            or DEFAULT_S3_MAX_ATTEMPTS,
+            connect_timeout=_positive_float(
+                "S3_CONNECT_TIMEOUT", env.get("S3_CONNECT_TIMEOUT"), DEFAULT_S3_CONNECT_TIMEOUT
+            ),
+            read_timeout=_positive_float("S3_READ_TIMEOUT", env.get("S3_READ_TIMEOUT"), DEFAULT_S3_READ_TIMEOUT),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything, read once at start-up."""
@@ -253,6 +313,7 @@ class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     limits: ImageLimits = field(default_factory=ImageLimits)
     function: FunctionSettings = field(default_factory=FunctionSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -260,4 +321,5 @@ class Settings:
             model=ModelSettings.from_env(environ),
             limits=ImageLimits.from_env(environ),
             function=FunctionSettings.from_env(environ),
+            storage=StorageSettings.from_env(environ),
         )

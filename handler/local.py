@@ -53,6 +53,8 @@ API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
 LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
 API_TIMEOUT_SECONDS = 28
 JOBS_TIMEOUT_SECONDS = 300
+# Entry point calls running at once, API and upload poller together (see LocalServer.__init__).
+INVOCATION_CONCURRENCY = 1
 
 # Dummy credentials: the embedded S3 accepts any, and real ones must never reach it.
 _LOCAL_CREDENTIALS = {
@@ -346,9 +348,11 @@ class LocalServer:
         # invocation at a time: the HTTP server is threaded (the page and queued requests keep
         # their connections), but every entry point call, from the API or the poller, takes this
         # lock. Concurrent runs would multiply the inference's peak memory (gigabytes for
-        # BiRefNet), and the entry points' Powertools state (logger keys, metrics buffer, the
-        # resolver's current event) is per invocation, not made to be shared between threads.
-        self._invocation_lock = threading.Lock()
+        # BiRefNet) for no more throughput: each run already uses every core through
+        # onnxruntime's intra-op threads (benchmarks/concurrency.py measures both), and the entry
+        # points' Powertools state (logger keys, metrics buffer, the resolver's current event) is
+        # per invocation, not made to be shared between threads. Waiting requests queue here.
+        self._invocation_lock = threading.BoundedSemaphore(INVOCATION_CONCURRENCY)
 
     @property
     def url(self) -> str:

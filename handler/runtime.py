@@ -30,4 +30,4 @@ class Runtime:
 @cache
 def current() -> Runtime:
     settings = Settings.from_env()
-    return Runtime(settings=settings, model=load_model(settings.model), storage=Storage())
+    return Runtime(settings=settings, model=load_model(settings.model), storage=Storage(settings.storage))

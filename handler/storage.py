@@ -1,9 +1,12 @@
 """S3: the only module that talks to boto3.
 
 Endpoint overrides go through boto3's own `AWS_ENDPOINT_URL_S3`, so the same code talks to AWS
-and to a local S3. Retries are configured deliberately: boto3's "standard" mode retries
-throttling, 5xx and connection errors with backoff; what still fails becomes StorageUnavailable
-(not permanent, so the jobs path lets Lambda retry it).
+and to a local S3. Retries are configured deliberately (config.StorageSettings): botocore's
+"standard" mode retries throttling, 5xx, timeouts and connection errors with backoff, within
+S3_MAX_ATTEMPTS. botocore cannot retry a GET whose body breaks off after the headers arrived (the
+body is read after the call returned), so `read` reads it again, up to S3_MAX_ATTEMPTS GETs. What
+still fails becomes StorageUnavailable (not permanent, so the jobs path lets Lambda retry it); a
+missing key is SourceNotFound at once (standard mode does not retry a 404).
 """
 
 from __future__ import annotations
@@ -15,13 +18,21 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    IncompleteReadError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
+from handler.config import StorageSettings
 from handler.errors import ImageTooLarge, SourceForbidden, SourceNotFound, StorageUnavailable
 
-RETRY_ATTEMPTS = 4
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _FORBIDDEN = {"403", "AccessDenied", "Forbidden"}
+# A body that stopped arriving: ResponseStreamingError (reset, short read) or ReadTimeoutError.
+_BROKEN_BODY = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -32,31 +43,41 @@ class StoredObject:
 
 
 class Storage:
-    def __init__(self, client: Any | None = None) -> None:
+    def __init__(self, settings: StorageSettings | None = None, *, client: Any | None = None) -> None:
+        self.settings = settings or StorageSettings()
         self._client = client or boto3.client(
             "s3",
             config=Config(
-                retries={"mode": "standard", "total_max_attempts": RETRY_ATTEMPTS},
-                connect_timeout=5,
-                read_timeout=30,
+                retries={"mode": self.settings.retry_mode, "total_max_attempts": self.settings.max_attempts},
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.read_timeout,
                 signature_version="s3v4",
             ),
         )
 
     def read(self, bucket: str, key: str, *, max_bytes: int, version_id: str | None = None) -> StoredObject:
-        """Read a whole object, refusing one over `max_bytes` before downloading its body."""
+        """Read a whole object, refusing one over `max_bytes` before downloading its body.
+
+        A body that breaks off (connection reset, read timeout, short read) is read again from the
+        start, up to `max_attempts` GETs; each GET has botocore's own retries for its answer.
+        """
         extra = {"VersionId": version_id} if version_id else {}
         with _s3_errors(bucket, key):
-            response = self._client.get_object(Bucket=bucket, Key=key, **extra)
-            body = response["Body"]
-            try:
-                if response.get("ContentLength", 0) > max_bytes:
-                    raise ImageTooLarge(
-                        f"s3://{bucket}/{key} is {response['ContentLength']:,} bytes; the limit is {max_bytes:,}"
-                    )
-                data = body.read()
-            finally:
-                body.close()
+            for attempt in range(1, self.settings.max_attempts + 1):
+                response = self._client.get_object(Bucket=bucket, Key=key, **extra)
+                body = response["Body"]
+                try:
+                    if response.get("ContentLength", 0) > max_bytes:
+                        raise ImageTooLarge(
+                            f"s3://{bucket}/{key} is {response['ContentLength']:,} bytes; the limit is {max_bytes:,}"
+                        )
+                    data = body.read()
+                    break
+                except _BROKEN_BODY:
+                    if attempt == self.settings.max_attempts:
+                        raise
+                finally:
+                    body.close()
         return StoredObject(data=data, etag=response.get("ETag", "").strip('"'), version_id=response.get("VersionId"))
 
     def metadata(self, bucket: str, key: str) -> Mapping[str, str] | None:

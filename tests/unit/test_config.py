@@ -16,6 +16,7 @@ from handler.config import (
     ImageLimits,
     ModelSettings,
     ModelSpec,
+    StorageSettings,
 )
 from handler.cpu import available_cpus
 from handler.errors import ConfigurationError
@@ -208,3 +209,19 @@ def test_jobs_keep_metadata_is_off_unless_switched_on(raw: str | None, expected:
 def test_jobs_keep_metadata_refuses_other_words() -> None:
     with pytest.raises(ConfigurationError, match="JOBS_KEEP_METADATA"):
         FunctionSettings.from_env({"JOBS_KEEP_METADATA": "gps"})
+
+def test_storage_settings_defaults_and_overrides() -> None:
+    assert StorageSettings.from_env({}) == StorageSettings("standard", 4, 5.0, 30.0)
+    settings = StorageSettings.from_env(
+        {"S3_RETRY_MODE": "Adaptive", "S3_MAX_ATTEMPTS": "6", "S3_CONNECT_TIMEOUT": "1.5", "S3_READ_TIMEOUT": "10"}
+    )
+    assert settings == StorageSettings("adaptive", 6, 1.5, 10.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [("S3_RETRY_MODE", "legacy"), ("S3_MAX_ATTEMPTS", "0"), ("S3_READ_TIMEOUT", "-1"), ("S3_CONNECT_TIMEOUT", "soon")],
+)
+def test_unworkable_storage_settings_are_configuration_errors(name: str, raw: str) -> None:
+    with pytest.raises(ConfigurationError, match=name):
+        StorageSettings.from_env({name: raw})
