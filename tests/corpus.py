@@ -29,7 +29,7 @@ REGRESSIONS = ROOT / "tests" / "corpus_regressions"
 
 OK = "ok"  # the outcome of a decodable image
 # Every code an input can end in; anything else (or an exception) is a bug.
-KNOWN_CODES = frozenset({OK, "invalid_image", "image_too_large", "too_many_pixels", "too_many_frames", "unsupported_media_type"})
+KNOWN_CODES = frozenset({OK, "invalid_image", "missing_image", "image_too_large", "too_many_pixels", "too_many_frames", "unsupported_media_type"})
 HUGE = 100_000
 SEED = 7
 TRUNCATIONS_PER_SAMPLE = 24
@@ -170,7 +170,9 @@ def wrong_magic(samples: dict[str, bytes], made: dict[str, bytes]) -> Iterator[C
 
 def empty() -> Iterator[Case]:
     refused = frozenset({"invalid_image"})
-    for size in (0, 1, 16, 4096):
+    # An empty request body is no image at all (the API's missing_image); an empty object is invalid.
+    yield Case("empty", "zero-bytes", b"", refused | {"missing_image"})
+    for size in (1, 16, 4096):
         yield Case("empty", f"zeros-{size}", b"\x00" * size, refused)
     yield Case("empty", "ff-4096", b"\xff" * 4096, refused)
     yield Case("empty", "text", b"meeting notes, not a photo\n", refused)
@@ -359,3 +361,57 @@ def regressions() -> Iterator[Case]:
     for path in sorted(REGRESSIONS.glob("*")) if REGRESSIONS.is_dir() else []:
         if path.is_file() and not path.name.startswith("."):
             yield Case("regression", path.name, path.read_bytes())
+
+
+def decode_outcome(data: bytes) -> str:
+    """`load_picture` with the default limits: OK, an error code, or the name of anything else raised."""
+    from handler.errors import BackgroundRemovalError
+    from handler.imaging import load_picture
+
+    try:
+        load_picture(data)
+    except BackgroundRemovalError as error:
+        return error.code
+    except Exception as error:  # noqa: BLE001 - exactly what the corpus is looking for
+        return f"{type(error).__name__}: {error}"
+    return OK
+
+
+def _virtual_memory_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+def main() -> None:
+    """Decode every case under an address-space limit of the process's size + HEADROOM_MB.
+
+    Prints one JSON document: {"outcomes": {label: outcome}, "guard_works": bool, "peak_rss_mb": ...}.
+    An allocation beyond the headroom fails with MemoryError, which shows up as that case's outcome.
+    """
+    import argparse
+    import json
+    import resource
+    import warnings
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--headroom-mb", type=int, default=1024)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")  # Pillow warns about every corrupt EXIF block
+    corpus = cases()
+    decode_outcome(corpus[0].data)  # import and initialise the decoders before measuring the baseline
+    limit = _virtual_memory_bytes() + args.headroom_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:  # the premise: an allocation past the headroom really fails
+        bytearray((args.headroom_mb + 64) * 1024 * 1024)
+        guard_works = False
+    except MemoryError:
+        guard_works = True
+    outcomes = {case.label: decode_outcome(case.data) for case in corpus}
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"outcomes": outcomes, "guard_works": guard_works, "peak_rss_mb": round(peak_rss_mb, 1)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ import pytest
 
 from handler.config import (
     DEFAULT_MAX_INPUT_BYTES,
+    DEFAULT_MAX_INPUT_FRAMES,
     DEFAULT_MAX_INPUT_PIXELS,
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
@@ -177,7 +178,11 @@ def test_settings_are_frozen() -> None:
 
 
 def test_image_limits_defaults_and_overrides() -> None:
-    assert ImageLimits.from_env({}) == ImageLimits(DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS)
-    assert ImageLimits.from_env({"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50"}) == ImageLimits(1000, 50)
+    assert ImageLimits.from_env({}) == ImageLimits(DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_INPUT_FRAMES)
+    assert ImageLimits.from_env(
+        {"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50", "MAX_INPUT_FRAMES": "2"}
+    ) == ImageLimits(1000, 50, 2)
     with pytest.raises(ConfigurationError, match="MAX_INPUT_PIXELS"):
         ImageLimits.from_env({"MAX_INPUT_PIXELS": "0"})
+    with pytest.raises(ConfigurationError, match="MAX_INPUT_FRAMES"):
+        ImageLimits.from_env({"MAX_INPUT_FRAMES": "many"})
