@@ -83,8 +83,11 @@ def _from_json(body: bytes) -> tuple[bytes | None, S3Reference | None, dict[str,
     try:
         # An empty body is an empty object: no image (missing_image), not malformed JSON.
         document = json.loads(body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError) as error:
+        # ValueError covers JSONDecodeError and integers past Python's 4300-digit conversion limit.
         raise InvalidParameter("body", f"not valid JSON ({error})") from error
+    except RecursionError as error:  # nesting deeper than the interpreter's stack (found by hypothesis)
+        raise InvalidParameter("body", "JSON nested too deeply") from error
     if not isinstance(document, dict):
         raise InvalidParameter("body", "expected a JSON object with `image` or `source`")
     fields = dict(document)

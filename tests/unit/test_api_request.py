@@ -224,6 +224,10 @@ def test_json_source_is_an_s3_reference() -> None:
         (json_body({"source": {"bucket": "", "key": "k"}}), "source"),
         (json_body({"source": {"bucket": "b", "key": 7}}), "source"),
         (json_body({"source": {"bucket": "b", "key": "k", "version": "1"}}), "source"),
+        # Found by the property tests (each was a 500): nesting past the recursion limit, and an
+        # integer past Python's 4300-digit conversion limit.
+        ("[" * 100_000 + "]" * 100_000, "body"),
+        ('{"max_size": 1' + "0" * 5000 + "}", "body"),
     ],
     ids=[
         "invalid-json",
@@ -238,6 +242,8 @@ def test_json_source_is_an_s3_reference() -> None:
         "source-empty-bucket",
         "source-key-not-string",
         "source-unknown-field",
+        "nested-too-deeply",
+        "integer-too-long",
     ],
 )
 def test_invalid_json_names_the_parameter(body: str, parameter: str) -> None:
