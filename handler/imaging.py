@@ -47,8 +47,9 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 # model's input tensor then differs from the full decode's by 0.26 grey levels on average.
 DRAFT_OVERSAMPLING = 1.4
 # What Pillow raises on corrupt or truncated data, at open, on seeking and on first pixel access
-# (TypeError: e.g. a TIFF frame without dimensions; struct.error: a short header field).
-_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, struct.error)
+# (TypeError: a TIFF frame without dimensions; IndexError: a GIF frame cut short, found by the
+# fuzzer; struct.error: a short header field). Image.open itself treats the last three the same way.
+_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, struct.error)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -308,3 +309,19 @@ def test_body_flagged_base64_that_is_not_names_the_body() -> None:
     error = refused(event, InvalidParameter)
 
     assert error.parameter == "body"  # type: ignore[attr-defined]
+
+
+REGRESSIONS = Path(__file__).resolve().parents[1] / "corpus_regressions" / "api"
+
+
+@pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*.json")), ids=lambda path: path.stem)
+def test_events_the_fuzzer_found_are_parsed_or_refused_with_a_code(path: Path) -> None:
+    # Each event once raised something other than a BackgroundRemovalError (fuzz/README.md).
+    event = APIGatewayProxyEventV2(json.loads(path.read_text()))
+
+    try:
+        request = parse_request(event)
+    except BackgroundRemovalError as error:
+        assert error.status == 400 and error.code in {"invalid_parameter", "missing_image"}
+    else:
+        assert (request.data is None) != (request.source is None)
