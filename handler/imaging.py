@@ -46,10 +46,11 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 # rose to 1.15. A 12 MP 4:3 photo for a 1024 model is drafted at 1/2 scale (2000x1500), and the
 # model's input tensor then differs from the full decode's by 0.26 grey levels on average.
 DRAFT_OVERSAMPLING = 1.4
-# What Pillow raises on corrupt or truncated data, at open, on seeking and on first pixel access
-# (TypeError: a TIFF frame without dimensions; IndexError: a GIF frame cut short, found by the
-# fuzzer; struct.error: a short header field). Image.open itself treats the last three the same way.
-_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, struct.error)
+# What Pillow raises on corrupt or truncated data, at open, on seeking and on first pixel access.
+# Beyond the documented OSError/ValueError family, found by the corpus and the fuzzer: TypeError
+# (a TIFF frame without dimensions), IndexError (a GIF frame cut short), KeyError (a TIFF frame
+# with an unknown compression), struct.error (a short header field).
+_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, LookupError, struct.error)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
