@@ -314,7 +314,7 @@ def refused_formats() -> Iterator[Case]:
     yield Case("refused_format", "dos-eps", dos_eps, refused)
     yield Case("refused_format", "pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", refused)
     for fmt, mode in (("ICO", "RGB"), ("PPM", "RGB"), ("PCX", "RGB"), ("TGA", "RGB"), ("SGI", "RGB"),
-                      ("XBM", "1"), ("DDS", "RGB"), ("IM", "RGB"), ("MSP", "1"), ("SPIDER", "F"), ("QOI", "RGB")):
+                      ("XBM", "1"), ("DDS", "RGB"), ("MSP", "1"), ("SPIDER", "F"), ("QOI", "RGB")):
         try:
             data = _save(rgb.convert(mode), fmt)
         except (KeyError, OSError, ValueError):  # a writer this Pillow build lacks

@@ -377,6 +377,7 @@ def test_frames_are_counted_no_further_than_the_limit(
     assert max(steps) == 10
 
 
+@pytest.mark.filterwarnings("ignore:Truncated File Read")
 def test_a_tiff_whose_later_frame_is_broken_is_invalid_not_a_crash() -> None:
     # Found by the corpus: a truncated multi-page TIFF made Pillow raise TypeError on its second frame.
     data = animation("TIFF", 3)
