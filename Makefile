@@ -78,3 +78,26 @@ $(BENCH_STAMP): $(STAMP)
 
 bench-rembg: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/vs_rembg.py $(BENCH_ARGS)
+
+# Fuzzing (fuzz/README.md): atheris in a venv of its own, never part of `make test` or CI.
+# FUZZ_SECONDS per target; FUZZ_TARGETS picks among decode and api.
+ATHERIS_VERSION := 3.0.0
+FUZZ := .venv-fuzz
+FUZZ_STAMP := $(FUZZ)/.installed-atheris-$(ATHERIS_VERSION)-$(shell cksum pyproject.toml | cut -d' ' -f1)
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= decode api
+
+.PHONY: fuzz
+
+$(FUZZ_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(FUZZ)
+	echo '*' > $(FUZZ)/.gitignore
+	$(FUZZ)/bin/pip install --quiet --upgrade pip
+	$(FUZZ)/bin/pip install --quiet -e . atheris==$(ATHERIS_VERSION)
+	rm -f $(FUZZ)/.installed-* && touch $@
+
+fuzz: $(FUZZ_STAMP)
+	@for target in $(FUZZ_TARGETS); do \
+		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
+		FUZZ_SECONDS=$(FUZZ_SECONDS) $(FUZZ)/bin/python fuzz/$$target.py || exit 1; \
+	done

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
+from email.errors import MessageError
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -84,8 +85,11 @@ def _from_json(body: bytes) -> tuple[bytes | None, S3Reference | None, dict[str,
     try:
         # An empty body is an empty object: no image (missing_image), not malformed JSON.
         document = json.loads(body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError) as error:
+        # ValueError covers JSONDecodeError and integers past Python's 4300-digit conversion limit.
         raise InvalidParameter("body", f"not valid JSON ({error})") from error
+    except RecursionError as error:  # nesting deeper than the interpreter's stack (found by hypothesis)
+        raise InvalidParameter("body", "JSON nested too deeply") from error
     if not isinstance(document, dict):
         raise InvalidParameter("body", "expected a JSON object with `image` or `source`")
     fields = dict(document)
@@ -124,20 +128,25 @@ def _s3_reference(source: Any) -> S3Reference:
 
 def _from_multipart(content_type: str, body: bytes) -> tuple[bytes | None, dict[str, str]]:
     """multipart/form-data via the standard library's MIME parser (the `cgi` module is gone in 3.13)."""
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1", errors="replace") + b"\r\n\r\n" + body
-    )
-    if not message.is_multipart():
-        raise InvalidParameter("body", "multipart/form-data without a valid boundary")
-    image: bytes | None = None
-    fields: dict[str, str] = {}
-    for part in message.iter_parts():
-        name = _form_field_name(part)
-        payload = part.get_payload(decode=True) or b""
-        if name == IMAGE_FIELD:
-            image = payload
-        elif name:
-            fields[name] = payload.decode("utf-8", errors="replace")
+    try:
+        message = BytesParser(policy=HTTP).parsebytes(
+            b"Content-Type: " + content_type.encode("latin-1", errors="replace") + b"\r\n\r\n" + body
+        )
+        if not message.is_multipart():
+            raise InvalidParameter("body", "multipart/form-data without a valid boundary")
+        image: bytes | None = None
+        fields: dict[str, str] = {}
+        for part in message.iter_parts():
+            name = _form_field_name(part)
+            payload = part.get_payload(decode=True) or b""
+            if name == IMAGE_FIELD:
+                image = payload
+            elif isinstance(name, str) and name:
+                fields[name] = payload.decode("utf-8", errors="replace")
+    except (LookupError, ValueError, MessageError) as error:
+        # The standard library's header parser fails this way on some malformed parameters
+        # (IndexError on `multipart/form-data;c\x02...`, found by the fuzzer).
+        raise InvalidParameter("body", f"malformed multipart/form-data ({type(error).__name__})") from error
     return image, fields
 
 

@@ -36,6 +36,10 @@ RESOLUTIONS = (512, 768, 1024)
 # full-resolution RGBA cutout (4 bytes/pixel) far below Lambda's memory.
 DEFAULT_MAX_INPUT_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_INPUT_PIXELS = 64_000_000
+# Only the first frame is ever decoded, but GIF and TIFF declare no frame count: counting means
+# walking the file (~2 µs a GIF frame, so a 100 MB GIF of tiny frames would take seconds). The walk
+# stops at this bound, and a file past it is an animation or a document rather than a photo.
+DEFAULT_MAX_INPUT_FRAMES = 1000
 
 
 def _truthy(value: str | None) -> bool:
@@ -153,6 +157,7 @@ class ImageLimits:
 
     max_bytes: int = DEFAULT_MAX_INPUT_BYTES
     max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    max_frames: int = DEFAULT_MAX_INPUT_FRAMES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ImageLimits:
@@ -160,6 +165,7 @@ class ImageLimits:
         return cls(
             max_bytes=_positive_int("MAX_INPUT_BYTES", env.get("MAX_INPUT_BYTES"), DEFAULT_MAX_INPUT_BYTES) or 0,
             max_pixels=_positive_int("MAX_INPUT_PIXELS", env.get("MAX_INPUT_PIXELS"), DEFAULT_MAX_INPUT_PIXELS) or 0,
+            max_frames=_positive_int("MAX_INPUT_FRAMES", env.get("MAX_INPUT_FRAMES"), DEFAULT_MAX_INPUT_FRAMES) or 0,
         )
 
 

@@ -54,10 +54,22 @@ class SourceNotFound(BackgroundRemovalError):
 
 
 class ImageTooLarge(BackgroundRemovalError):
-    """The input exceeds a configured limit (bytes or pixels); checked before full decoding."""
+    """The input has more bytes than MAX_INPUT_BYTES; the base of every input-size limit (all 413)."""
 
     code = "image_too_large"
     status = 413
+
+
+class TooManyPixels(ImageTooLarge):
+    """The header claims more pixels than MAX_INPUT_PIXELS (a decompression bomb, or simply too big)."""
+
+    code = "too_many_pixels"
+
+
+class TooManyFrames(ImageTooLarge):
+    """An animation or multi-page file with more frames than MAX_INPUT_FRAMES."""
+
+    code = "too_many_frames"
 
 
 class OutputTooLarge(BackgroundRemovalError):

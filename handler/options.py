@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -116,6 +117,8 @@ def _margin(value: Any) -> Margin:
     if match is None:
         raise InvalidParameter("margin", f"expected pixels (20 or 20px) or a percentage (5%), got {value!r}")
     amount, unit = float(match.group(1)), match.group(2)
+    if not math.isfinite(amount):  # hundreds of digits parse as infinity
+        raise InvalidParameter("margin", f"expected a finite number, got {value!r}")
     if unit == "%" and amount > 100:
         raise InvalidParameter("margin", f"a percentage margin must be at most 100%, got {value!r}")
     return Margin(amount, percent=unit == "%")
@@ -123,7 +126,9 @@ def _margin(value: Any) -> Margin:
 
 def _max_size(value: Any) -> int:
     text = _text("max_size", value)
-    if not text.isdigit() or not 0 < int(text) <= MAX_SIZE_LIMIT:
+    # isdigit() alone accepts superscripts such as "²", which int() refuses; the length check keeps
+    # int() below its 4300-digit limit (both found by the property tests).
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not 0 < int(text) <= MAX_SIZE_LIMIT:
         raise InvalidParameter("max_size", f"expected a whole number of pixels from 1 to {MAX_SIZE_LIMIT}, got {value!r}")
     return int(text)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -224,6 +225,10 @@ def test_json_source_is_an_s3_reference() -> None:
         (json_body({"source": {"bucket": "", "key": "k"}}), "source"),
         (json_body({"source": {"bucket": "b", "key": 7}}), "source"),
         (json_body({"source": {"bucket": "b", "key": "k", "version": "1"}}), "source"),
+        # Found by the property tests (each was a 500): nesting past the recursion limit, and an
+        # integer past Python's 4300-digit conversion limit.
+        ("[" * 100_000 + "]" * 100_000, "body"),
+        ('{"max_size": 1' + "0" * 5000 + "}", "body"),
     ],
     ids=[
         "invalid-json",
@@ -238,6 +243,8 @@ def test_json_source_is_an_s3_reference() -> None:
         "source-empty-bucket",
         "source-key-not-string",
         "source-unknown-field",
+        "nested-too-deeply",
+        "integer-too-long",
     ],
 )
 def test_invalid_json_names_the_parameter(body: str, parameter: str) -> None:
@@ -302,3 +309,19 @@ def test_body_flagged_base64_that_is_not_names_the_body() -> None:
     error = refused(event, InvalidParameter)
 
     assert error.parameter == "body"  # type: ignore[attr-defined]
+
+
+REGRESSIONS = Path(__file__).resolve().parents[1] / "corpus_regressions" / "api"
+
+
+@pytest.mark.parametrize("path", sorted(REGRESSIONS.glob("*.json")), ids=lambda path: path.stem)
+def test_events_the_fuzzer_found_are_parsed_or_refused_with_a_code(path: Path) -> None:
+    # Each event once raised something other than a BackgroundRemovalError (fuzz/README.md).
+    event = APIGatewayProxyEventV2(json.loads(path.read_text()))
+
+    try:
+        request = parse_request(event)
+    except BackgroundRemovalError as error:
+        assert error.status == 400 and error.code in {"invalid_parameter", "missing_image"}
+    else:
+        assert (request.data is None) != (request.source is None)

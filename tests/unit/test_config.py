@@ -8,6 +8,7 @@ import pytest
 
 from handler.config import (
     DEFAULT_MAX_INPUT_BYTES,
+    DEFAULT_MAX_INPUT_FRAMES,
     DEFAULT_MAX_INPUT_PIXELS,
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
@@ -179,10 +180,14 @@ def test_settings_are_frozen() -> None:
 
 
 def test_image_limits_defaults_and_overrides() -> None:
-    assert ImageLimits.from_env({}) == ImageLimits(DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS)
-    assert ImageLimits.from_env({"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50"}) == ImageLimits(1000, 50)
+    assert ImageLimits.from_env({}) == ImageLimits(DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_INPUT_FRAMES)
+    assert ImageLimits.from_env(
+        {"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50", "MAX_INPUT_FRAMES": "2"}
+    ) == ImageLimits(1000, 50, 2)
     with pytest.raises(ConfigurationError, match="MAX_INPUT_PIXELS"):
         ImageLimits.from_env({"MAX_INPUT_PIXELS": "0"})
+    with pytest.raises(ConfigurationError, match="MAX_INPUT_FRAMES"):
+        ImageLimits.from_env({"MAX_INPUT_FRAMES": "many"})
 
 
 @pytest.mark.parametrize("seconds", ["1", "3600", "604800"])
@@ -199,6 +204,7 @@ def test_presigned_url_expiry_outside_what_sigv4_signs_is_refused(seconds: str) 
     with pytest.raises(ConfigurationError, match="PRESIGNED_URL_EXPIRY"):
         FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds})
 
+
 @pytest.mark.parametrize(("raw", "expected"), [(None, False), ("", False), ("0", False), ("1", True), ("on", True)])
 def test_jobs_keep_metadata_is_off_unless_switched_on(raw: str | None, expected: bool) -> None:
     environ = {} if raw is None else {"JOBS_KEEP_METADATA": raw}
@@ -209,6 +215,7 @@ def test_jobs_keep_metadata_is_off_unless_switched_on(raw: str | None, expected:
 def test_jobs_keep_metadata_refuses_other_words() -> None:
     with pytest.raises(ConfigurationError, match="JOBS_KEEP_METADATA"):
         FunctionSettings.from_env({"JOBS_KEEP_METADATA": "gps"})
+
 
 def test_storage_settings_defaults_and_overrides() -> None:
     assert StorageSettings.from_env({}) == StorageSettings("standard", 4, 5.0, 30.0)

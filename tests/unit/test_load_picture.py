@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from PIL import Image, ImageCms
+from PIL import EpsImagePlugin, GifImagePlugin, Image, ImageCms, TiffImagePlugin
 
 from handler.config import ImageLimits
-from handler.errors import ImageTooLarge, InvalidImage, UnsupportedMediaType
+from handler.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
 from handler import imaging
 from handler.imaging import Picture, load_picture
 
@@ -301,8 +301,9 @@ def test_too_many_pixels_is_refused_from_the_header(width: int, height: int, lim
     # have failed on the missing data (InvalidImage) or tried to allocate gigabytes
     data = png_header_only(width, height)
 
-    with pytest.raises(ImageTooLarge, match="pixels"):
+    with pytest.raises(TooManyPixels, match="pixels") as refused:
         load_picture(data, limits)
+    assert refused.value.code == "too_many_pixels" and refused.value.status == 413
 
 
 def test_the_header_only_png_would_fail_if_decoded() -> None:
@@ -315,7 +316,7 @@ def test_the_pixel_limit_is_inclusive() -> None:
     data = encoded(Image.new("RGB", (100, 100)), "PNG")
 
     assert load_picture(data, ImageLimits(max_pixels=10_000)).size == (100, 100)
-    with pytest.raises(ImageTooLarge):
+    with pytest.raises(TooManyPixels):
         load_picture(data, ImageLimits(max_pixels=9_999))
 
 
@@ -323,8 +324,67 @@ def test_too_many_bytes_is_refused() -> None:
     data = noise_image("PNG")
 
     assert load_picture(data, ImageLimits(max_bytes=len(data))).size == (64, 64)
-    with pytest.raises(ImageTooLarge, match="bytes"):
+    with pytest.raises(ImageTooLarge, match="bytes") as refused:
         load_picture(data, ImageLimits(max_bytes=len(data) - 1))
+    assert refused.value.code == "image_too_large"
+
+
+def test_each_limit_has_its_own_code_and_all_are_413() -> None:
+    codes = {error.code: error.status for error in (ImageTooLarge, TooManyPixels, TooManyFrames)}
+
+    assert codes == {"image_too_large": 413, "too_many_pixels": 413, "too_many_frames": 413}
+
+
+def animation(fmt: str, frames: int, **params: object) -> bytes:
+    # Each frame differs from the one before, or the GIF and APNG writers would merge them.
+    images = [Image.new("RGB", (4, 4), (i % 256, i // 256, 0)) for i in range(frames)]
+    return encoded(images[0], fmt, save_all=True, append_images=images[1:], **params)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "params"),
+    [("GIF", {}), ("PNG", {}), ("TIFF", {}), ("WEBP", {"lossless": True})],
+    ids=["gif", "apng", "tiff-pages", "webp"],
+)
+def test_the_frame_limit_is_inclusive(fmt: str, params: dict[str, object]) -> None:
+    limits = ImageLimits(max_frames=5)
+
+    assert load_picture(animation(fmt, 5, **params), limits).size == (4, 4)
+    with pytest.raises(TooManyFrames, match="more than 5 frames") as refused:
+        load_picture(animation(fmt, 6, **params), limits)
+    assert refused.value.code == "too_many_frames" and refused.value.status == 413
+
+
+@pytest.mark.parametrize(("fmt", "plugin", "method"), [("GIF", GifImagePlugin.GifImageFile, "_seek"), ("TIFF", TiffImagePlugin.TiffImageFile, "_seek")])
+def test_frames_are_counted_no_further_than_the_limit(
+    fmt: str, plugin: type, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a 3000-frame file (GIF and TIFF declare no count: counting walks the file)
+    data = animation(fmt, 3000)
+    steps: list[int] = []
+    real = getattr(plugin, method)
+
+    def counted(self: Image.Image, frame: int, *args: object) -> None:
+        steps.append(frame)
+        return real(self, frame, *args)
+
+    monkeypatch.setattr(plugin, method, counted)
+
+    # WHEN it is checked against a limit of 10
+    with pytest.raises(TooManyFrames):
+        load_picture(data, ImageLimits(max_frames=10))
+
+    # THEN the walk stopped at frame index 10 (the 11th frame, one past the limit), not at 2999
+    assert max(steps) == 10
+
+
+@pytest.mark.filterwarnings("ignore:Truncated File Read")
+def test_a_tiff_whose_later_frame_is_broken_is_invalid_not_a_crash() -> None:
+    # Found by the corpus: a truncated multi-page TIFF made Pillow raise TypeError on its second frame.
+    data = animation("TIFF", 3)
+
+    with pytest.raises(InvalidImage):
+        load_picture(data[: len(data) // 10])
 
 
 @pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview])
@@ -336,8 +396,14 @@ def test_any_bytes_like_source_is_read(wrap: Callable[[bytes], object]) -> None:
     assert picture.size == (5, 4) and (pixels(picture) == (9, 8, 7)).all()
 
 
-def test_formats_outside_the_allow_list_are_not_decoded() -> None:
-    # GIVEN formats Pillow could open (EPS would even run Ghostscript) but uploads may not use
+def test_formats_outside_the_allow_list_are_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN formats Pillow could open (EPS would even run Ghostscript) but uploads may not use,
+    # and an EPS plugin that fails the test if it is ever asked to read anything
+    def never(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the EPS plugin (and so Ghostscript) was reached")
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", never)
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", never)
     ico, ppm = io.BytesIO(), io.BytesIO()
     Image.new("RGB", (16, 16), "red").save(ico, "ICO")
     Image.new("RGB", (16, 16), "red").save(ppm, "PPM")

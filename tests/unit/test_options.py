@@ -120,6 +120,11 @@ def test_all_options_together() -> None:
         ("format", ["png", "webp"]),
         ("crop", {"enabled": True}),
         ("margin", None),
+        # Found by the property tests (each was a 500): a superscript digit, which isdigit() accepts
+        # and int() refuses; more digits than int() converts; a margin that parses as infinity.
+        ("max_size", "²"),
+        ("max_size", "1" * 5000),
+        ("margin", "1" * 400),
     ],
 )
 def test_invalid_values_name_the_parameter(name: str, value: Any) -> None:
