@@ -41,7 +41,12 @@ def _parser() -> argparse.ArgumentParser:
             help=f"output folder (default ./{kind}s), or a file name for a single input",
         )
         command.add_argument("--format", choices=["png", "webp"], default=None, help="output format (default png)")
-        command.set_defaults(run=_run_images, kind=kind)
+        if kind == "cutout":
+            command.add_argument(
+                "--refine", action=argparse.BooleanOptionalAction, default=None,
+                help="estimate the foreground colour of semi-transparent edge pixels (default: on)",
+            )
+        command.set_defaults(run=_run_images, kind=kind, refine=None)
 
     download = commands.add_parser("download", parents=[model_options], help="fetch and verify the model (build step)")
     download.add_argument(
@@ -156,7 +161,8 @@ def _run_images(args: argparse.Namespace) -> int:
     failures = 0
     for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
         try:
-            result = process(source, [args.kind], RenderOptions(format=fmt), model, limits)  # type: ignore[arg-type]
+            options = RenderOptions(format=fmt, refine=args.refine)  # type: ignore[arg-type]
+            result = process(source, [args.kind], options, model, limits)
         except BackgroundRemovalError as error:
             failures += 1
             tqdm.write(f"error: {source}: {' '.join(error.message.split())}", file=sys.stderr)
