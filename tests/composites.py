@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 BACKGROUNDS = ("astronaut", "chelsea", "coffee")
@@ -157,6 +157,17 @@ def cases(size: tuple[int, int] = (480, 360), backgrounds: tuple[str, ...] = BAC
     return made
 
 
-def blurred(image: Image.Image, radius: float) -> Image.Image:
-    """A Gaussian-blurred copy (used to make alphas softer than the drawing's own anti-aliasing)."""
-    return image.filter(ImageFilter.GaussianBlur(radius))
+def changed_edge_pixels(source: Image.Image, cutout: Image.Image) -> int:
+    """How many semi-transparent pixels of an RGBA cutout differ in colour from the source photo.
+
+    Checks on the way that the rest follows the cutout contract whether refined or not: opaque
+    pixels keep the photo's colour exactly, fully transparent ones are zero.
+    """
+    pixels = np.asarray(cutout.convert("RGBA"))
+    photo = np.asarray(source.convert("RGB"))
+    alpha = pixels[..., 3]
+    np.testing.assert_array_equal(pixels[alpha == 255, :3], photo[alpha == 255])
+    assert not pixels[alpha == 0, :3].any()
+    band = (alpha > 0) & (alpha < 255)
+    assert band.any(), "no semi-transparent pixels: nothing to refine"
+    return int((pixels[band, :3] != photo[band]).any(axis=1).sum())
