@@ -135,8 +135,17 @@ def _fusion_step(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, a: np.ndarra
 
 
 def box_mean(values: np.ndarray, width: int) -> np.ndarray:
-    """The mean over a width x width box around each pixel of an HxW(xC) array, clipped at the borders."""
-    return _box_axis(_box_axis(np.asarray(values, dtype=np.float32), width, 0), width, 1)
+    """The mean over a width x width box around each pixel of an HxW(xC) array, clipped at the borders.
+
+    One channel at a time: the running sums then cost a third of the memory of all three.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    if values.ndim == 2:
+        return _box_axis(_box_axis(values, width, 0), width, 1)
+    means = np.empty_like(values)
+    for channel in range(values.shape[2]):
+        means[..., channel] = _box_axis(_box_axis(values[..., channel], width, 0), width, 1)
+    return means
 
 
 def _box_axis(values: np.ndarray, width: int, axis: int) -> np.ndarray:
@@ -236,6 +245,7 @@ class _Grids:
         fg_input -= self.band_terms[..., 2:5]
         first_bg = _upsample(first_bg, COARSE_REDUCTION, shape)
         fg_input -= first_bg * self.band_terms[..., 1:2]
+        self.band_terms = np.empty((0, 0, 5), dtype=np.float32)  # used up: its memory goes back now
         fg_input += self.premultiplied[..., :3]
         # Second pass, fine grid.
         opacity = self.premultiplied[..., 3]
