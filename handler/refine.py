@@ -16,11 +16,11 @@ grows with the image because the mask is the model's ~1024-pixel output enlarged
 
 Budget. Only band pixels (0 < alpha < 255) change, and every blurred quantity is smooth:
 - the large blur runs on a coarse grid (COARSE_REDUCTION times coarser than the fine one);
-- the small blur runs on a fine grid whose longer side is about FINE_GRID_SIDE, the resolution
+- the small blur runs on a fine grid whose longer side is at most FINE_GRID_SIDE, the resolution
   the reference widths were chosen for. Its input, the first estimate times alpha, equals the
-  photo times alpha except at band pixels, where the difference is a polynomial in alpha times
-  the photo and the (smooth) first-pass colours: its cell means come from 8-bit lookup tables
-  and Pillow's reductions, so the first pass never runs per pixel;
+  photo times alpha except at band pixels, where the difference is made of polynomials in alpha,
+  the photo and the (smooth) first-pass colours: per-cell sums of those polynomials stand in
+  for the first estimate, which is never computed per pixel;
 - the per-pixel formula runs at band pixels only, strip by strip, each reading the blurred
   colours of its fine-grid cell.
 benchmarks/refine.py measures the error of this against `blur_fusion` at full resolution, and
@@ -96,6 +96,7 @@ def refine_foreground(rgb: Image.Image, alpha: Image.Image, *, in_place: bool = 
 
     Pixels where alpha is 0 or 255 keep their colour exactly. With `in_place` the pixels of `rgb`
     itself are changed (no full-size copy, for a caller that owns the image); otherwise a copy's.
+    `plan` overrides the grids and box widths chosen for the image's size (for measuring).
     """
     if rgb.mode != "RGB" or alpha.mode != "L" or rgb.size != alpha.size:
         raise ValueError(f"expected RGB + L of one size, got {rgb.mode} {rgb.size} + {alpha.mode} {alpha.size}")
