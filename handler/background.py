@@ -6,7 +6,7 @@ AWS: the entry points, the command line and tests all come through here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 import numpy as np
@@ -16,6 +16,7 @@ from handler.config import ImageLimits, ModelSettings
 from handler.imaging import ImageSource, Picture, load_picture
 from handler.model import BackgroundModel, to_mask
 from handler.model_store import resolve_model_path
+from handler.refine import refine_foreground
 
 # The mask value from which a pixel counts as subject when reporting the bounding box.
 FOREGROUND_THRESHOLD = 128
@@ -86,11 +87,22 @@ def mask(
 
 
 def remove(
-    image: ImageSource, *, model: BackgroundModel | None = None, limits: ImageLimits | None = None
+    image: ImageSource,
+    *,
+    model: BackgroundModel | None = None,
+    limits: ImageLimits | None = None,
+    refine: bool = True,
 ) -> Image.Image:
-    """The input with its background made transparent: mode "RGBA", same size, ICC profile kept in `info`."""
+    """The input with its background made transparent: mode "RGBA", same size, ICC profile kept in `info`.
+
+    With `refine` (the default) semi-transparent edge pixels get their estimated foreground colour
+    instead of the blend with the old background (handler.refine).
+    """
     picture = load_picture(image, limits)
-    cutout = compose_cutout(picture, segment(picture, model or default_model()))
+    alpha = segment(picture, model or default_model())
+    if refine:
+        picture = replace(picture, rgb=refine_foreground(picture.rgb, alpha, in_place=picture.rgb is not image))
+    cutout = compose_cutout(picture, alpha)
     if picture.icc_profile is not None:
         cutout.info["icc_profile"] = picture.icc_profile
     return cutout

@@ -50,7 +50,11 @@ def _parser() -> argparse.ArgumentParser:
                 "--keep-metadata", action="store_true",
                 help="copy the input's EXIF (incl. GPS) and XMP to the cutout; off by default",
             )
-        command.set_defaults(run=_run_images, kind=kind)
+            command.add_argument(
+                "--refine", action=argparse.BooleanOptionalAction, default=None,
+                help="estimate the foreground colour of semi-transparent edge pixels (default: on)",
+            )
+        command.set_defaults(run=_run_images, kind=kind, refine=None, keep_metadata=False)
 
     download = commands.add_parser("download", parents=[model_options], help="fetch and verify the model (build step)")
     download.add_argument(
@@ -163,10 +167,11 @@ def _run_images(args: argparse.Namespace) -> int:
     except BackgroundRemovalError as error:
         return _fail(error.message)
     limits = ImageLimits.from_env()
-    keep_metadata = getattr(args, "keep_metadata", False)
     failures = 0
     for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
-        options = RenderOptions(format=fmt, keep_metadata=keep_metadata, resolution=args.resolution)  # type: ignore[arg-type]
+        options = RenderOptions(  # type: ignore[arg-type]
+            format=fmt, keep_metadata=args.keep_metadata, resolution=args.resolution, refine=args.refine
+        )
         try:
             result = process(source, [args.kind], options, model, limits)
         except BackgroundRemovalError as error:

@@ -19,6 +19,7 @@ from handler.imaging import CONTENT_TYPES, EXTENSIONS, ImageSource, Picture, enc
 from handler.model import BackgroundModel
 from handler.options import RenderOptions
 from handler.png import encode_png_cutout
+from handler.refine import refine_foreground
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ def process(
     alpha = alpha_from(picture, probabilities)
     box = foreground_box(alpha)
     input_size = picture.size
+    if "cutout" in kinds and options.refines:
+        # Before cropping, so the blurs see the same surroundings whatever the crop. Our own
+        # decode is refined in place (no full-size copy); a caller's PIL image is left alone.
+        picture = replace(picture, rgb=refine_foreground(picture.rgb, alpha, in_place=picture.rgb is not source))
     picture, alpha = _crop(picture, alpha, box, options)
     outputs = {kind: _render(kind, picture, alpha, options) for kind in kinds}
     return Result(

@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handler.imaging import load_picture
+from tests.composites import changed_edge_pixels
 from tests.forms import multipart_body
 
 # pytest resets warning filters per test, undoing the one handler.observability installs.
@@ -522,11 +524,20 @@ def test_max_size_bounds_the_longest_side_and_never_upscales(
     assert max(image.size) <= int(max_size)
 
 
-@pytest.mark.parametrize("refine", ["true", "false"])
-def test_refine_is_accepted(service: Service, refine: str) -> None:
-    reply = service.invoke(http_event(query={"refine": refine}))
+@pytest.mark.parametrize(
+    ("query", "refined"),
+    [({}, True), ({"refine": "true"}, True), ({"refine": "false"}, False), ({"refine": "0"}, False)],
+    ids=["default", "true", "false", "0"],
+)
+def test_refine_sets_the_edge_colour_and_is_on_by_default(service: Service, query: dict[str, str], refined: bool) -> None:
+    reply = service.invoke(http_event(query=query))
 
-    assert assert_image_reply(reply, pil_format="PNG", content_type="image/png").size == EVENT_SIZE
+    # THEN semi-transparent pixels get an estimated foreground colour unless refine=false; opaque
+    # pixels keep the photo's colour and transparent ones are zero either way
+    cutout = assert_image_reply(reply, pil_format="PNG", content_type="image/png")
+    assert cutout.size == EVENT_SIZE
+    changed = changed_edge_pixels(load_picture(EVENT_IMAGE).rgb, cutout)
+    assert (changed > 0) == refined, changed
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from PIL import Image
 from handler.background import mask
 from handler.config import ModelSpec
 from tests import graphs
+from tests.composites import changed_edge_pixels
 from tests.graphs import GraphFile, GraphModel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -166,6 +167,22 @@ def test_single_input_writes_the_named_file(
     assert result.stdout.strip() == output
     written = opened(tmp_path / output)
     assert (written.format, written.mode, written.size) == (fmt, mode, (50, 20))
+
+
+@pytest.mark.parametrize(("flags", "refined"), [((), True), (("--refine",), True), (("--no-refine",), False)])
+def test_edge_colour_is_refined_unless_no_refine(cli: Cli, tmp_path: Path, flags: tuple[str, ...], refined: bool) -> None:
+    # GIVEN a photo whose red channel (the test model's mask) ramps, so its edge is soft
+    pixels = np.asarray(photo(60, 40, 7)).copy()
+    pixels[..., 0] = np.linspace(0, 255, 60, dtype=np.uint8)
+    save(Image.fromarray(pixels, "RGB"), tmp_path / "in.png")
+
+    # WHEN cut out
+    result = cli("remove", "in.png", "-o", "out.png", *flags)
+
+    # THEN partial pixels get an estimated foreground colour unless --no-refine
+    assert result.code == 0, result.stderr
+    changed = changed_edge_pixels(opened(tmp_path / "in.png"), opened(tmp_path / "out.png"))
+    assert (changed > 0) == refined, changed
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from PIL import Image
 from handler import runtime
 from handler.errors import ConfigurationError, StorageUnavailable, UnsupportedEvent
 from handler.observability import logger
+from tests.composites import changed_edge_pixels
 from tests.tools import tool_path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -191,6 +192,8 @@ def test_s3_put_event_file_stores_cutout_and_mask_with_metadata(deploy, s3, invo
     # ... a real subject was found: some pixels opaque, some transparent
     alpha = cutout.getchannel("A")
     assert alpha.getextrema() == (0, 255)
+    # ... and, with the default options, its soft edge got an estimated foreground colour
+    assert changed_edge_pixels(Image.open(SAMPLES / "astronaut.jpg"), cutout) > 0
 
     # AND each output says where it came from, in ASCII
     for key in CANONICAL_OUTPUTS:

@@ -17,6 +17,7 @@ from handler.config import ModelSpec
 from handler.imaging import encode
 from handler.model import BackgroundModel
 from tests import graphs
+from tests.composites import changed_edge_pixels
 from tests.graphs import GraphModel
 
 SIZE = (120, 80)
@@ -53,8 +54,8 @@ def srgb_profile() -> bytes:
 def test_cutout_has_straight_alpha_and_zeroed_transparent_rgb(
     red_is_alpha: BackgroundModel, photo: Image.Image
 ) -> None:
-    # WHEN cutting out
-    cutout = remove(photo, model=red_is_alpha)
+    # WHEN cutting out without edge colour refinement (which changes partial pixels on purpose)
+    cutout = remove(photo, model=red_is_alpha, refine=False)
 
     # THEN its alpha is the mask, with clear, partial and opaque pixels
     rgba = np.asarray(cutout)
@@ -113,3 +114,19 @@ def test_without_an_input_profile_none_is_invented(red_is_alpha: BackgroundModel
     assert "icc_profile" not in cutout.info
     with Image.open(io.BytesIO(encode(cutout, "png"))) as reopened:
         assert "icc_profile" not in reopened.info
+
+
+def test_cutout_edges_are_refined_by_default_and_the_callers_image_is_left_alone(
+    red_is_alpha: BackgroundModel, photo: Image.Image
+) -> None:
+    before = photo.tobytes()
+
+    refined = remove(photo, model=red_is_alpha)
+    plain = remove(photo, model=red_is_alpha, refine=False)
+
+    # THEN only the default changes partial pixels' colour; the alpha is the same either way
+    assert changed_edge_pixels(photo, refined) > 0
+    assert changed_edge_pixels(photo, plain) == 0
+    assert refined.getchannel("A").tobytes() == plain.getchannel("A").tobytes()
+    # AND the caller's PIL image was not refined in place
+    assert photo.tobytes() == before

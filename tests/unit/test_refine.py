@@ -1,0 +1,153 @@
+"""Edge colour refinement (handler.refine) on composites of known alpha and foreground, no model.
+
+The criterion of the issue: on photos I = alpha*F + (1 - alpha)*B made from known foregrounds,
+soft alphas and real background photos, the mean colour error in the 0 < alpha < 1 band must drop
+by at least half against the unrefined cutout (whose colour there is I itself).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from handler.background import compose_cutout
+from handler.imaging import Picture
+from handler.refine import Plan, blur_fusion, box_mean, refine_foreground
+from tests.composites import Composite, cases, changed_edge_pixels
+
+# At 1600x1200 the blurs run on grids reduced 2x and 8x, as on large photos.
+REDUCED_SIZE = (1600, 1200)
+
+
+@pytest.fixture(scope="module")
+def composites() -> list[Composite]:
+    return cases()
+
+
+def cutout(composite: Composite, colour: Image.Image) -> Image.Image:
+    return compose_cutout(Picture(rgb=colour, alpha=None, icc_profile=None), composite.alpha)
+
+
+def test_band_colour_error_drops_by_at_least_half(composites: list[Composite]) -> None:
+    # GIVEN hair-like, motion-blurred and anti-aliased alphas over each real background photo
+    errors: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
+    for composite in composites:
+        # WHEN refined
+        refined = refine_foreground(composite.image, composite.alpha)
+        band = int(composite.band().sum())
+        errors[composite.name.split("-")[0]].append((composite.band_error(composite.image), composite.band_error(refined), band))
+
+    # THEN for each kind of edge, over its band pixels on all backgrounds, the mean colour error is
+    # at most half the unrefined cutout's
+    assert set(errors) == {"hair", "motion", "antialiased"}
+    for kind, rows in errors.items():
+        pixels = sum(band for _, _, band in rows)
+        before = sum(error * band for error, _, band in rows) / pixels
+        after = sum(error * band for _, error, band in rows) / pixels
+        assert after <= 0.5 * before, f"{kind}: band error {before:.1f} -> {after:.1f} ({rows})"
+
+
+def test_opaque_pixels_keep_their_colour_and_only_the_band_changes(composites: list[Composite]) -> None:
+    for composite in composites:
+        refined = refine_foreground(composite.image, composite.alpha)
+
+        # THEN opaque pixels are exact, transparent ones zero in the cutout, and band pixels changed
+        changed = changed_edge_pixels(composite.image, cutout(composite, refined))
+        assert changed > 0.5 * composite.band().sum(), composite.name
+        # AND outside the band not one pixel of the colour differs from the photo (alpha 0 included)
+        outside = ~composite.band()
+        np.testing.assert_array_equal(np.asarray(refined)[outside], np.asarray(composite.image)[outside])
+
+
+def test_the_reduced_grids_are_as_accurate_as_full_resolution_blur_fusion() -> None:
+    # GIVEN photos large enough that the blurs run on reduced grids
+    plan = Plan.for_size(REDUCED_SIZE)
+    assert (plan.fine_reduction, plan.coarse_reduction) == (2, 8)
+    for composite in cases(REDUCED_SIZE, backgrounds=("coffee",)):
+        # WHEN refined, and estimated by the definition at full resolution with the same box widths
+        refined = refine_foreground(composite.image, composite.alpha)
+        exact = blur_fusion(
+            np.asarray(composite.image, dtype=np.float32) / 255,
+            np.asarray(composite.alpha, dtype=np.float32) / 255,
+            coarse_box=plan.coarse_box * plan.coarse_reduction,
+            fine_box=plan.fine_box * plan.fine_reduction,
+        )
+        band = composite.band()
+        exact_colour = np.asarray(composite.image).copy()
+        exact_colour[band] = np.rint(exact[band] * 255)
+
+        # THEN the band's colours differ by a few levels at most (a box on a reduced grid is a
+        # slightly wider, smoother kernel) and are no further from the true foreground
+        difference = np.abs(np.asarray(refined, dtype=np.float64)[band] - exact_colour[band]).mean()
+        assert difference < 3, (composite.name, difference)
+        assert composite.band_error(refined) <= composite.band_error(Image.fromarray(exact_colour)) + 0.25, composite.name
+
+
+def test_a_hard_mask_changes_nothing() -> None:
+    photo = Image.effect_noise((64, 48), 60).convert("RGB")
+    alpha = Image.new("L", (64, 48), 0)
+    alpha.paste(255, (20, 10, 50, 40))
+
+    assert refine_foreground(photo, alpha).tobytes() == photo.tobytes()
+
+
+def test_a_copy_unless_in_place(composites: list[Composite]) -> None:
+    composite = composites[0]
+    photo = composite.image.copy()
+    before = photo.tobytes()
+
+    copied = refine_foreground(photo, composite.alpha)
+    assert copied is not photo and photo.tobytes() == before and copied.tobytes() != before
+
+    in_place = refine_foreground(photo, composite.alpha, in_place=True)
+    assert in_place is photo and photo.tobytes() == copied.tobytes()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 200), (257, 2), (1025, 700)])
+def test_any_size_keeps_its_shape_and_mode(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(5)
+    photo = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    alpha = Image.fromarray(rng.integers(0, 256, (size[1], size[0]), dtype=np.uint8), "L")
+
+    refined = refine_foreground(photo, alpha)
+
+    assert (refined.mode, refined.size) == ("RGB", size)
+    opaque = np.asarray(alpha) == 255
+    np.testing.assert_array_equal(np.asarray(refined)[opaque], np.asarray(photo)[opaque])
+
+
+@pytest.mark.parametrize(
+    ("photo", "alpha"),
+    [
+        (Image.new("RGBA", (8, 8)), Image.new("L", (8, 8))),
+        (Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8))),
+        (Image.new("RGB", (8, 8)), Image.new("L", (8, 9))),
+    ],
+    ids=["rgba-photo", "rgb-alpha", "size-mismatch"],
+)
+def test_wrong_modes_or_sizes_are_refused(photo: Image.Image, alpha: Image.Image) -> None:
+    with pytest.raises(ValueError, match="expected RGB \\+ L of one size"):
+        refine_foreground(photo, alpha)
+
+
+@pytest.mark.parametrize("width", [1, 2, 5, 6, 40])
+def test_box_mean_is_the_mean_over_the_window_clipped_at_the_border(width: int) -> None:
+    values = np.random.default_rng(2).random((13, 17, 3)).astype(np.float32)
+    before, after = (width - 1) // 2, width // 2
+    expected = np.empty_like(values)
+    for row in range(13):
+        for column in range(17):
+            window = values[max(0, row - before) : row + after + 1, max(0, column - before) : column + after + 1]
+            expected[row, column] = window.mean(axis=(0, 1))
+
+    np.testing.assert_allclose(box_mean(values, width), expected, atol=1e-5)
+
+
+def test_box_widths_scale_with_the_longer_side() -> None:
+    # The reference's 90 and 6 pixels at 1024; four times as wide on a 4096-pixel photo.
+    assert Plan.for_size((1024, 768)) == Plan(1, 4, 6, 22)
+    large = Plan.for_size((4096, 3072))
+    assert large.fine_box * large.fine_reduction == 24 and large.coarse_box * large.coarse_reduction == 352
