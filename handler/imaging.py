@@ -63,6 +63,8 @@ _XMP_ORIENTATION = re.compile(rb"(tiff:Orientation(?:=\"|>))[1-8]")
 # rose to 1.15. A 12 MP 4:3 photo for a 1024 model is drafted at 1/2 scale (2000x1500), and the
 # model's input tensor then differs from the full decode's by 0.26 grey levels on average.
 DRAFT_OVERSAMPLING = 1.4
+# SOI followed by the first marker's 0xFF: every JPEG (and MPO) starts so.
+_JPEG_SIGNATURE = b"\xff\xd8\xff"
 # What Pillow raises on corrupt or truncated data, at open, on seeking and on first pixel access.
 # Beyond the documented OSError/ValueError family, found by the corpus and the fuzzer: TypeError
 # (a TIFF frame without dimensions), IndexError (a GIF frame cut short), KeyError (a TIFF frame
@@ -146,7 +148,7 @@ def load_model_input(
     is several times faster and differs from the full decode only by its low-pass filter. None
     where it does not apply (not a JPEG, too small to reduce, a PIL image, CMYK).
     """
-    if isinstance(source, Image.Image):
+    if isinstance(source, Image.Image) or not _starts_like_jpeg(source):
         return None
     image = open_image(source, limits)
     if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L"):
@@ -159,6 +161,20 @@ def load_model_input(
     if image.size == full_size:  # too small to reduce: the full decode serves the model too
         return None
     return load_picture(image).rgb
+
+
+def _starts_like_jpeg(source: str | Path | bytes | bytearray | memoryview) -> bool:
+    """A look at the first bytes only: other formats are opened once, by the full decode (opening
+    checks the limits, and for GIF and TIFF that walks every frame)."""
+    if isinstance(source, (str, Path)):
+        try:
+            with open(source, "rb") as file:
+                head = file.read(len(_JPEG_SIGNATURE))
+        except OSError:
+            return False  # the full decode reports it
+    else:
+        head = bytes(source[: len(_JPEG_SIGNATURE)])
+    return head == _JPEG_SIGNATURE
 
 
 def open_image(source: str | Path | bytes | bytearray | memoryview, limits: ImageLimits) -> Image.Image:

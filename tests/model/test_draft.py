@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler import render
+from handler import imaging, render
 from handler.background import segment
 from handler.config import ImageLimits
 from handler.imaging import load_model_input, load_picture
@@ -78,3 +78,34 @@ def test_the_drafted_path_gives_the_full_path_mask(u2netp: BackgroundModel, larg
     assert np.abs(drafted - full).mean() < 1.0
     overlap = ((drafted > 127) & (full > 127)).sum() / ((drafted > 127) | (full > 127)).sum()
     assert overlap > 0.99
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "PNG"])
+def test_other_formats_are_opened_once_for_the_model_and_the_cutout(
+    u2netp: BackgroundModel, large_photo: Image.Image, fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a large non-JPEG photo (opening a GIF or TIFF walks its frames for the frame limit)
+    buffer = io.BytesIO()
+    large_photo.save(buffer, fmt)
+    opened: list[int] = []
+    real_open = imaging.open_image
+
+    def counting_open(*args: object, **kwargs: object) -> Image.Image:
+        opened.append(1)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(imaging, "open_image", counting_open)
+    # WHEN it is cut out
+    result = render.process(buffer.getvalue(), ["cutout"], RenderOptions(refine=False), u2netp, LIMITS)
+    # THEN it was opened once, by the full decode alone
+    assert result.input_size == large_photo.size
+    assert len(opened) == 1
+
+
+def test_a_large_jpeg_path_still_gets_its_draft(u2netp: BackgroundModel, large_photo: Image.Image, tmp_path: Path) -> None:
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(_jpeg(large_photo))
+
+    small = load_model_input(path, LIMITS, u2netp.input_size)
+
+    assert small is not None and small.size[0] < large_photo.size[0]
