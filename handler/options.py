@@ -14,6 +14,8 @@ from handler.imaging import OutputFormat
 
 # Longest side a caller may ask for; beyond it max_size would only upscale, which we never do.
 MAX_SIZE_LIMIT = 20_000
+# Digits a whole-number option may have: more than any valid value, far below int()'s limit.
+_MAX_DIGITS = 9
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
 _TRUE = {"1", "true", "yes", "on"}
@@ -133,17 +135,28 @@ def _margin(value: Any) -> Margin:
     return Margin(amount, percent=unit == "%")
 
 
+def _whole_number(name: str, value: Any) -> int | None:
+    """The value of plain ASCII digits, else None.
+
+    isdigit() alone accepts superscripts such as "²", which int() refuses, and int() reads other
+    scripts' digits; the length bound keeps int() below its 4300-digit limit (found by the property
+    tests, each a 500).
+    """
+    text = _text(name, value)
+    if text.isascii() and text.isdigit() and len(text) <= _MAX_DIGITS:
+        return int(text)
+    return None
+
+
 def _max_size(value: Any) -> int:
-    text = _text("max_size", value)
-    # isdigit() alone accepts superscripts such as "²", which int() refuses; the length check keeps
-    # int() below its 4300-digit limit (both found by the property tests).
-    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not 0 < int(text) <= MAX_SIZE_LIMIT:
+    number = _whole_number("max_size", value)
+    if number is None or not 0 < number <= MAX_SIZE_LIMIT:
         raise InvalidParameter("max_size", f"expected a whole number of pixels from 1 to {MAX_SIZE_LIMIT}, got {value!r}")
-    return int(text)
+    return number
 
 
 def _resolution(value: Any) -> int:
-    text = _text("resolution", value)
-    if not text.isdigit() or int(text) not in RESOLUTIONS:
+    number = _whole_number("resolution", value)
+    if number is None or number not in RESOLUTIONS:
         raise InvalidParameter("resolution", f"expected one of {', '.join(map(str, RESOLUTIONS))}, got {value!r}")
-    return int(text)
+    return number

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from handler import options
 from tests import graphs
 from tests.corpus import made_images
 from tests.forms import multipart_body
@@ -39,7 +40,7 @@ PROPERTIES = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 IMAGES = list(made_images().values())
-OPTION_NAMES = ["format", "bg_color", "crop", "margin", "max_size", "refine"]
+OPTION_NAMES = sorted(options.OPTION_NAMES)  # every option the API takes, whichever is added next
 
 # --- Strategies --------------------------------------------------------------------------------
 
@@ -48,7 +49,7 @@ option_values = st.one_of(
     # Values near the parsers' edges: non-ASCII digits, overflowing numbers, the limits themselves.
     st.sampled_from(
         ["png", "webp", "jpeg", "jpg", "#ff0000", "true", "0", "20", "5%", "100.5%", "20px", "1e400", "²", "١٢",
-         "1" * 400, "1" * 400 + "px", "20000", "20001", " 7 ", "nan", "inf"]
+         "1" * 400, "1" * 400 + "px", "20000", "20001", " 7 ", "nan", "inf", "512", "768", "1024"]
     ),
     st.text(max_size=20),
     st.integers().map(str),

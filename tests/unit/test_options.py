@@ -124,6 +124,11 @@ def test_all_options_together() -> None:
         # and int() refuses; more digits than int() converts; a margin that parses as infinity.
         ("max_size", "²"),
         ("max_size", "1" * 5000),
+        # The same two for resolution (each was a 500 until both went through one number parser),
+        # and digits of another script, which int() reads as 1024.
+        ("resolution", "²"),
+        ("resolution", "1" * 5000),
+        ("resolution", "١٠٢٤"),
         ("margin", "1" * 400),
     ],
 )
