@@ -57,6 +57,14 @@ def alpha_from(picture: Picture, probabilities: np.ndarray) -> Image.Image:
     return alpha
 
 
+def refined(picture: Picture, alpha: Image.Image, *, source: ImageSource) -> Picture:
+    """`picture` with its edge pixels' foreground colour estimated (handler.refine).
+
+    Our own decode is changed in place (no full-size copy); a caller's PIL image is left alone.
+    """
+    return replace(picture, rgb=refine_foreground(picture.rgb, alpha, in_place=picture.rgb is not source))
+
+
 def compose_cutout(picture: Picture, alpha: Image.Image) -> Image.Image:
     """RGBA with straight (not premultiplied) alpha; RGB zeroed where alpha is exactly 0.
 
@@ -101,7 +109,7 @@ def remove(
     picture = load_picture(image, limits)
     alpha = segment(picture, model or default_model())
     if refine:
-        picture = replace(picture, rgb=refine_foreground(picture.rgb, alpha, in_place=picture.rgb is not image))
+        picture = refined(picture, alpha, source=image)
     cutout = compose_cutout(picture, alpha)
     if picture.icc_profile is not None:
         cutout.info["icc_profile"] = picture.icc_profile

@@ -13,13 +13,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from handler.background import Box, alpha_from, compose_cutout, foreground_box
+from handler.background import Box, alpha_from, compose_cutout, foreground_box, refined
 from handler.config import ImageLimits
 from handler.imaging import CONTENT_TYPES, EXTENSIONS, ImageSource, Picture, encode, load_model_input, load_picture
 from handler.model import BackgroundModel
 from handler.options import RenderOptions
 from handler.png import encode_png_cutout
-from handler.refine import refine_foreground
 
 
 @dataclass(frozen=True)
@@ -64,9 +63,8 @@ def process(
     box = foreground_box(alpha)
     input_size = picture.size
     if "cutout" in kinds and options.refines:
-        # Before cropping, so the blurs see the same surroundings whatever the crop. Our own
-        # decode is refined in place (no full-size copy); a caller's PIL image is left alone.
-        picture = replace(picture, rgb=refine_foreground(picture.rgb, alpha, in_place=picture.rgb is not source))
+        # Before cropping, so the blurs see the same surroundings whatever the crop.
+        picture = refined(picture, alpha, source=source)
     picture, alpha = _crop(picture, alpha, box, options)
     outputs = {kind: _render(kind, picture, alpha, options) for kind in kinds}
     return Result(
