@@ -1,0 +1,64 @@
+"""The demo's local S3 (moto's server) on 127.0.0.1, and what a function needs to reach it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REGION = "us-east-1"
+# Dummy credentials: moto accepts any, and the function must not find real ones anywhere.
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_SESSION_TOKEN": "local"}
+
+
+class LocalS3:
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint = ""
+
+    def __enter__(self) -> LocalS3:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._server.stop()
+        wsgi = getattr(self._server, "_server", None)  # moto's stop() leaves its socket open
+        if wsgi is not None:
+            wsgi.server_close()
+
+    def function_environment(self) -> dict[str, str]:
+        """What a function is given to use this S3 (on Lambda: its role's credentials, S3's endpoint)."""
+        return {"AWS_ENDPOINT_URL_S3": self.endpoint, **CREDENTIALS}
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def create_buckets(self, buckets: Iterable[str]) -> None:
+        client = self.client()
+        for bucket in buckets:
+            try:
+                client.create_bucket(Bucket=bucket)
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                pass  # moto keeps its state per process
+
+    def put_objects(self, objects: Mapping[tuple[str, str], bytes]) -> None:
+        client = self.client()
+        for (bucket, key), data in objects.items():
+            client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="image/jpeg")
+
+    def keys(self, bucket: str, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
