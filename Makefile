@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0
 
-.PHONY: demo test venv tools download lock clean chromium
+.PHONY: demo test venv tools download lock clean chromium lambda lambda-tools
 
 venv: $(STAMP)
 
@@ -30,7 +30,7 @@ $(TOOLS_STAMP):
 	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0 uv==0.13.9
 	touch $@
 
-test: $(STAMP) $(TOOLS_STAMP) chromium
+test: $(STAMP) $(TOOLS_STAMP) chromium lambda-tools
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -47,6 +47,23 @@ chromium:
 			|| echo "warning: could not install chromium; the browser tests will be skipped"; \
 	else \
 		echo "note: /usr/bin/chromium is missing and installing it needs root; the browser tests will be skipped"; \
+	fi
+
+# Both functions run the way Lambda runs them (emulator/): awslambdaric against a local Runtime API,
+# in a read-only bubblewrap sandbox, traced by strace, on the demo's local S3. EVENT=events/x.json for one.
+lambda: $(STAMP) lambda-tools
+	$(BIN)/python -m emulator $(EVENT)
+
+# bubblewrap and strace, from Debian, for `make lambda` and its tests (tests/deploy/test_lambda_runtime.py).
+# Installed when missing and we are root; otherwise those tests skip.
+lambda-tools:
+	@if command -v bwrap >/dev/null && command -v strace >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's bubblewrap and strace for the Lambda runtime tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap strace >/dev/null; } \
+			|| echo "warning: could not install bubblewrap/strace; the Lambda runtime tests will be skipped"; \
+	else \
+		echo "note: bubblewrap/strace are missing and installing them needs root; the Lambda runtime tests will be skipped"; \
 	fi
 
 # The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.
