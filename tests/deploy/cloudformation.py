@@ -67,8 +67,12 @@ def tool_environment() -> dict[str, str]:
     }
 
 
-def transform(parameter_values: dict[str, str], template_path: Path = TEMPLATE) -> dict[str, Any]:
-    """The CloudFormation template the SAM transform makes of `template_path` for these parameter values."""
+def transform(given: dict[str, str], template_path: Path = TEMPLATE) -> dict[str, Any]:
+    """The CloudFormation template the SAM transform makes of `template_path` for these parameter values.
+
+    Like CloudFormation, it passes every parameter's value, as a string: `given`, the rest at their defaults.
+    """
+    parameter_values = _parameter_values(load_template(template_path), given)
     result = subprocess.run(
         [str(tool_path("python")), str(HERE / "sam_transform.py"), str(template_path), json.dumps(parameter_values)],
         cwd=ROOT,
