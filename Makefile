@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 TOOLS := .venv-tools
-TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0
+TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0-translator-1.115.0
 
 .PHONY: demo test venv tools download lock clean chromium
 
@@ -22,13 +22,15 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 # SAM CLI and cfn-lint check template.yaml offline; they pin their own boto3, so they get a venv of their own.
+# aws-sam-translator is the SAM transform itself (what CloudFormation runs at deploy; tests/deploy runs it
+# offline): pinned to the version aws-sam-cli 1.170.0 requires, so that a change to either is deliberate.
 tools: $(TOOLS_STAMP)
 
 $(TOOLS_STAMP):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0 uv==0.13.9
-	touch $@
+	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 aws-sam-translator==1.115.0 cfn-lint==1.58.0 uv==0.13.9
+	rm -f $(TOOLS)/.installed-* && touch $@
 
 test: $(STAMP) $(TOOLS_STAMP) chromium
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
