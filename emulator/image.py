@@ -255,11 +255,10 @@ def _copy(instruction: Instruction, context: Path, ignore: DockerIgnore, state: 
                 raise BuildError(f"{instruction}: {source}: not found in the build context (after .dockerignore)")
             target_folder = destination
         elif path.is_file() and not ignore.excluded(relative):
-            name = posixpath.basename(relative)
+            # Into a folder (trailing /) under its own name, else to the destination's path and name.
+            name = posixpath.basename(relative if into_folder else destination)
             files = [(relative, name)]
             target_folder = destination if into_folder else posixpath.dirname(destination)
-            if not into_folder:
-                files = [(relative, posixpath.basename(destination))]
         else:
             raise BuildError(f"{instruction}: {source}: not found in the build context (after .dockerignore)")
         for name, inside in files:
