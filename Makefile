@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0-translator-1.115.0
 
-.PHONY: demo test venv tools download lock clean chromium
+.PHONY: demo test venv tools download lock clean chromium bubblewrap
 
 venv: $(STAMP)
 
@@ -32,7 +32,7 @@ $(TOOLS_STAMP):
 	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 aws-sam-translator==1.115.0 cfn-lint==1.58.0 uv==0.13.9
 	rm -f $(TOOLS)/.installed-* && touch $@
 
-test: $(STAMP) $(TOOLS_STAMP) chromium
+test: $(STAMP) $(TOOLS_STAMP) chromium bubblewrap
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -49,6 +49,18 @@ chromium:
 			|| echo "warning: could not install chromium; the browser tests will be skipped"; \
 	else \
 		echo "note: /usr/bin/chromium is missing and installing it needs root; the browser tests will be skipped"; \
+	fi
+
+# The image build test (tests/deploy/test_image_build.py) runs the Dockerfile's RUN steps in a
+# bubblewrap sandbox; it fails, rather than skips, without it.
+bubblewrap:
+	@if command -v bwrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing bubblewrap for the image build test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+			|| echo "warning: could not install bubblewrap; the image build test will fail"; \
+	else \
+		echo "note: bwrap is missing and installing it needs root (apt-get install bubblewrap); the image build test will fail"; \
 	fi
 
 # The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.

@@ -1,0 +1,1 @@
+"""Stand-ins for what runs this project in AWS, for tests on a machine without Docker."""
