@@ -15,26 +15,32 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/requ
 
 # 2. The model, baked at build time with the same code path users run: `python -m handler download`.
 #    Only the modules the download step imports are copied here, so edits to the rest of the code
-#    do not invalidate this layer. The file's checksum is verified (MODEL_SHA256 when given, else
+#    do not invalidate this layer (tests/deploy/test_image_build.py runs this step with exactly
+#    these files). The file's checksum is verified (MODEL_SHA256 when given, else
 #    the hub's own content hash) and a pre-optimised copy is kept when it loads faster.
 ARG MODEL_REPO=onnx-community/BiRefNet_lite-ONNX
 ARG MODEL_FILE=onnx/model.onnx
 ARG MODEL_REVISION=main
 ARG MODEL_SHA256=
 COPY handler/__init__.py handler/__main__.py handler/cli.py handler/config.py handler/cpu.py \
-     handler/errors.py handler/model_store.py handler/model.py handler/bake.py /tmp/bake/handler/
+     handler/errors.py handler/keys.py handler/model_store.py handler/model.py handler/bake.py /tmp/bake/handler/
+#    onnxruntime sends telemetry by default and, with it, writes a device id under $HOME/.cache
+#    and a session file /tmp/.ses: ORT_DISABLE_TELEMETRY=1 stops all three, so the layer holds
+#    only /opt/model.
 RUN cd /tmp/bake \
-    && HF_HUB_DISABLE_TELEMETRY=1 MODEL_REPO="${MODEL_REPO}" MODEL_FILE="${MODEL_FILE}" \
+    && ORT_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_TELEMETRY=1 MODEL_REPO="${MODEL_REPO}" MODEL_FILE="${MODEL_FILE}" \
        MODEL_REVISION="${MODEL_REVISION}" MODEL_SHA256="${MODEL_SHA256}" MODEL_CACHE_DIR=/tmp/hub-cache \
        PYTHONPATH="${LAMBDA_TASK_ROOT}" python -m handler download --output /opt/model \
     && rm -rf /tmp/bake /tmp/hub-cache
 
 # At run time nothing is downloaded: the baked file is the model, the hub is switched off, and
-# only /tmp (Lambda's one writable place) is used.
+# only /tmp (Lambda's one writable place) is used. Nothing is uploaded either: both libraries'
+# telemetry is off.
 ENV MODEL_PATH=/opt/model/model.onnx \
     MODEL_OFFLINE=1 \
     HF_HUB_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
+    ORT_DISABLE_TELEMETRY=1 \
     HF_HOME=/tmp/huggingface
 
 # 3. The code, last.

@@ -6,9 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 TOOLS := .venv-tools
-TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0
+TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0-translator-1.115.0
 
-.PHONY: demo test venv tools download lock clean chromium lambda lambda-tools
+.PHONY: demo test venv tools download lock clean chromium bubblewrap lambda lambda-tools
 
 venv: $(STAMP)
 
@@ -22,15 +22,17 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 # SAM CLI and cfn-lint check template.yaml offline; they pin their own boto3, so they get a venv of their own.
+# aws-sam-translator is the SAM transform itself (what CloudFormation runs at deploy; tests/deploy runs it
+# offline): pinned to the version aws-sam-cli 1.170.0 requires, so that a change to either is deliberate.
 tools: $(TOOLS_STAMP)
 
 $(TOOLS_STAMP):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet --upgrade pip
-	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0 uv==0.13.9
-	touch $@
+	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 aws-sam-translator==1.115.0 cfn-lint==1.58.0 uv==0.13.9
+	rm -f $(TOOLS)/.installed-* && touch $@
 
-test: $(STAMP) $(TOOLS_STAMP) chromium lambda-tools
+test: $(STAMP) $(TOOLS_STAMP) chromium bubblewrap lambda-tools
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -64,6 +66,18 @@ lambda-tools:
 			|| echo "warning: could not install bubblewrap/strace; the Lambda runtime tests will be skipped"; \
 	else \
 		echo "note: bubblewrap/strace are missing and installing them needs root; the Lambda runtime tests will be skipped"; \
+	fi
+
+# The image build test (tests/deploy/test_image_build.py) runs the Dockerfile's RUN steps in a
+# bubblewrap sandbox; it fails, rather than skips, without it.
+bubblewrap:
+	@if command -v bwrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing bubblewrap for the image build test"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
+			|| echo "warning: could not install bubblewrap; the image build test will fail"; \
+	else \
+		echo "note: bwrap is missing and installing it needs root (apt-get install bubblewrap); the image build test will fail"; \
 	fi
 
 # The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.

@@ -29,7 +29,7 @@ from emulator import configuration, events, runner
 from emulator.bench import Bench
 from emulator.images import cached_image
 from emulator.local_s3 import LocalS3
-from emulator.provisional_image import ROOT
+from emulator.image import REPO_ROOT as ROOT
 
 WORK = ROOT / ".cache" / "lambda"
 OUTPUT = ROOT / "demo-output" / "lambda"

@@ -11,7 +11,7 @@ from typing import Any
 from emulator import configuration, images
 from emulator.function import FunctionConfig, LambdaFunction, lambda_environment
 from emulator.local_s3 import CREDENTIALS, REGION, LocalS3
-from emulator.provisional_image import Image
+from emulator.image import Image
 
 STACK = "background-remover"
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 from emulator import base_image, sandbox
-from emulator.provisional_image import ROOT, Image, build_image  # PROVISIONAL: emulator.image once merged
+from emulator.image import REPO_ROOT as ROOT
+from emulator.image import Image, build_image
 
 _KEY_FILE = "image-key.txt"
 _IMAGE_FILE = "image.json"
@@ -25,17 +27,20 @@ def cached_image(
     build_args: Mapping[str, str] | None = None,
     step_env: Mapping[str, str] | None = None,
 ) -> Image:
-    """The image built from `context` into `dest`, rebuilt only when what goes into it changed."""
+    """The image built from `context` into `dest`/build, rebuilt only when what goes into it changed
+    (build_image caches its RUN layers too; this skips even the COPY steps and the unpacking)."""
     dest = dest.resolve()
     build_args, step_env = dict(build_args or {}), dict(step_env or {})
     key = _content_key(context, build_args, step_env)
     key_file, image_file = dest / _KEY_FILE, dest / _IMAGE_FILE
+    dest.mkdir(parents=True, exist_ok=True)
     if key_file.is_file() and key_file.read_text() == key and image_file.is_file():
         stored = json.loads(image_file.read_text())
         image = Image(Path(stored["root"]), stored["env"], stored["cmd"], Path(stored["python"]))
     else:
         key_file.unlink(missing_ok=True)
-        image = build_image(dest, context=context, build_args=build_args, step_env=step_env)
+        shutil.rmtree(dest / "build", ignore_errors=True)
+        image = build_image(dest / "build", context=context, build_args=build_args, step_env=step_env)
         image_file.write_text(
             json.dumps({"root": str(image.root), "env": image.env, "cmd": image.cmd, "python": str(image.python)})
         )

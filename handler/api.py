@@ -97,7 +97,11 @@ def _redirect_to_stored(rendered: Rendered, result: Result, app: ApiGatewayResol
     request_id = getattr(app.lambda_context, "aws_request_id", None) or uuid.uuid4().hex
     key = f"{function.output_prefix}{API_RESULTS_PREFIX}{request_id}/{rendered.kind}.{rendered.extension}"
     current.storage.write(
-        function.output_bucket, key, rendered.data, content_type=rendered.content_type, metadata={"model": current.model_name}
+        function.output_bucket,
+        key,
+        rendered.data,
+        content_type=rendered.content_type,
+        metadata={"model": current.model_name, "model-sha256": current.model_sha256},
     )
     expiry = function.presigned_url_expiry
     url = current.storage.presigned_get_url(function.output_bucket, key, expiry)

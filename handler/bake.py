@@ -3,7 +3,8 @@
 `python -m handler download --output /opt/model` writes `/opt/model/model.onnx` — a copy of the
 graph pre-optimised at onnxruntime's EXTENDED level when loading it is measured to be faster
 (EXTENDED rewrites are portable across CPUs; the CPU-specific layout passes still run at load) —
-and `/opt/model/model.json`, a manifest of where it came from.
+and `/opt/model/model.json`, a manifest of where it came from and of the baked file's SHA-256 and
+size, which the functions read as the model's identity instead of hashing the file at cold start.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import onnxruntime as ort
 
 from handler.config import ModelSettings
 from handler.model import session_options
-from handler.model_store import download_model, sha256_of
+from handler.model_store import MANIFEST, download_model, sha256_of
 
 BAKED_MODEL = "model.onnx"
-MANIFEST = "model.json"
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,10 @@ class BakedModel:
     source: str
     source_sha256: str
     path: str
+    # The baked file's name, SHA-256 and size: the model's identity (handler.model_store.model_sha256).
+    file: str
+    sha256: str
+    size: int
     preoptimised: bool
     raw_load_seconds: float
     optimised_load_seconds: float | None
@@ -54,6 +58,9 @@ def bake(settings: ModelSettings, output_dir: Path) -> BakedModel:
         source=settings.name,
         source_sha256=sha256_of(source),
         path=str(target),
+        file=target.name,
+        sha256=sha256_of(target),
+        size=target.stat().st_size,
         preoptimised=preoptimised,
         raw_load_seconds=round(raw_seconds, 3),
         optimised_load_seconds=None if optimised_seconds is None else round(optimised_seconds, 3),

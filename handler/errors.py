@@ -105,6 +105,19 @@ class ModelUnavailable(BackgroundRemovalError):
     status = 503
 
 
+class OutputUnavailable(BackgroundRemovalError):
+    """The output location is missing or may not be written: our configuration, never the input.
+
+    Not permanent: once the bucket or its permissions are fixed, the retried object goes through
+    (the jobs path hands it back to Lambda, which retries and then sends it to the failure
+    destination, so no upload is lost).
+    """
+
+    code = "output_unavailable"
+    status = 500
+    permanent = False
+
+
 class StorageUnavailable(BackgroundRemovalError):
     """S3 failed in a way a retry may fix (throttling, 5xx, timeouts, connection resets)."""
 

@@ -409,10 +409,9 @@ def _handle(
     key, stored = _read(ref, current, prefetched)
     if key != ref.key:
         targets = _targets(key, function)
-    model = _metadata_text(current.model_name)
     if overlap is not None:
         overlap.wait_for_writes(targets.values())  # the object before may be writing these very outputs
-    if _up_to_date(current, output_bucket, targets.values(), stored.etag, model):
+    if _up_to_date(current, output_bucket, targets.values(), stored.etag):
         logger.info("outputs already match this object; skipped", extra={"etag": stored.etag})
         _count_skipped()
         return Outcome(
@@ -436,7 +435,8 @@ def _handle(
         "source-bucket": ref.bucket,
         "source-key": _metadata_text(key),
         "source-etag": stored.etag,
-        "model": model,
+        "model": _metadata_text(current.model_name),
+        "model-sha256": current.model_sha256,
         "foreground-box": f"{box.left},{box.top},{box.width},{box.height}" if box is not None else "none",
     }
     if stored.version_id:
@@ -548,15 +548,22 @@ def _read(
     return ref.decoded_key, current.storage.read(ref.bucket, ref.decoded_key, max_bytes=max_bytes)
 
 
-def _up_to_date(current: runtime.Runtime, bucket: str, keys: Iterable[str], etag: str, model: str) -> bool:
-    """True when every output exists and was made from this version of the source by this model."""
+def _up_to_date(current: runtime.Runtime, bucket: str, keys: Iterable[str], etag: str) -> bool:
+    """True when every output exists and was made from this version of the source by this model.
+
+    The model is told by its content's hash: a redeployed model has the same file name.
+    """
     for key in keys:
         try:
             existing = current.storage.metadata(bucket, key)
         except SourceForbidden:
             # S3 answers HEAD of a missing key with 403 when the role may not list the bucket.
             return False
-        if existing is None or existing.get("source-etag") != etag or existing.get("model") != model:
+        if (
+            existing is None
+            or existing.get("source-etag") != etag
+            or existing.get("model-sha256") != current.model_sha256
+        ):
             return False
     return True
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from handler.background import load_model
 from handler.config import Settings
 from handler.model import BackgroundModel
+from handler.model_store import model_sha256, resolve_model_path
 from handler.storage import Storage
 
 
@@ -20,6 +20,8 @@ from handler.storage import Storage
 class Runtime:
     settings: Settings
     model: BackgroundModel
+    # What outputs record as the model that made them (handler.model_store.model_sha256).
+    model_sha256: str
     storage: Storage
 
     @property
@@ -30,4 +32,10 @@ class Runtime:
 @cache
 def current() -> Runtime:
     settings = Settings.from_env()
-    return Runtime(settings=settings, model=load_model(settings.model), storage=Storage(settings.storage))
+    path = resolve_model_path(settings.model)
+    return Runtime(
+        settings=settings,
+        model=BackgroundModel.load(path, settings.model.spec, threads=settings.model.threads),
+        model_sha256=model_sha256(path),
+        storage=Storage(settings.storage),
+    )

@@ -6,7 +6,9 @@ and to a local S3. Retries are configured deliberately (config.StorageSettings):
 S3_MAX_ATTEMPTS. botocore cannot retry a GET whose body breaks off after the headers arrived (the
 body is read after the call returned), so `read` reads it again, up to S3_MAX_ATTEMPTS GETs. What
 still fails becomes StorageUnavailable (not permanent, so the jobs path lets Lambda retry it); a
-missing key is SourceNotFound at once (standard mode does not retry a 404).
+missing key is SourceNotFound at once (standard mode does not retry a 404). A write that S3
+refuses (no such bucket, access denied) is OutputUnavailable: the output location is the service's
+configuration, so it is never reported as a fault of the source or the client's input.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from botocore.exceptions import (
 )
 
 from handler.config import StorageSettings
-from handler.errors import ImageTooLarge, SourceForbidden, SourceNotFound, StorageUnavailable
+from handler.errors import (
+    ImageTooLarge,
+    OutputUnavailable,
+    SourceForbidden,
+    SourceNotFound,
+    StorageUnavailable,
+)
 
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _FORBIDDEN = {"403", "AccessDenied", "Forbidden"}
@@ -89,7 +97,7 @@ class Storage:
             return None
 
     def write(self, bucket: str, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str]) -> None:
-        with _s3_errors(bucket, key):
+        with _s3_errors(bucket, key, writing=True):
             self._client.put_object(
                 Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=dict(metadata)
             )
@@ -102,13 +110,18 @@ class Storage:
 
 
 @contextmanager
-def _s3_errors(bucket: str, key: str) -> Iterator[None]:
-    """Translate botocore failures into the service's error kinds."""
+def _s3_errors(bucket: str, key: str, *, writing: bool = False) -> Iterator[None]:
+    """Translate botocore failures into the service's error kinds.
+
+    `writing`: the location is one of our outputs, so a refusal is our configuration's fault.
+    """
     location = f"s3://{bucket}/{key}"
     try:
         yield
     except ClientError as error:
         code = str(error.response.get("Error", {}).get("Code", ""))
+        if writing and (code in _NOT_FOUND or code in _FORBIDDEN):
+            raise OutputUnavailable(f"cannot write the output {location}: {code}") from error
         if code in _NOT_FOUND:
             raise SourceNotFound(f"{location} does not exist") from error
         if code in _FORBIDDEN:

@@ -28,7 +28,7 @@ from emulator.bench import Bench
 from emulator.function import LambdaFunction
 from emulator.images import cached_image
 from emulator.local_s3 import LocalS3
-from emulator.provisional_image import Image
+from emulator.image import Image
 from emulator.runtime_api import REQUEST_LIMIT, RESPONSE_LIMIT
 from emulator.sandbox import LAMBDA_GID, LAMBDA_UID
 from tests import graphs

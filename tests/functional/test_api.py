@@ -784,6 +784,20 @@ def test_oversize_result_without_output_bucket_is_refused_with_a_hint(
     assert "webp" in message and "max_size" in message
 
 
+def test_unwritable_output_bucket_is_a_server_error_not_the_clients(
+    configure: Callable[..., Service], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a deployment whose output bucket does not exist, and a result too large to return inline
+    service = configure(OUTPUT_BUCKET="no-such-output-bucket")
+    monkeypatch.setattr(service.api, "LAMBDA_RESPONSE_LIMIT", service.api.ENVELOPE_RESERVE + 100)
+
+    reply = service.invoke(http_event())
+
+    # THEN the service owns the failure: a 5xx naming the output, never a 404 about the request
+    message = assert_error(reply, 500, "output_unavailable")
+    assert "no-such-output-bucket" in message
+
+
 def test_large_photo_is_handed_over_through_s3(service: Service, s3: Any) -> None:
     # GIVEN a 2500x2500 noisy photo, whose PNG cutout is far over the ~4.5 MB a response can carry
     photo = noisy_photo(2500)

@@ -9,6 +9,7 @@ and counted.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import io
 import json
@@ -22,11 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote
 
+import onnx
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from PIL import Image
 
 from handler import runtime
-from handler.errors import ConfigurationError, StorageUnavailable, UnsupportedEvent
+from handler.errors import ConfigurationError, OutputUnavailable, StorageUnavailable, UnsupportedEvent
 from handler.observability import logger
 from tests.composites import changed_edge_pixels
 from tests.tools import tool_path
@@ -330,16 +333,29 @@ def test_repeated_event_is_skipped_until_the_source_or_model_changes(
         assert "test-marker" not in metadata
     assert image(s3, deployment.output_bucket, outputs[0]).size == sample_size("chelsea.jpg")
 
-    # WHEN the function is redeployed with another model and the event repeats
-    other_model = tmp_path / "u2netp-retrained.onnx"
-    shutil.copyfile(runtime.current().settings.model.path, other_model)
-    monkeypatch.setenv("MODEL_PATH", str(other_model))
+    # WHEN the function is redeployed with another model under the same file name (every baked
+    # model is /opt/model/model.onnx) and the event repeats
+    redeployed = tmp_path / "model.onnx"
+    retrained = onnx.load(str(runtime.current().settings.model.path))
+    retrained.doc_string = "retrained"
+    onnx.save(retrained, str(redeployed))
+    monkeypatch.setenv("MODEL_PATH", str(redeployed))
     runtime.current.cache_clear()
     summary = invoke(event)
 
-    # THEN outputs made by the old model are not taken as up to date
+    # THEN outputs made by the old model are not taken as up to date, and record the new one
     assert summary["processed"] == 1
-    assert head(s3, deployment.output_bucket, outputs[1])["Metadata"]["model"] == "u2netp-retrained.onnx"
+    metadata = head(s3, deployment.output_bucket, outputs[1])["Metadata"]
+    assert metadata["model-sha256"] == hashlib.sha256(redeployed.read_bytes()).hexdigest()
+
+    # WHEN the same model is deployed again under another name
+    renamed = tmp_path / "same-model-renamed.onnx"
+    shutil.copyfile(redeployed, renamed)
+    monkeypatch.setenv("MODEL_PATH", str(renamed))
+    runtime.current.cache_clear()
+
+    # THEN its outputs are up to date
+    assert invoke(event)["skipped"] == 1
 
 
 def test_missing_object_is_a_permanent_counted_failure(deploy, s3, invoke, logs, capsys):
@@ -387,6 +403,31 @@ def test_transient_storage_error_is_raised_for_a_retry(deploy, s3, invoke, capsy
     with pytest.raises(StorageUnavailable):
         invoke(s3_put(deployment.input_bucket, "uploads/archived.jpg"))
     assert error_codes(emf(capsys.readouterr().out)) == ["storage_unavailable"]
+
+
+@pytest.mark.parametrize("envelope", ["s3", "sqs"])
+def test_unwritable_output_location_is_our_fault_and_retried(deploy, s3, invoke, capsys, envelope):
+    # GIVEN a deployment whose output bucket does not exist (deleted, or a typo in the stack)
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX, OUTPUT_BUCKET="no-such-output-bucket")
+    upload(s3, deployment.input_bucket, "uploads/fine.jpg")
+    notification = s3_put(deployment.input_bucket, "uploads/fine.jpg")
+
+    # WHEN the upload's event arrives THEN the invocation fails, so the platform delivers it again
+    # (Lambda's retries, then the failure destination; SQS, then its dead-letter queue)
+    with pytest.raises(OutputUnavailable if envelope == "s3" else BatchProcessingError):
+        invoke(notification if envelope == "s3" else sqs(notification))
+    # and the source is not blamed
+    assert error_codes(emf(capsys.readouterr().out)) == ["output_unavailable"]
+
+
+def test_batch_operations_unwritable_output_is_a_temporary_failure(deploy, s3, invoke):
+    deployment = deploy(INPUT_PREFIX=INPUT_PREFIX, OUTPUT_BUCKET="no-such-output-bucket")
+    upload(s3, deployment.input_bucket, "uploads/fine.jpg")
+
+    response = invoke(batch_operations("2.0", deployment.input_bucket, "uploads/fine.jpg"))
+
+    assert response["results"][0]["resultCode"] == "TemporaryFailure"
+    assert response["results"][0]["resultString"].startswith("output_unavailable: ")
 
 
 def test_s3_test_event_is_ignored(deploy, invoke, logs):

@@ -382,3 +382,30 @@ def test_cli_download_offline_with_an_empty_cache_exits_1_quickly(
     assert "downloads are off" in result.stderr  # not "check your connection"
     assert hub.requests == []
     assert elapsed < 10  # interpreter start-up only: no network wait, no retries
+
+
+# -- the model's identity -------------------------------------------------------------------
+
+
+def test_a_baked_model_is_identified_by_its_content(u2netp_path: Path, tmp_path: Path) -> None:
+    from handler.bake import bake
+    from handler.model_store import model_sha256
+
+    # GIVEN a model baked the way the image build bakes it
+    baked = bake(ModelSettings(path=u2netp_path, threads=1), tmp_path / "model")
+    path = Path(baked.path)
+    # THEN its identity is its content's hash, as the manifest records it
+    assert model_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest() == baked.sha256
+
+    # WHEN another model is dropped in under the same name, beside the old manifest
+    path.write_bytes(path.read_bytes() + b"\0")
+    # THEN the stale record is not believed
+    assert model_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest() != baked.sha256
+
+
+def test_a_cached_hub_model_is_identified_by_its_blob(hub: FakeHub, cache_dir: Path) -> None:
+    from handler.model_store import model_sha256
+
+    path = download_model(settings_for(hub, cache_dir))
+
+    assert model_sha256(path) == SHA256

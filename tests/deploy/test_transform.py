@@ -1,0 +1,308 @@
+"""template.yaml as CloudFormation deploys it: SAM's transform run for every choice the parameters
+allow, cfn-lint on what it produces, and the security and wiring asserted on the produced resources.
+
+The input template says what we asked SAM for; the transformed one is what gets created. The two
+differ where SAM ignores or rewrites a property (a rule's `DeadLetterConfig.Destination`, an
+`Fn::If` where a literal is required), so these assertions read the transformed output.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.deploy.cloudformation import (
+    ROOT,
+    TransformRejected,
+    load_template,
+    resolve_conditions,
+    tool_environment,
+    transform,
+)
+
+_PARAMETERS = load_template()["Parameters"]
+# Every allowed value of every parameter that is a choice, in every combination.
+_CHOICES = {name: spec["AllowedValues"] for name, spec in _PARAMETERS.items() if "AllowedValues" in spec}
+COMBINATIONS = [dict(zip(_CHOICES, values)) for values in itertools.product(*_CHOICES.values())]
+_IDS = [",".join(f"{name}={value}" for name, value in combination.items()) for combination in COMBINATIONS]
+
+BUCKETS = {"InputBucket", "OutputBucket"}
+# Where each function may write: one bucket, fixed prefixes; never the input bucket.
+WRITABLE_PREFIXES = {"api/", "cutouts/", "masks/"}
+OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject"}
+MANAGED_POLICIES = {
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
+}
+FAILURE_QUEUE_ARN = {"Fn::GetAtt": ["FailureQueue", "Arn"]}
+IAM_SECURITY = [{"AWS_IAM": []}]
+
+
+@pytest.fixture(scope="module")
+def transformed() -> Callable[[dict[str, str]], dict[str, Any]]:
+    """The raw transform output per combination, computed once; a rejection fails the test using it."""
+    cache: dict[str, dict[str, Any] | TransformRejected] = {}
+
+    def get(combination: dict[str, str]) -> dict[str, Any]:
+        key = json.dumps(combination, sort_keys=True)
+        if key not in cache:
+            try:
+                cache[key] = transform(combination)
+            except TransformRejected as rejection:
+                cache[key] = rejection
+        outcome = cache[key]
+        if isinstance(outcome, TransformRejected):
+            pytest.fail(f"the SAM transform rejects template.yaml for {combination}: {outcome}")
+        return outcome
+
+    return get
+
+
+@pytest.fixture(params=COMBINATIONS, ids=_IDS)
+def combination(request: pytest.FixtureRequest) -> dict[str, str]:
+    return request.param
+
+
+@pytest.fixture
+def deployed(transformed: Callable[[dict[str, str]], dict[str, Any]], combination: dict[str, str]) -> dict[str, Any]:
+    """The resources CloudFormation creates for this combination (conditions applied)."""
+    return resolve_conditions(transformed(combination), combination)
+
+
+def _resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: body for name, body in template["Resources"].items() if body["Type"] == kind}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def test_every_choice_parameter_is_covered() -> None:
+    # The combinations come from the template; this pins that both choices exist to be combined.
+    assert {"ApiAuth", "Architecture"} <= set(_CHOICES)
+    assert len(COMBINATIONS) == len(list(itertools.product(*_CHOICES.values()))) >= 4
+
+
+def test_transform_accepts_the_template(
+    transformed: Callable[[dict[str, str]], dict[str, Any]], combination: dict[str, str]
+) -> None:
+    output = transformed(combination)
+    assert "Transform" not in output
+    assert not [body["Type"] for body in output["Resources"].values() if body["Type"].startswith("AWS::Serverless::")]
+
+
+def test_cfn_lint_passes_on_the_transformed_template(
+    transformed: Callable[[dict[str, str]], dict[str, Any]],
+    combination: dict[str, str],
+    tool: Callable[[str], Path],
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "transformed.json"
+    path.write_text(json.dumps(transformed(combination), indent=1))
+    result = subprocess.run(
+        [str(tool("cfn-lint")), "--", str(path)],
+        cwd=ROOT,
+        env=tool_environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_image_function_runs_the_pushed_image(deployed: dict[str, Any]) -> None:
+    functions = _resources(deployed, "AWS::Lambda::Function")
+    assert set(functions) == {"ApiFunction", "JobsFunction"}
+    for name, function in functions.items():
+        assert function["Properties"]["PackageType"] == "Image"
+        assert ".dkr.ecr." in function["Properties"]["Code"]["ImageUri"], name
+
+
+# --- The API: every route and how it is authorised ----------------------------------------------
+
+
+def _operations(body: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in body["paths"].items():
+        for method, operation in item.items():
+            if method != "parameters":
+                yield method.upper(), path, operation
+
+
+def test_every_route_demands_iam_unless_none_was_chosen(deployed: dict[str, Any], combination: dict[str, str]) -> None:
+    apis = _resources(deployed, "AWS::ApiGatewayV2::Api")
+    assert set(apis) == {"HttpApi"}, "a second API would need its own auth"
+    # Routes exist only in the API's OpenAPI body: no route, authorizer or other API beside it.
+    for kind in ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Authorizer", "AWS::ApiGateway::RestApi"):
+        assert not _resources(deployed, kind), kind
+    # No side door: a Function URL would bypass the API's auth.
+    assert not _resources(deployed, "AWS::Lambda::Url")
+
+    body = apis["HttpApi"]["Properties"]["Body"]
+    assert "security" not in body, "an API-wide security block would apply to routes not checked below"
+    routes = {(method, path): operation for method, path, operation in _operations(body)}
+    for route, operation in routes.items():
+        assert operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"].endswith(
+            "/functions/${ApiFunction.Arn}/invocations"
+        ), route
+        if combination["ApiAuth"] == "IAM":
+            assert operation.get("security") == IAM_SECURITY, f"{route} does not demand IAM"
+        else:
+            assert "security" not in operation, f"{route}: ApiAuth=NONE did not take effect"
+    assert set(routes) == {("POST", "/remove"), ("POST", "/mask")}
+    if combination["ApiAuth"] == "IAM":
+        scheme = body["components"]["securitySchemes"]["AWS_IAM"]
+        assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
+
+
+def test_the_default_is_iam() -> None:
+    assert _PARAMETERS["ApiAuth"]["Default"] == "IAM"
+
+
+def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any]) -> None:
+    permissions = _resources(deployed, "AWS::Lambda::Permission")
+    principals = {name: body["Properties"]["Principal"] for name, body in permissions.items()}
+    assert principals == {
+        "ApiFunctionRemovePermission": "apigateway.amazonaws.com",
+        "ApiFunctionMaskPermission": "apigateway.amazonaws.com",
+        "JobsFunctionUploadPermission": "events.amazonaws.com",
+    }
+    for name in ("ApiFunctionRemovePermission", "ApiFunctionMaskPermission"):
+        source, values = permissions[name]["Properties"]["SourceArn"]["Fn::Sub"]
+        assert values["__ApiId__"] == {"Ref": "HttpApi"}, name
+    upload = permissions["JobsFunctionUploadPermission"]["Properties"]
+    assert upload["SourceArn"] == {"Fn::GetAtt": ["JobsFunctionUpload", "Arn"]}
+
+
+def test_api_throttling_comes_from_the_parameters(deployed: dict[str, Any]) -> None:
+    (stage,) = _resources(deployed, "AWS::ApiGatewayV2::Stage").values()
+    assert stage["Properties"]["ApiId"] == {"Ref": "HttpApi"}
+    assert stage["Properties"]["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+    }
+
+
+# --- Failures: where undeliverable events and failed invocations end up -------------------------
+
+
+def test_the_upload_rule_dead_letters_into_failure_queue(deployed: dict[str, Any]) -> None:
+    rules = _resources(deployed, "AWS::Events::Rule")
+    assert set(rules) == {"JobsFunctionUpload"}
+    (target,) = rules["JobsFunctionUpload"]["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["JobsFunction", "Arn"]}
+    assert target["DeadLetterConfig"] == {"Arn": FAILURE_QUEUE_ARN}
+    # Our queue (encrypted, 14 days' retention), not one SAM made on the side.
+    assert set(_resources(deployed, "AWS::SQS::Queue")) == {"FailureQueue"}
+
+
+def test_eventbridge_may_send_to_failure_queue_for_the_upload_rule_only(deployed: dict[str, Any]) -> None:
+    policies = [
+        body["Properties"]
+        for body in _resources(deployed, "AWS::SQS::QueuePolicy").values()
+        if body["Properties"]["Queues"] == [{"Ref": "FailureQueue"}]
+    ]
+    (policy,) = policies
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Resource"] == FAILURE_QUEUE_ARN
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["JobsFunctionUpload", "Arn"]}}}
+
+
+def test_failed_invocations_go_to_failure_queue(deployed: dict[str, Any]) -> None:
+    (config,) = _resources(deployed, "AWS::Lambda::EventInvokeConfig").values()
+    assert config["Properties"]["FunctionName"] == {"Ref": "JobsFunction"}
+    assert config["Properties"]["DestinationConfig"] == {"OnFailure": {"Destination": FAILURE_QUEUE_ARN}}
+    # The jobs role can deliver there (Lambda sends with the function's role).
+    statements = list(_statements(deployed["Resources"]["JobsFunctionRole"]))
+    assert {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": FAILURE_QUEUE_ARN} in statements
+
+
+# --- Roles: least privilege, as created --------------------------------------------------------
+
+
+def _statements(role: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for policy in role["Properties"].get("Policies", []):
+        yield from policy["PolicyDocument"]["Statement"]
+
+
+def _object_arn(resource: Any) -> tuple[str, str]:
+    """(bucket logical id, key prefix) of a `!Sub "${Bucket.Arn}/prefix*"` object ARN."""
+    text = resource["Fn::Sub"] if isinstance(resource, dict) and isinstance(resource.get("Fn::Sub"), str) else ""
+    bucket, separator, pattern = text.partition(".Arn}/")
+    assert bucket.startswith("${") and separator, f"not an object ARN of one of our buckets: {resource}"
+    prefix = pattern.removesuffix("*")
+    assert pattern.endswith("*") and prefix and "*" not in prefix and "?" not in prefix, f"not one prefix: {text}"
+    return bucket.removeprefix("${"), prefix
+
+
+def test_roles_are_for_lambda_with_only_the_basic_managed_policies(deployed: dict[str, Any]) -> None:
+    roles = _resources(deployed, "AWS::IAM::Role")
+    assert set(roles) == {"ApiFunctionRole", "JobsFunctionRole"}
+    for name, role in roles.items():
+        (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        assert trust["Principal"] == {"Service": ["lambda.amazonaws.com"]}, name
+        assert set(role["Properties"]["ManagedPolicyArns"]) <= MANAGED_POLICIES, name
+
+
+def test_every_statement_is_scoped_to_a_bucket_prefix_or_the_failure_queue(deployed: dict[str, Any]) -> None:
+    for name, role in _resources(deployed, "AWS::IAM::Role").items():
+        for statement in _statements(role):
+            assert statement["Effect"] == "Allow", name
+            assert "NotAction" not in statement and "NotResource" not in statement, name
+            actions = set(_as_list(statement["Action"]))
+            resources = _as_list(statement["Resource"])
+            if actions <= OBJECT_ACTIONS:
+                for resource in resources:
+                    bucket, prefix = _object_arn(resource)
+                    assert bucket in BUCKETS, f"{name}: {resource}"
+                    if "s3:PutObject" in actions:
+                        # Writes only into the output bucket's fixed prefixes: never where uploads trigger.
+                        assert bucket == "OutputBucket" and prefix in WRITABLE_PREFIXES, f"{name} writes to {resource}"
+            elif actions == {"s3:ListBucket"}:
+                # Bucket-level: the bucket ARN itself, narrowed to non-empty prefixes by a condition.
+                assert all(resource["Fn::GetAtt"][0] in BUCKETS for resource in resources), name
+                assert set(statement["Condition"]) == {"StringLike"}, name
+                assert all(_as_list(statement["Condition"]["StringLike"]["s3:prefix"])), name
+            elif actions == {"sqs:SendMessage"}:
+                assert resources == [FAILURE_QUEUE_ARN], f"{name}: {resources}"
+            else:
+                pytest.fail(f"{name}: unexpected actions {sorted(actions)}")
+
+
+def test_api_reads_sources_under_the_input_prefix_and_writes_only_api_results(deployed: dict[str, Any]) -> None:
+    grants = {
+        (action, json.dumps(resource, sort_keys=True))
+        for statement in _statements(deployed["Resources"]["ApiFunctionRole"])
+        for action in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+        if action in OBJECT_ACTIONS
+    }
+    sub = lambda text: json.dumps({"Fn::Sub": text})  # noqa: E731
+    assert grants == {
+        ("s3:GetObject", sub("${InputBucket.Arn}/${InputPrefix}*")),
+        ("s3:PutObject", sub("${OutputBucket.Arn}/api/*")),
+        ("s3:GetObject", sub("${OutputBucket.Arn}/api/*")),
+    }
+
+
+# --- Events: only uploads to the input bucket, and no loop ------------------------------------
+
+
+def test_only_input_bucket_uploads_under_the_prefix_trigger_anything(deployed: dict[str, Any]) -> None:
+    pattern = deployed["Resources"]["JobsFunctionUpload"]["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": {"Ref": "InputPrefix"}}]
+    assert not _resources(deployed, "AWS::Lambda::EventSourceMapping")
+    assert "NotificationConfiguration" not in deployed["Resources"]["OutputBucket"]["Properties"]
+    for name, function in _resources(deployed, "AWS::Lambda::Function").items():
+        # Lambda's own loop detection stays on.
+        assert function["Properties"]["RecursiveLoop"] == "Terminate", name
