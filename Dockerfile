@@ -43,7 +43,9 @@ ENV MODEL_PATH=/opt/model/model.onnx \
     ORT_DISABLE_TELEMETRY=1 \
     HF_HOME=/tmp/huggingface
 
-# 3. The code, last.
+# 3. The code, last, with its bytecode: the root is read-only on Lambda, so without it every cold
+#    start compiles the package again (and tries, in vain, to cache the result in /var/task).
 COPY handler/ ${LAMBDA_TASK_ROOT}/handler/
+RUN python -m compileall -q "${LAMBDA_TASK_ROOT}/handler"
 
 CMD ["handler.api.lambda_handler"]

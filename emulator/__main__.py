@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     print("image: building the image root (cached by content) ...", flush=True)
     image = cached_image(WORK / "image", step_env=step_env)
     print(f"image: {image.root} (model baked at /opt/model, CMD {image.cmd})", flush=True)
-    resources = runner.local_buckets(events.event_files(ROOT / "events"), events.env_vars(ROOT / "events"))
+    resources = runner.local_buckets(events.event_files(ROOT / "events"), events.env_vars(ROOT / "local-env.json"))
     shutil.rmtree(OUTPUT, ignore_errors=True)
     OUTPUT.mkdir(parents=True)
     failures = 0

@@ -23,27 +23,15 @@ def load(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def is_env_vars_file(document: Mapping[str, Any]) -> bool:
-    """A `sam local invoke --env-vars` file ({"Parameters"|FunctionId: {NAME: value}}), not an event."""
-    return bool(document) and all(
-        isinstance(value, dict) and all(isinstance(v, (str, int, float)) for v in value.values())
-        for value in document.values()
-    ) and all(name == "Parameters" or name[:1].isupper() and name.isalnum() for name in document)
-
-
 def event_files(events_dir: Path) -> list[Path]:
-    return [path for path in sorted(events_dir.glob("*.json")) if not is_env_vars_file(load(path))]
+    return sorted(events_dir.glob("*.json"))
 
 
-def env_vars(events_dir: Path) -> dict[str, dict[str, str]]:
-    """Function logical id (or "Parameters") -> variables, from any env-vars file in events/."""
-    found: dict[str, dict[str, str]] = {}
-    for path in sorted(events_dir.glob("*.json")):
-        document = load(path)
-        if is_env_vars_file(document):
-            for name, values in document.items():
-                found.setdefault(name, {}).update({k: str(v) for k, v in values.items()})
-    return found
+def env_vars(path: Path) -> dict[str, dict[str, str]]:
+    """Function logical id (or "Parameters") -> variables, from a `sam local invoke --env-vars`
+    file (the repository's local-env.json), so both local runs name the same buckets."""
+    document = load(path)
+    return {name: {key: str(value) for key, value in values.items()} for name, values in document.items()}
 
 
 def entry_point(event: Mapping[str, Any]) -> str:

@@ -31,8 +31,8 @@ def stage(s3: LocalS3, event_paths: Iterable[Path], samples: Iterable[Path], ext
 
 
 def local_buckets(event_paths: Iterable[Path], env_vars: Mapping[str, Mapping[str, str]]) -> dict[str, str]:
-    """Template bucket ids -> local names: the input bucket is the one the events name; the output
-    bucket is an env-vars file's OUTPUT_BUCKET if events/ has one, else a name of our own."""
+    """Template bucket ids -> local names: the env-vars file's, else the input bucket the events
+    name and an output bucket named after it."""
     named = sorted({bucket for path in event_paths for bucket in events.buckets(events.load(path))})
     configured = {name: value for values in env_vars.values() for name, value in values.items()}
     input_bucket = configured.get("INPUT_BUCKET") or (named[0] if named else "background-remover-uploads")
