@@ -65,6 +65,8 @@ BASE_IMAGES: dict[str, tuple[dict[str, str], str]] = {
 PYTHON_HOME = "/var/lang"
 # The image's own folders (/root: HOME in a build). Everything else a RUN sees is the host's, read-only.
 IMAGE_DIRS = ("/var/task", "/opt", "/tmp", "/root")
+# Where a build step finds the host files its step_env names (bound read-only, never in the image).
+STEP_INPUTS = "/run/step-inputs"
 CONNECTION_VARIABLES = (
     "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
     "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
@@ -290,14 +292,18 @@ def _run(
     if cached is not None and (cached / "root").is_dir():
         _replace_tree(cached / "root", state.root)
         return
+    # A step_env value naming a host file (a model to bake) is handed in read-only at a path of its
+    # own: the host path itself may lie under a folder the image shadows (a checkout under /tmp).
+    inputs = {f"{STEP_INPUTS}/{name}": Path(value) for name, value in step_env.items() if Path(value).is_file()}
     env = {
         **{name: os.environ[name] for name in CONNECTION_VARIABLES if name in os.environ},
         "HOME": "/root",  # Docker's default for a RUN as root
         **state.variables,
         **step_env,
+        **{target.rsplit("/", 1)[1]: target for target in inputs},
     }
     result = subprocess.run(
-        [*sandbox_args(state.root, python_home, state.workdir, env), *command],
+        [*sandbox_args(state.root, python_home, state.workdir, env, inputs=inputs), *command],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
     )
     if result.returncode != 0:
@@ -315,6 +321,7 @@ def sandbox_args(
     writable: Sequence[str] = IMAGE_DIRS,
     overrides: Mapping[str, Path] | None = None,
     network: bool = True,
+    inputs: Mapping[str, Path] | None = None,
 ) -> list[str]:
     """bwrap's command line: the image's folders from `root`, the interpreter, the host read-only.
 
@@ -325,6 +332,7 @@ def sandbox_args(
         folder: ((overrides or {}).get(folder, root / folder.lstrip("/")), folder in writable) for folder in IMAGE_DIRS
     }
     targets[PYTHON_HOME] = (python_home, False)
+    targets.update({target: (source, False) for target, source in (inputs or {}).items()})
     args = [
         "bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         *([] if network else ["--unshare-net"]),
