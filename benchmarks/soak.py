@@ -176,8 +176,8 @@ def soak(photos: dict[str, bytes], invocations: int, warmup: int, *,
     import boto3
 
     from handler import api, jobs
-    from handler.local import LocalLambdaContext, api_gateway_event
-    from handler.observability import logger
+    from handler.local.server import LocalLambdaContext, api_gateway_event
+    from handler.aws.observability import logger
 
     output_bucket = os.environ["OUTPUT_BUCKET"]
     input_bucket = os.environ["INPUT_BUCKET"]

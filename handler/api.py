@@ -17,13 +17,13 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatew
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import runtime
-from handler.api_request import ImageRequest, parse_request
-from handler.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
-from handler.headers import SECURITY_HEADERS
-from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
-from handler.options import parse_options
-from handler.render import Rendered, Result, process
+from handler.aws import runtime
+from handler.aws.request import ImageRequest, parse_request
+from handler.core.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
+from handler.aws.headers import SECURITY_HEADERS
+from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
+from handler.core.options import parse_options
+from handler.core.render import Rendered, Result, process
 
 # Lambda's synchronous response limit is 6 MB for the whole JSON envelope; the image travels in
 # base64 (4/3 of its size). Headers and the envelope stay far below the reserve kept here.

@@ -50,9 +50,9 @@ from aws_lambda_powertools.utilities.data_classes.s3_batch_operation_event impor
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import runtime
-from handler.config import FunctionSettings
-from handler.errors import (
+from handler.aws import runtime
+from handler.aws.settings import FunctionSettings
+from handler.core.errors import (
     BackgroundRemovalError,
     ConfigurationError,
     InvalidParameter,
@@ -60,12 +60,12 @@ from handler.errors import (
     SourceForbidden,
     SourceNotFound,
 )
-from handler.imaging import EXTENSIONS, OutputFormat
-from handler.keys import output_key
-from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
-from handler.options import RenderOptions
-from handler.render import process
-from handler.storage import Storage, StoredObject
+from handler.core.encode import EXTENSIONS, OutputFormat
+from handler.aws.keys import output_key
+from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
+from handler.core.options import RenderOptions
+from handler.core.render import process
+from handler.aws.storage import Storage, StoredObject
 
 # Characters left as they are in metadata values; everything else is percent-encoded (S3 user
 # metadata travels in HTTP headers, so it must be ASCII).

@@ -15,10 +15,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from handler.config import ModelSpec
-from handler.local import LocalServer
-from handler.cpu import available_cpus
-from handler.model import BackgroundModel
+from handler.core.settings import ModelSpec
+from handler.local.server import LocalServer
+from handler.core.cpu import available_cpus
+from handler.core.model import BackgroundModel
 from tests import graphs
 from tests.graphs import GraphFile, GraphModel
 

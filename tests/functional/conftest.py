@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from fetch_u2netp import ensure_u2netp  # noqa: E402
 
-from handler.local import LocalLambdaContext  # noqa: E402
+from handler.local.server import LocalLambdaContext  # noqa: E402
 
 _bucket_numbers = itertools.count()
 
@@ -91,7 +91,7 @@ def deploy(
 
     Keyword arguments override environment variables; `OUTPUT_BUCKET=None` removes it.
     """
-    from handler import runtime
+    from handler.aws import runtime
 
     def configure(**overrides: str | None) -> Deployment:
         deployment = Deployment(

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.imaging import load_picture
+from handler.core.decode import load_picture
 from tests.composites import changed_edge_pixels
 from tests.forms import multipart_body
 
@@ -869,7 +869,7 @@ def captured_logs(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     Powertools binds its handler to the sys.stdout of the moment the logger was created, so capsys
     alone may miss it: point that handler at a buffer for the test.
     """
-    from handler.observability import logger
+    from handler.aws.observability import logger
 
     buffer = io.StringIO()
     monkeypatch.setattr(logger.logger_handler, "stream", buffer)

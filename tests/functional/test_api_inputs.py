@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler import imaging
+from handler.core import decode as imaging
 from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
 from tests.functional.test_api import (  # noqa: F401  (configure/service are fixtures)
     EVENT_IMAGE,

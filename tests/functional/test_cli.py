@@ -20,8 +20,8 @@ import onnx
 import pytest
 from PIL import Image
 
-from handler.background import mask
-from handler.config import ModelSpec
+from handler.core.background import mask
+from handler.core.settings import ModelSpec
 from tests import graphs
 from tests.composites import changed_edge_pixels
 from tests.graphs import GraphFile, GraphModel

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from handler.errors import StorageUnavailable
+from handler.core.errors import StorageUnavailable
 from tests import faults
 from tests.faults import FaultProxy
 from tests.functional.test_jobs import (  # noqa: F401 (invoke and logs are fixtures)

@@ -28,9 +28,9 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from PIL import Image
 
-from handler import runtime
-from handler.errors import ConfigurationError, OutputUnavailable, StorageUnavailable, UnsupportedEvent
-from handler.observability import logger
+from handler.aws import runtime
+from handler.core.errors import ConfigurationError, OutputUnavailable, StorageUnavailable, UnsupportedEvent
+from handler.aws.observability import logger
 from tests.composites import changed_edge_pixels
 from tests.tools import tool_path
 
@@ -398,7 +398,7 @@ def test_transient_storage_error_is_raised_for_a_retry(deploy, s3, invoke, capsy
     upload(s3, deployment.input_bucket, "uploads/archived.jpg", StorageClass="GLACIER")
 
     # WHEN its event arrives THEN the invocation fails, so Lambda retries it
-    from handler.errors import StorageUnavailable
+    from handler.core.errors import StorageUnavailable
 
     with pytest.raises(StorageUnavailable):
         invoke(s3_put(deployment.input_bucket, "uploads/archived.jpg"))
@@ -939,7 +939,7 @@ def test_failed_background_write_is_its_own_objects_transient_failure(
     deploy, s3, invoke, logs, capsys, monkeypatch
 ):
     # GIVEN S3 refusing (transiently) the mask of the first of three photos
-    from handler.storage import Storage
+    from handler.aws.storage import Storage
 
     real_write = Storage.write
 

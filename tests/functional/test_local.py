@@ -26,7 +26,7 @@ from urllib.parse import unquote_plus
 import pytest
 from PIL import Image
 
-from handler.local import LocalServer, api_gateway_event, http_response, s3_put_event
+from handler.local.server import LocalServer, api_gateway_event, http_response, s3_put_event
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bounds, not expectations: U-2-Net-p answers in well under a second on this machine.
@@ -287,7 +287,7 @@ def _subprocess_env(**extra: str) -> dict[str, str]:
 
 def test_importing_the_module_starts_nothing() -> None:
     code = (
-        "import sys, threading, handler.local\n"
+        "import sys, threading, handler.local.server\n"
         "assert 'handler.api' not in sys.modules and 'moto' not in sys.modules, sorted(sys.modules)\n"
         "assert threading.active_count() == 1\n"
     )

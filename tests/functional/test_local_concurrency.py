@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler import local
-from handler.local import LocalServer
-from handler.model import BackgroundModel
+from handler.local import server as local
+from handler.local.server import LocalServer
+from handler.core.model import BackgroundModel
 from tests.functional.test_local import _post
 
 CLIENTS = 8

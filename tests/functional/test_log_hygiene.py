@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler.local import LocalLambdaContext
+from handler.local.server import LocalLambdaContext
 from tests.forms import multipart_body
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -120,7 +120,7 @@ def loud(
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
     deployment = deploy(INPUT_PREFIX="uploads/", OUTPUT_PREFIX="")
     from handler import api, jobs
-    from handler.observability import logger
+    from handler.aws.observability import logger
 
     # Powertools reads POWERTOOLS_LOGGER_LOG_EVENT when it decorates the handlers: decorate again.
     importlib.reload(api)
@@ -231,7 +231,8 @@ def test_api_logs_hold_no_body_image_or_event(loud: tuple[Any, Captured], capsys
 def test_api_logs_of_an_oversize_request_hold_no_image(
     loud: tuple[Any, Captured], capsys: Any, monkeypatch: pytest.MonkeyPatch, limit: str
 ) -> None:
-    from handler import api, runtime
+    from handler import api
+    from handler.aws import runtime
 
     monkeypatch.setenv(limit, "1000")
     runtime.current.cache_clear()
@@ -332,7 +333,7 @@ def test_jobs_logs_of_an_unreadable_event_name_its_fields_not_its_content(
     loud: tuple[Any, Captured], capsys: Any
 ) -> None:
     from handler import jobs
-    from handler.errors import UnsupportedEvent
+    from handler.core.errors import UnsupportedEvent
 
     encoded = base64.b64encode(IMAGE).decode()
     # The image as a value, and as a field name
@@ -371,7 +372,7 @@ def test_jobs_logs_of_an_unexpected_error_hold_its_traceback_but_no_image(
 
 def test_the_check_finds_a_dumped_event(loud: tuple[Any, Captured], capsys: Any) -> None:
     """The detector itself: Powertools with log_event=True is caught on every count."""
-    from handler.observability import logger
+    from handler.aws.observability import logger
 
     event = _event("api_v2_remove.json")
     logger.inject_lambda_context(log_event=True)(lambda _event, _context: None)(

@@ -16,10 +16,10 @@ import onnx
 import pytest
 from PIL import Image
 
-from handler.background import load_model
-from handler.config import ModelSettings, ModelSpec
-from handler.errors import ConfigurationError, ModelUnavailable
-from handler.model import BackgroundModel
+from handler.core.background import load_model
+from handler.core.settings import ModelSettings, ModelSpec
+from handler.core.errors import ConfigurationError, ModelUnavailable
+from handler.core.model import BackgroundModel
 from tests import graphs
 from tests.graphs import GraphFile, GraphModel
 

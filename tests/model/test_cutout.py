@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.background import mask, remove
-from handler.config import ModelSpec
-from handler.imaging import encode
-from handler.model import BackgroundModel
+from handler.core.background import mask, remove
+from handler.core.settings import ModelSpec
+from handler.core.encode import encode
+from handler.core.model import BackgroundModel
 from tests import graphs
 from tests.composites import changed_edge_pixels
 from tests.graphs import GraphModel

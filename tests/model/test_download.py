@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) does not put the repo root there
     sys.path.insert(0, str(ROOT))
 
-from handler.config import ModelSettings  # noqa: E402
-from handler.errors import ModelUnavailable  # noqa: E402
-from handler.model_store import download_model, resolve_model_path  # noqa: E402
+from handler.core.settings import ModelSettings  # noqa: E402
+from handler.core.errors import ModelUnavailable  # noqa: E402
+from handler.core.model_store import download_model, resolve_model_path  # noqa: E402
 from tests.fakehub import FakeHub  # noqa: E402
 
 REPO = "test-org/tiny-birefnet"
@@ -134,7 +134,7 @@ def cached_files(cache_dir: Path) -> list[Path]:
 def test_download_fetches_the_revision_into_the_cache_and_returns_its_digest(
     hub: FakeHub, cache_dir: Path
 ) -> None:
-    from handler.model_store import verify_checksum
+    from handler.core.model_store import verify_checksum
 
     path = download_model(settings_for(hub, cache_dir))
 
@@ -388,8 +388,8 @@ def test_cli_download_offline_with_an_empty_cache_exits_1_quickly(
 
 
 def test_a_baked_model_is_identified_by_its_content(u2netp_path: Path, tmp_path: Path) -> None:
-    from handler.bake import bake
-    from handler.model_store import model_sha256
+    from handler.core.bake import bake
+    from handler.core.model_store import model_sha256
 
     # GIVEN a model baked the way the image build bakes it
     baked = bake(ModelSettings(path=u2netp_path, threads=1), tmp_path / "model")
@@ -404,7 +404,7 @@ def test_a_baked_model_is_identified_by_its_content(u2netp_path: Path, tmp_path:
 
 
 def test_a_cached_hub_model_is_identified_by_its_blob(hub: FakeHub, cache_dir: Path) -> None:
-    from handler.model_store import model_sha256
+    from handler.core.model_store import model_sha256
 
     path = download_model(settings_for(hub, cache_dir))
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler import imaging, render
-from handler.background import segment
-from handler.config import ImageLimits
-from handler.imaging import load_model_input, load_picture
-from handler.model import BackgroundModel
-from handler.options import RenderOptions
+from handler.core import decode, render
+from handler.core.background import segment
+from handler.core.settings import ImageLimits
+from handler.core.decode import load_model_input, load_picture
+from handler.core.model import BackgroundModel
+from handler.core.options import RenderOptions
 
 LIMITS = ImageLimits()
 
@@ -88,13 +88,13 @@ def test_other_formats_are_opened_once_for_the_model_and_the_cutout(
     buffer = io.BytesIO()
     large_photo.save(buffer, fmt)
     opened: list[int] = []
-    real_open = imaging.open_image
+    real_open = decode.open_image
 
     def counting_open(*args: object, **kwargs: object) -> Image.Image:
         opened.append(1)
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(imaging, "open_image", counting_open)
+    monkeypatch.setattr(decode, "open_image", counting_open)
     # WHEN it is cut out
     result = render.process(buffer.getvalue(), ["cutout"], RenderOptions(refine=False), u2netp, LIMITS)
     # THEN it was opened once, by the full decode alone

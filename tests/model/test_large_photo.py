@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.config import DEFAULT_MAX_INPUT_PIXELS, ImageLimits, ModelSpec
-from handler.options import RenderOptions
-from handler.render import process
+from handler.core.settings import DEFAULT_MAX_INPUT_PIXELS, ImageLimits, ModelSpec
+from handler.core.options import RenderOptions
+from handler.core.render import process
 from tests import graphs
 from tests.graphs import GraphModel
 

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.config import ImageLimits
-from handler.model import BackgroundModel
-from handler.options import Margin, RenderOptions
-from handler.render import process
+from handler.core.settings import ImageLimits
+from handler.core.model import BackgroundModel
+from handler.core.options import Margin, RenderOptions
+from handler.core.render import process
 from tests import graphs
 from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
 from tests.graphs import GraphModel

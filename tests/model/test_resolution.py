@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler import render
-from handler.config import ImageLimits, ModelSpec
-from handler.errors import InvalidParameter
-from handler.model import BackgroundModel
-from handler.options import RenderOptions, parse_options
-from handler.render import process
+from handler.core import render
+from handler.core.settings import ImageLimits, ModelSpec
+from handler.core.errors import InvalidParameter
+from handler.core.model import BackgroundModel
+from handler.core.options import RenderOptions, parse_options
+from handler.core.render import process
 from tests import graphs
 from tests.graphs import GraphModel
 

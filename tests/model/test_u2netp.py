@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import handler.background as background
-from handler.background import foreground_box, mask, remove
-from handler.imaging import ImageSource
-from handler.model import BackgroundModel
+import handler.core.background as background
+from handler.core.background import foreground_box, mask, remove
+from handler.core.decode import ImageSource
+from handler.core.model import BackgroundModel
 
 SUBJECT_MIN_MEAN = 200
 BACKGROUND_MAX_MEAN = 40

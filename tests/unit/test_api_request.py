@@ -17,8 +17,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from handler.api_request import ImageRequest, S3Reference, parse_request
-from handler.errors import BackgroundRemovalError, InvalidParameter, MissingImage, UnsupportedMediaType
+from handler.aws.request import ImageRequest, S3Reference, parse_request
+from handler.core.errors import BackgroundRemovalError, InvalidParameter, MissingImage, UnsupportedMediaType
 from tests.forms import multipart_body
 
 IMAGE = b"\xff\xd8\xff\xe0 not really a jpeg, parsing never decodes \x00\x01\xfe"

@@ -6,21 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from handler.config import (
+from handler.aws.settings import FunctionSettings, StorageSettings
+from handler.core.settings import (
     DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_INPUT_FRAMES,
     DEFAULT_MAX_INPUT_PIXELS,
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
     DEFAULT_MODEL_REVISION,
-    FunctionSettings,
     ImageLimits,
     ModelSettings,
     ModelSpec,
-    StorageSettings,
 )
-from handler.cpu import available_cpus
-from handler.errors import ConfigurationError
+from handler.core.cpu import available_cpus
+from handler.core.errors import ConfigurationError
 
 GOOD_SHA256 = "ab" * 32
 
@@ -192,14 +191,14 @@ def test_image_limits_defaults_and_overrides() -> None:
 
 @pytest.mark.parametrize("seconds", ["1", "3600", "604800"])
 def test_presigned_url_expiry_up_to_sigv4s_seven_days_is_accepted(seconds: str) -> None:
-    from handler.config import FunctionSettings
+    from handler.aws.settings import FunctionSettings
 
     assert FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds}).presigned_url_expiry == int(seconds)
 
 
 @pytest.mark.parametrize("seconds", ["604801", "0", "-5", "an hour"])
 def test_presigned_url_expiry_outside_what_sigv4_signs_is_refused(seconds: str) -> None:
-    from handler.config import FunctionSettings
+    from handler.aws.settings import FunctionSettings
 
     with pytest.raises(ConfigurationError, match="PRESIGNED_URL_EXPIRY"):
         FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds})

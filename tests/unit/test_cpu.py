@@ -8,8 +8,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from handler.cpu import available_cpus, cgroup_cpus, lambda_vcpus
-from handler.model import session_options
+from handler.core.cpu import available_cpus, cgroup_cpus, lambda_vcpus
+from handler.core.model import session_options
 
 
 @pytest.mark.parametrize(

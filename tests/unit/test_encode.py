@@ -1,4 +1,4 @@
-"""`handler.imaging.encode`: the output formats, lossless where promised, profiles where they fit."""
+"""`handler.core.encode.encode`: the output formats, lossless where promised, profiles where they fit."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.errors import UnsupportedMediaType
-from handler.imaging import CONTENT_TYPES, encode
+from handler.core.errors import UnsupportedMediaType
+from handler.core.encode import CONTENT_TYPES, encode
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from handler.errors import InvalidParameter
-from handler.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
+from handler.core.errors import InvalidParameter
+from handler.core.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
 
 
 def test_no_options_gives_the_defaults() -> None:

@@ -23,9 +23,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from handler.config import FunctionSettings
-from handler.errors import InvalidParameter
-from handler.keys import MAX_KEY_BYTES, OUTPUT_FOLDERS, climbs_out, output_key
+from handler.aws.settings import FunctionSettings
+from handler.core.errors import InvalidParameter
+from handler.aws.keys import MAX_KEY_BYTES, OUTPUT_FOLDERS, climbs_out, output_key
 
 INPUT_PREFIX = "uploads/"
 OUTPUT_PREFIXES = ("", "results/", "out/put/")
@@ -141,7 +141,7 @@ def test_odd_but_harmless_keys_are_mirrored(key: str, expected: str) -> None:
 
 @pytest.mark.parametrize("prefix", ["../", "a/../", "\uff0e\uff0e/"])
 def test_output_prefix_itself_cannot_climb(prefix: str) -> None:
-    from handler.errors import ConfigurationError
+    from handler.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="OUTPUT_PREFIX"):
         FunctionSettings.from_env({"OUTPUT_PREFIX": prefix})

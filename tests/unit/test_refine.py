@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.background import compose_cutout
-from handler.imaging import Picture
-from handler.refine import Plan, blur_fusion, box_mean, refine_foreground
+from handler.core.background import compose_cutout
+from handler.core.decode import Picture
+from handler.core.refine import Plan, blur_fusion, box_mean, refine_foreground
 from tests.composites import Composite, cases, changed_edge_pixels
 
 # At 1600x1200 the blurs run on grids reduced 2x and 8x, as on large photos.

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from handler.config import RESOLUTIONS, ImageLimits, ModelSettings
-from handler.errors import BackgroundRemovalError
+from handler.core.settings import RESOLUTIONS, ImageLimits, ModelSettings
+from handler.core.errors import BackgroundRemovalError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
 OUTPUT_SUFFIXES = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
@@ -87,7 +87,7 @@ def _run_invoke(args: argparse.Namespace) -> int:
     import importlib
     import json
 
-    from handler.local import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
+    from handler.local.server import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
 
     try:
         event = json.loads(args.event.read_text())
@@ -109,7 +109,7 @@ def _run_invoke(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from handler.local import serve
+    from handler.local.server import serve
 
     model = {"MODEL_PATH": args.model_path, "MODEL_REPO": args.repo, "MODEL_FILE": args.model_file,
              "MODEL_REVISION": args.revision}
@@ -135,8 +135,8 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from handler.bake import bake
-    from handler.model_store import download_model, sha256_of
+    from handler.core.bake import bake
+    from handler.core.model_store import download_model, sha256_of
 
     settings = _model_settings(args)
     try:
@@ -153,9 +153,9 @@ def _run_download(args: argparse.Namespace) -> int:
 
 def _run_images(args: argparse.Namespace) -> int:
     # Imported here so `--help` and `download` stay fast and do not load onnxruntime.
-    from handler.background import load_model
-    from handler.options import RenderOptions
-    from handler.render import process
+    from handler.core.background import load_model
+    from handler.core.options import RenderOptions
+    from handler.core.render import process
 
     jobs = list(_plan(args.inputs, args.output, args.format))
     if not jobs:

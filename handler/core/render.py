@@ -13,12 +13,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from handler.background import Box, alpha_from, compose_cutout, foreground_box, refined
-from handler.config import ImageLimits
-from handler.imaging import CONTENT_TYPES, EXTENSIONS, ImageSource, Picture, encode, load_model_input, load_picture
-from handler.model import BackgroundModel
-from handler.options import RenderOptions
-from handler.png import encode_png_cutout
+from handler.core.background import Box, alpha_from, compose_cutout, foreground_box, refined
+from handler.core.settings import ImageLimits
+from handler.core.decode import ImageSource, Picture, load_model_input, load_picture
+from handler.core.encode import CONTENT_TYPES, EXTENSIONS, encode
+from handler.core.model import BackgroundModel
+from handler.core.options import RenderOptions
+from handler.core.png import encode_png_cutout
 
 
 @dataclass(frozen=True)

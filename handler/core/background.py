@@ -12,11 +12,11 @@ from functools import cache
 import numpy as np
 from PIL import Image, ImageChops
 
-from handler.config import ImageLimits, ModelSettings
-from handler.imaging import ImageSource, Picture, load_picture
-from handler.model import BackgroundModel, to_mask
-from handler.model_store import resolve_model_path
-from handler.refine import refine_foreground
+from handler.core.settings import ImageLimits, ModelSettings
+from handler.core.decode import ImageSource, Picture, load_picture
+from handler.core.model import BackgroundModel, to_mask
+from handler.core.model_store import resolve_model_path
+from handler.core.refine import refine_foreground
 
 # The mask value from which a pixel counts as subject when reporting the bounding box.
 FOREGROUND_THRESHOLD = 128

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlsplit
 
-from handler.headers import SECURITY_HEADERS
+from handler.aws.headers import SECURITY_HEADERS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
@@ -524,16 +524,16 @@ class LocalServer:
             else:
                 os.environ[name] = value
         self._saved_env.clear()
-        if "handler.runtime" in sys.modules:
-            sys.modules["handler.runtime"].current.cache_clear()
+        if "handler.aws.runtime" in sys.modules:
+            sys.modules["handler.aws.runtime"].current.cache_clear()
 
     @staticmethod
     def _model_is_present() -> bool:
         import dataclasses
 
-        from handler.config import ModelSettings
-        from handler.errors import BackgroundRemovalError
-        from handler.model_store import resolve_model_path
+        from handler.core.settings import ModelSettings
+        from handler.core.errors import BackgroundRemovalError
+        from handler.core.model_store import resolve_model_path
 
         try:
             resolve_model_path(dataclasses.replace(ModelSettings.from_env(), offline=True))
@@ -544,7 +544,7 @@ class LocalServer:
     def _load_function(self) -> None:
         """Import the entry points with the environment in place; loading the model happens here,
         as in Lambda's init phase, so a missing model fails now rather than on the first request."""
-        runtime = importlib.import_module("handler.runtime")
+        runtime = importlib.import_module("handler.aws.runtime")
         runtime.current.cache_clear()  # a previous local server in this process had its own settings
         self._api_handler = importlib.import_module("handler.api").lambda_handler
         self._jobs_handler = importlib.import_module("handler.jobs").lambda_handler

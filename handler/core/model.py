@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from handler.config import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
-from handler.errors import ConfigurationError, InvalidParameter, ModelUnavailable
+from handler.core.settings import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
+from handler.core.errors import ConfigurationError, InvalidParameter, ModelUnavailable
 
 # BiRefNet's export names; other models (U-2-Net) fall back to their first input and output.
 PREFERRED_INPUT = "input_image"

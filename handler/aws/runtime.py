@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from handler.config import Settings
-from handler.model import BackgroundModel
-from handler.model_store import model_sha256, resolve_model_path
-from handler.storage import Storage
+from handler.aws.settings import Settings
+from handler.core.model import BackgroundModel
+from handler.core.model_store import model_sha256, resolve_model_path
+from handler.aws.storage import Storage
 
 
 @dataclass(frozen=True)

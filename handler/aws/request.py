@@ -18,8 +18,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from handler.errors import InvalidParameter, MissingImage, UnsupportedMediaType
-from handler.keys import climbs_out, is_encodable
+from handler.core.errors import InvalidParameter, MissingImage, UnsupportedMediaType
+from handler.aws.keys import climbs_out, is_encodable
 
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 IMAGE_FIELD = "image"

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from handler.config import ModelSettings
-from handler.model import session_options
-from handler.model_store import MANIFEST, download_model, sha256_of
+from handler.core.settings import ModelSettings
+from handler.core.model import session_options
+from handler.core.model_store import MANIFEST, download_model, sha256_of
 
 BAKED_MODEL = "model.onnx"
 

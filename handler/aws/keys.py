@@ -14,10 +14,10 @@ import unicodedata
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
-from handler.errors import InvalidParameter
+from handler.core.errors import InvalidParameter
 
 if TYPE_CHECKING:  # config imports this module
-    from handler.config import FunctionSettings
+    from handler.aws.settings import FunctionSettings
 
 # Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
 OUTPUT_FOLDERS = {"cutout": "cutouts", "mask": "masks"}

@@ -24,7 +24,7 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
-from handler.cpu import available_cpus
+from handler.core.cpu import available_cpus
 
 DEFLATE_LEVEL = 2  # ISA-L's levels run 0-3; 2 measured both fastest and smallest here
 # ~4 MB of a 4000-pixel-wide RGBA image per strip: large enough for zlib to find its runs, small

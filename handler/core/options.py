@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handler.config import RESOLUTIONS
-from handler.errors import InvalidParameter
-from handler.imaging import OutputFormat
+from handler.core.settings import RESOLUTIONS
+from handler.core.errors import InvalidParameter
+from handler.core.encode import OutputFormat
 
 # Longest side a caller may ask for; beyond it max_size would only upscale, which we never do.
 MAX_SIZE_LIMIT = 20_000
