@@ -60,7 +60,7 @@ from handler.core.errors import (
     SourceForbidden,
     SourceNotFound,
 )
-from handler.core.encode import EXTENSIONS, OutputFormat
+from handler.core.formats import FORMATS
 from handler.aws.keys import output_key
 from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.core.options import RenderOptions
@@ -404,7 +404,6 @@ def _handle(
             f"s3://{output_bucket}/{function.output_prefix}",
         )
 
-    fmt = cast(OutputFormat, function.output_format)
     targets = _targets(ref.key, function)  # refuses a key that could escape the prefix before reading it
     key, stored = _read(ref, current, prefetched)
     if key != ref.key:
@@ -426,7 +425,7 @@ def _handle(
     result = process(
         stored.data,
         kinds=function.outputs,
-        options=RenderOptions(format=fmt, keep_metadata=function.keep_metadata),
+        options=RenderOptions(format=function.output_format, keep_metadata=function.keep_metadata),
         model=current.model,
         limits=current.settings.limits,
     )
@@ -577,7 +576,7 @@ def _under_output(ref: ObjectRef, function: FunctionSettings) -> bool:
 
 
 def _targets(source_key: str, function: FunctionSettings) -> dict[str, str]:
-    extension = EXTENSIONS[function.output_format]
+    extension = FORMATS[function.output_format].extension
     return {kind: output_key(source_key, kind, extension, function) for kind in function.outputs}
 
 

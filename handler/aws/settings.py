@@ -4,16 +4,16 @@ everything the Lambda entry points read once at start-up.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal, TypeGuard
 
 from handler.aws.keys import climbs_out
+from handler.core.env import Environment
 from handler.core.errors import ConfigurationError
-from handler.core.settings import OUTPUT_KINDS, ImageLimits, ModelSettings, _positive_int, _switch
+from handler.core.formats import TRANSPARENT_FORMATS, OutputFormat
+from handler.core.settings import OUTPUT_KINDS, ImageLimits, ModelSettings, OutputKind
 
-# What the jobs function writes: both keep transparency (JPEG has none, so it is not offered here).
-JOB_OUTPUT_FORMATS = ("png", "webp")
 DEFAULT_PRESIGNED_URL_EXPIRY = 3600
 # SigV4 refuses X-Amz-Expires above 7 days. A link signed with the function's role's temporary
 # credentials stops working when they expire, whichever comes first.
@@ -26,15 +26,15 @@ class FunctionSettings:
 
     output_bucket: str | None = None
     output_prefix: str = ""
-    outputs: tuple[str, ...] = OUTPUT_KINDS
+    outputs: tuple[OutputKind, ...] = OUTPUT_KINDS
     source_buckets: frozenset[str] = frozenset()
     # Where uploads arrive (the S3 trigger's bucket and prefix): known so that start-up can refuse
     # a configuration whose outputs would trigger the function again.
     input_bucket: str | None = None
     input_prefix: str = ""
     presigned_url_expiry: int = DEFAULT_PRESIGNED_URL_EXPIRY
-    # Format of the cutouts and masks the jobs function stores.
-    output_format: str = "png"
+    # Format of the cutouts and masks the jobs function stores: one that keeps transparency.
+    output_format: OutputFormat = "png"
     # Jobs with several objects overlap S3 transfers with the work: the next object is read and the
     # previous one's outputs are written in the background while one is inferred (JOBS_PREFETCH).
     prefetch: bool = True
@@ -42,12 +42,10 @@ class FunctionSettings:
     keep_metadata: bool = False
 
     def __post_init__(self) -> None:
-        unknown = set(self.outputs) - set(OUTPUT_KINDS)
-        if unknown or not self.outputs:
-            raise ConfigurationError(f"OUTPUTS must list cutout and/or mask, got {','.join(self.outputs)!r}")
-        if self.output_format not in JOB_OUTPUT_FORMATS:
+        _refuse_unknown_kinds(self.outputs)
+        if self.output_format not in TRANSPARENT_FORMATS:
             raise ConfigurationError(
-                f"OUTPUT_FORMAT must be one of {', '.join(JOB_OUTPUT_FORMATS)}, got {self.output_format!r}"
+                f"OUTPUT_FORMAT must be one of {', '.join(TRANSPARENT_FORMATS)}, got {self.output_format!r}"
             )
         if self.output_prefix.startswith("/"):
             raise ConfigurationError(f"OUTPUT_PREFIX must not start with '/', got {self.output_prefix!r}")
@@ -74,42 +72,36 @@ class FunctionSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FunctionSettings:
-        env = os.environ if environ is None else environ
-        outputs = tuple(part.strip() for part in (env.get("OUTPUTS") or ",".join(OUTPUT_KINDS)).split(",") if part.strip())
-        sources = frozenset(part.strip() for part in (env.get("SOURCE_BUCKETS") or "").split(",") if part.strip())
+        env = Environment(environ)
         return cls(
-            output_bucket=env.get("OUTPUT_BUCKET") or None,
-            output_prefix=env.get("OUTPUT_PREFIX") or "",
-            outputs=outputs,
-            source_buckets=sources,
-            input_bucket=env.get("INPUT_BUCKET") or None,
-            input_prefix=env.get("INPUT_PREFIX") or "",
-            presigned_url_expiry=_positive_int(
-                "PRESIGNED_URL_EXPIRY", env.get("PRESIGNED_URL_EXPIRY"), DEFAULT_PRESIGNED_URL_EXPIRY
-            )
-            or DEFAULT_PRESIGNED_URL_EXPIRY,
-            output_format=(env.get("OUTPUT_FORMAT") or "png").strip().lower(),
-            prefetch=_switch("JOBS_PREFETCH", env.get("JOBS_PREFETCH"), True),
-            keep_metadata=_switch("JOBS_KEEP_METADATA", env.get("JOBS_KEEP_METADATA"), False),
+            output_bucket=env.raw("OUTPUT_BUCKET"),
+            output_prefix=env.text("OUTPUT_PREFIX"),
+            outputs=_refuse_unknown_kinds(env.names("OUTPUTS", OUTPUT_KINDS)),
+            source_buckets=frozenset(env.names("SOURCE_BUCKETS")),
+            input_bucket=env.raw("INPUT_BUCKET"),
+            input_prefix=env.text("INPUT_PREFIX"),
+            presigned_url_expiry=env.positive_int("PRESIGNED_URL_EXPIRY", DEFAULT_PRESIGNED_URL_EXPIRY),
+            output_format=env.choice("OUTPUT_FORMAT", TRANSPARENT_FORMATS, "png", any_case=True),
+            prefetch=env.switch("JOBS_PREFETCH", True),
+            keep_metadata=env.switch("JOBS_KEEP_METADATA", False),
         )
 
 
-S3_RETRY_MODES = ("standard", "adaptive")
+def _are_kinds(names: tuple[str, ...]) -> TypeGuard[tuple[OutputKind, ...]]:
+    return bool(names) and all(name in OUTPUT_KINDS for name in names)
+
+
+def _refuse_unknown_kinds(names: tuple[str, ...]) -> tuple[OutputKind, ...]:
+    if not _are_kinds(names):
+        raise ConfigurationError(f"OUTPUTS must list cutout and/or mask, got {','.join(names)!r}")
+    return names
+
+
+RetryMode = Literal["standard", "adaptive"]
+S3_RETRY_MODES: tuple[RetryMode, ...] = ("standard", "adaptive")
 DEFAULT_S3_MAX_ATTEMPTS = 4
 DEFAULT_S3_CONNECT_TIMEOUT = 5.0
 DEFAULT_S3_READ_TIMEOUT = 30.0
-
-
-def _positive_float(name: str, raw: str | None, default: float) -> float:
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as error:
-        raise ConfigurationError(f"{name} must be a number of seconds, got {raw!r}") from error
-    if not value > 0:
-        raise ConfigurationError(f"{name} must be positive, got {raw!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -129,7 +121,7 @@ class StorageSettings:
       slow moment without letting a dead connection eat the jobs function's 5-minute timeout.
     """
 
-    retry_mode: str = "standard"
+    retry_mode: RetryMode = "standard"
     max_attempts: int = DEFAULT_S3_MAX_ATTEMPTS
     connect_timeout: float = DEFAULT_S3_CONNECT_TIMEOUT
     read_timeout: float = DEFAULT_S3_READ_TIMEOUT
@@ -142,15 +134,12 @@ class StorageSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> StorageSettings:
-        env = os.environ if environ is None else environ
+        env = Environment(environ)
         return cls(
-            retry_mode=(env.get("S3_RETRY_MODE") or "standard").strip().lower(),
-            max_attempts=_positive_int("S3_MAX_ATTEMPTS", env.get("S3_MAX_ATTEMPTS"), DEFAULT_S3_MAX_ATTEMPTS)
-            or DEFAULT_S3_MAX_ATTEMPTS,
-            connect_timeout=_positive_float(
-                "S3_CONNECT_TIMEOUT", env.get("S3_CONNECT_TIMEOUT"), DEFAULT_S3_CONNECT_TIMEOUT
-            ),
-            read_timeout=_positive_float("S3_READ_TIMEOUT", env.get("S3_READ_TIMEOUT"), DEFAULT_S3_READ_TIMEOUT),
+            retry_mode=env.choice("S3_RETRY_MODE", S3_RETRY_MODES, "standard", any_case=True),
+            max_attempts=env.positive_int("S3_MAX_ATTEMPTS", DEFAULT_S3_MAX_ATTEMPTS),
+            connect_timeout=env.positive_float("S3_CONNECT_TIMEOUT", DEFAULT_S3_CONNECT_TIMEOUT),
+            read_timeout=env.positive_float("S3_READ_TIMEOUT", DEFAULT_S3_READ_TIMEOUT),
         )
 
 

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import io
-from typing import Literal
 
 from PIL import Image
 
 from handler.core.errors import UnsupportedMediaType
+from handler.core.formats import OutputFormat
 from handler.core.png import encode_png
-
-OutputFormat = Literal["png", "webp", "jpeg"]
-
-CONTENT_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
-EXTENSIONS: dict[str, str] = {"png": "png", "webp": "webp", "jpeg": "jpg"}
 
 WEBP_QUALITY = 90
 # libwebp's effort (0-6). On a 12 MP cutout, method 0 took 0.66 s for 0.78 MB and the usual 4 took

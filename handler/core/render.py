@@ -16,7 +16,8 @@ from PIL import Image
 from handler.core.background import Box, alpha_from, compose_cutout, foreground_box, refined
 from handler.core.settings import ImageLimits
 from handler.core.decode import ImageSource, Picture, load_model_input, load_picture
-from handler.core.encode import CONTENT_TYPES, EXTENSIONS, encode
+from handler.core.encode import encode
+from handler.core.formats import FORMATS
 from handler.core.model import BackgroundModel
 from handler.core.options import RenderOptions
 from handler.core.png import encode_png_cutout
@@ -124,7 +125,7 @@ def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOpti
     if kind == "cutout" and options.format == "png" and options.bg_color is None and options.max_size is None:
         # The common case, composed inside the PNG encoder's threads: no full-size RGBA copy.
         data = encode_png_cutout(picture.rgb, alpha, icc_profile=picture.icc_profile, exif=exif, xmp=xmp)
-        return Rendered(kind, data, CONTENT_TYPES["png"], "png", picture.size[0], picture.size[1])
+        return Rendered(kind, data, FORMATS["png"].content_type, FORMATS["png"].extension, picture.size[0], picture.size[1])
     if kind == "mask":
         image = alpha
     elif options.bg_color is not None:
@@ -140,8 +141,8 @@ def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOpti
     return Rendered(
         kind=kind,
         data=data,
-        content_type=CONTENT_TYPES[options.format],
-        extension=EXTENSIONS[options.format],
+        content_type=FORMATS[options.format].content_type,
+        extension=FORMATS[options.format].extension,
         width=image.width,
         height=image.height,
     )

@@ -6,16 +6,18 @@ settings (outputs, S3) are handler.aws.settings.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from handler.core.cpu import available_cpus
+from handler.core.env import Environment
 from handler.core.errors import ConfigurationError
 
-OutputKind = Literal["logits", "probabilities"]
+# What a model's graph returns: raw logits (BiRefNet) or probabilities already (U-2-Net).
+ModelOutput = Literal["logits", "probabilities"]
+MODEL_OUTPUTS: tuple[ModelOutput, ...] = ("logits", "probabilities")
 
 DEFAULT_MODEL_REPO = "onnx-community/BiRefNet_lite-ONNX"
 DEFAULT_MODEL_FILE = "onnx/model.onnx"
@@ -41,45 +43,6 @@ DEFAULT_MAX_INPUT_PIXELS = 64_000_000
 DEFAULT_MAX_INPUT_FRAMES = 1000
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _floats(name: str, raw: str | None, default: tuple[float, float, float]) -> tuple[float, float, float]:
-    if not raw:
-        return default
-    try:
-        values = tuple(float(part) for part in raw.replace(",", " ").split())
-    except ValueError as error:
-        raise ConfigurationError(f"{name} must be three numbers, got {raw!r}") from error
-    if len(values) != 3:
-        raise ConfigurationError(f"{name} must be three numbers (one per RGB channel), got {raw!r}")
-    return values  # type: ignore[return-value]
-
-
-def _switch(name: str, raw: str | None, default: bool) -> bool:
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigurationError(f"{name} must be 1 or 0 (true/false, on/off), got {raw!r}")
-
-
-def _positive_int(name: str, raw: str | None, default: int | None) -> int | None:
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError as error:
-        raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from error
-    if value <= 0:
-        raise ConfigurationError(f"{name} must be positive, got {value}")
-    return value
-
-
 @dataclass(frozen=True)
 class ModelSpec:
     """What a model expects and returns; BiRefNet's contract is the default.
@@ -87,13 +50,13 @@ class ModelSpec:
     `input_size` overrides the graph's size only where the graph leaves it dynamic.
     """
 
-    output: OutputKind = "logits"
+    output: ModelOutput = "logits"
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     input_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.output not in ("logits", "probabilities"):
+        if self.output not in MODEL_OUTPUTS:
             raise ConfigurationError(f"MODEL_OUTPUT must be 'logits' or 'probabilities', got {self.output!r}")
         if any(value <= 0 for value in self.std):
             raise ConfigurationError(f"MODEL_STD must be positive, got {self.std}")
@@ -116,29 +79,29 @@ class ModelSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ModelSettings:
-        env = os.environ if environ is None else environ
-        path = env.get("MODEL_PATH") or None
-        cache_dir = env.get("MODEL_CACHE_DIR") or None
-        sha256 = (env.get("MODEL_SHA256") or "").strip().lower() or None
+        env = Environment(environ)
+        path = env.raw("MODEL_PATH")
+        cache_dir = env.raw("MODEL_CACHE_DIR")
+        sha256 = env.text("MODEL_SHA256").strip().lower() or None
         if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)):
             raise ConfigurationError(f"MODEL_SHA256 must be 64 hex digits, got {sha256!r}")
         return cls(
             path=Path(path) if path else None,
-            repo=env.get("MODEL_REPO") or DEFAULT_MODEL_REPO,
-            file=env.get("MODEL_FILE") or DEFAULT_MODEL_FILE,
-            revision=env.get("MODEL_REVISION") or DEFAULT_MODEL_REVISION,
+            repo=env.text("MODEL_REPO", DEFAULT_MODEL_REPO),
+            file=env.text("MODEL_FILE", DEFAULT_MODEL_FILE),
+            revision=env.text("MODEL_REVISION", DEFAULT_MODEL_REVISION),
             cache_dir=Path(cache_dir) if cache_dir else None,
             sha256=sha256,
             # The hub's own switch counts too, so a container built with HF_HUB_OFFLINE=1 can
             # never block a request on a download.
-            offline=_truthy(env.get("MODEL_OFFLINE")) or _truthy(env.get("HF_HUB_OFFLINE")),
-            hub_endpoint=env.get("HF_ENDPOINT") or None,
-            threads=_positive_int("MODEL_THREADS", env.get("MODEL_THREADS"), None) or available_cpus(env),
+            offline=env.switch("MODEL_OFFLINE", False) or env.switch("HF_HUB_OFFLINE", False),
+            hub_endpoint=env.raw("HF_ENDPOINT"),
+            threads=env.positive_int("MODEL_THREADS", None) or available_cpus(environ),
             spec=ModelSpec(
-                output=env.get("MODEL_OUTPUT") or "logits",  # type: ignore[arg-type]
-                mean=_floats("MODEL_MEAN", env.get("MODEL_MEAN"), IMAGENET_MEAN),
-                std=_floats("MODEL_STD", env.get("MODEL_STD"), IMAGENET_STD),
-                input_size=_positive_int("MODEL_INPUT_SIZE", env.get("MODEL_INPUT_SIZE"), None),
+                output=env.choice("MODEL_OUTPUT", MODEL_OUTPUTS, "logits"),
+                mean=_rgb(env.numbers("MODEL_MEAN", 3, IMAGENET_MEAN)),
+                std=_rgb(env.numbers("MODEL_STD", 3, IMAGENET_STD)),
+                input_size=env.positive_int("MODEL_INPUT_SIZE", None),
             ),
         )
 
@@ -160,12 +123,19 @@ class ImageLimits:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ImageLimits:
-        env = os.environ if environ is None else environ
+        env = Environment(environ)
         return cls(
-            max_bytes=_positive_int("MAX_INPUT_BYTES", env.get("MAX_INPUT_BYTES"), DEFAULT_MAX_INPUT_BYTES) or 0,
-            max_pixels=_positive_int("MAX_INPUT_PIXELS", env.get("MAX_INPUT_PIXELS"), DEFAULT_MAX_INPUT_PIXELS) or 0,
-            max_frames=_positive_int("MAX_INPUT_FRAMES", env.get("MAX_INPUT_FRAMES"), DEFAULT_MAX_INPUT_FRAMES) or 0,
+            max_bytes=env.positive_int("MAX_INPUT_BYTES", DEFAULT_MAX_INPUT_BYTES),
+            max_pixels=env.positive_int("MAX_INPUT_PIXELS", DEFAULT_MAX_INPUT_PIXELS),
+            max_frames=env.positive_int("MAX_INPUT_FRAMES", DEFAULT_MAX_INPUT_FRAMES),
         )
 
 
-OUTPUT_KINDS = ("cutout", "mask")
+def _rgb(values: tuple[float, ...]) -> tuple[float, float, float]:
+    red, green, blue = values  # Environment.numbers gave exactly three
+    return red, green, blue
+
+
+# What a request or a job may ask to be rendered: the cutout (RGBA) and/or the mask (L).
+OutputKind = Literal["cutout", "mask"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("cutout", "mask")

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from handler.core.settings import RESOLUTIONS, ImageLimits, ModelSettings
 from handler.core.errors import BackgroundRemovalError
+from handler.core.formats import TRANSPARENT_FORMATS, OutputFormat, format_named
+from handler.core.settings import RESOLUTIONS, ImageLimits, ModelSettings, OutputKind
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
-OUTPUT_SUFFIXES = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
             "-o", "--output", type=Path, default=Path(f"{kind}s"),
             help=f"output folder (default ./{kind}s), or a file name for a single input",
         )
-        command.add_argument("--format", choices=["png", "webp"], default=None, help="output format (default png)")
+        command.add_argument("--format", choices=TRANSPARENT_FORMATS, default=None, help="output format (default png)")
         command.add_argument(
             "--resolution", type=int, choices=RESOLUTIONS, default=None,
             help="model input size for exports with a dynamic input: smaller is faster, coarser (default MODEL_INPUT_SIZE)",
@@ -169,9 +169,7 @@ def _run_images(args: argparse.Namespace) -> int:
     limits = ImageLimits.from_env()
     failures = 0
     for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
-        options = RenderOptions(  # type: ignore[arg-type]
-            format=fmt, keep_metadata=args.keep_metadata, resolution=args.resolution, refine=args.refine
-        )
+        options = RenderOptions(format=fmt, keep_metadata=args.keep_metadata, resolution=args.resolution, refine=args.refine)
         try:
             result = process(source, [args.kind], options, model, limits)
         except BackgroundRemovalError as error:
@@ -185,13 +183,10 @@ def _run_images(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _plan(inputs: list[Path], output: Path, fmt: str | None) -> Iterator[tuple[Path, Path, str]]:
+def _plan(inputs: list[Path], output: Path, fmt: OutputFormat | None) -> Iterator[tuple[Path, Path, OutputFormat]]:
     """(source, target, format) per image. Folders are walked and their structure kept under OUTPUT."""
-    single_file_target = (
-        len(inputs) == 1 and not inputs[0].is_dir() and output.suffix.lower() in OUTPUT_SUFFIXES
-    )
-    if single_file_target:
-        named = OUTPUT_SUFFIXES[output.suffix.lower()]
+    named = format_named(output.suffix) if output.suffix else None
+    if len(inputs) == 1 and not inputs[0].is_dir() and named is not None:
         if fmt is not None and fmt != named:
             raise SystemExit(f"error: --format {fmt} does not match the output name {output}")
         yield inputs[0], output, named

@@ -128,6 +128,14 @@ def test_offline_honours_the_hubs_own_switch(environ: dict[str, str], offline: b
     assert ModelSettings.from_env(environ).offline is offline
 
 
+@pytest.mark.parametrize("name", ["MODEL_OFFLINE", "HF_HUB_OFFLINE"])
+@pytest.mark.parametrize("raw", ["treu", "2", "offline"])
+def test_a_misspelt_offline_switch_is_a_configuration_error_not_online(name: str, raw: str) -> None:
+    # A typo must not quietly mean "download at request time"
+    with pytest.raises(ConfigurationError, match=name):
+        ModelSettings.from_env({name: raw})
+
+
 @pytest.mark.parametrize(("raw", "threads"), [("1", 1), ("3", 3), (" 6 ", 6)])
 def test_model_threads_overrides_the_cpu_count(raw: str, threads: int) -> None:
     # AWS_LAMBDA_FUNCTION_MEMORY_SIZE would otherwise cap it at 1: the explicit setting wins.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 import pytest
@@ -71,7 +73,7 @@ def test_valid_values(raw: dict[str, Any], field: str, expected: Any) -> None:
     assert getattr(options, field) == expected
     # and nothing else moved from its default
     defaults = RenderOptions()
-    for other in ("format", "bg_color", "crop", "margin", "max_size", "refine", "keep_metadata", "resolution"):
+    for other in (option.name for option in dataclasses.fields(RenderOptions)):
         if other != field:
             assert getattr(options, other) == getattr(defaults, other)
 
