@@ -128,7 +128,7 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
     clock.install()
     started = time.perf_counter()
     from handler import jobs  # the init phase: settings, model session, S3 client
-    from handler.local.server import LocalLambdaContext
+    from handler.local.context import LocalLambdaContext
     from handler.aws.observability import logger
 
     init_s = time.perf_counter() - started

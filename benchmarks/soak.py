@@ -176,7 +176,8 @@ def soak(photos: dict[str, bytes], invocations: int, warmup: int, *,
     import boto3
 
     from handler import api, jobs
-    from handler.local.server import LocalLambdaContext, api_gateway_event
+    from handler.local.api_gateway import api_gateway_event
+    from handler.local.context import LocalLambdaContext
     from handler.aws.observability import logger
 
     output_bucket = os.environ["OUTPUT_BUCKET"]

@@ -24,6 +24,7 @@ from handler.aws.headers import SECURITY_HEADERS
 from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.core.options import parse_options
 from handler.core.render import Rendered, Result, process
+from handler.core.settings import OutputKind
 
 # Lambda's synchronous response limit is 6 MB for the whole JSON envelope; the image travels in
 # base64 (4/3 of its size). Headers and the envelope stay far below the reserve kept here.
@@ -57,7 +58,7 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
     )
 
 
-def _respond(app: ApiGatewayResolver, kind: str) -> Response:
+def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response:
     current = runtime.current()
     request = parse_request(app.current_event)
     options = parse_options(request.options)
@@ -72,7 +73,7 @@ def _respond(app: ApiGatewayResolver, kind: str) -> Response:
             return Response(200, content_type="application/json", body=body, headers=headers)
     elif _base64_length(len(rendered.data)) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:
         return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
-    return _redirect_to_stored(rendered, result, app)
+    return _redirect_to_stored(rendered, result, app, current)
 
 
 def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
@@ -85,9 +86,10 @@ def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
     return current.storage.read(source.bucket, source.key, max_bytes=current.settings.limits.max_bytes).data
 
 
-def _redirect_to_stored(rendered: Rendered, result: Result, app: ApiGatewayResolver) -> Response:
+def _redirect_to_stored(
+    rendered: Rendered, result: Result, app: ApiGatewayResolver, current: runtime.Runtime
+) -> Response:
     """Too big to return inline: store it and answer 303 with a presigned link, or 413 if we cannot."""
-    current = runtime.current()
     function = current.settings.function
     if function.output_bucket is None:
         raise OutputTooLarge(

@@ -52,7 +52,7 @@ def main() -> int:
     )
     os.environ.pop("OUTPUT_BUCKET", None)
     from handler import api
-    from handler.local.server import LocalLambdaContext
+    from handler.local.context import LocalLambdaContext
 
     context = LocalLambdaContext(function_name="corpus-report", timeout_seconds=60)
     corpus = cases()

@@ -1,4 +1,4 @@
-"""Output keys derived from input keys, and keys that could climb out of a prefix.
+"""Keys that could climb out of a prefix, and keys that have no UTF-8 form.
 
 S3 keys are opaque strings: S3 itself never resolves `..`. But the keys this service writes are
 read by people and tools that do (`aws s3 sync` to a disk, a CDN, a Windows client), and a key
@@ -11,18 +11,7 @@ separator, and with the trailing dots and spaces that Windows drops from a name 
 from __future__ import annotations
 
 import unicodedata
-from typing import TYPE_CHECKING
 from urllib.parse import unquote
-
-from handler.core.errors import InvalidParameter
-
-if TYPE_CHECKING:  # config imports this module
-    from handler.aws.settings import FunctionSettings
-
-# Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
-OUTPUT_FOLDERS = {"cutout": "cutouts", "mask": "masks"}
-# S3 refuses keys longer than this many bytes (UTF-8); a longer output key can never be written.
-MAX_KEY_BYTES = 1024
 
 # Percent-decoding is repeated (a consumer may decode twice: %252e%252e); a bound keeps a
 # pathological key from costing more than a few passes.
@@ -60,35 +49,3 @@ def is_encodable(key: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def output_key(source_key: str, kind: str, extension: str, function: FunctionSettings) -> str:
-    """`<OUTPUT_PREFIX><cutouts|masks>/<key relative to INPUT_PREFIX, new extension>`.
-
-    Refuses (permanently) keys whose output could not stay under the output prefix.
-    """
-    if not is_encodable(source_key):
-        raise InvalidParameter("key", f"{source_key!r} is not valid Unicode (a lone surrogate)")
-    relative = source_key
-    if function.input_prefix and relative.startswith(function.input_prefix):
-        relative = relative[len(function.input_prefix) :]
-    relative = relative.lstrip("/")
-    if not relative or relative.endswith("/"):
-        raise InvalidParameter("key", f"{source_key!r} names a folder, not an image")
-    if climbs_out(relative):
-        raise InvalidParameter(
-            "key", f"{source_key!r} has a '..' segment (in some normal form); its outputs could escape the output prefix"
-        )
-    segments = relative.split("/")
-    segments[-1] = _with_extension(segments[-1], extension)
-    key = f"{function.output_prefix}{OUTPUT_FOLDERS[kind]}/{'/'.join(segments)}"
-    if len(key.encode("utf-8")) > MAX_KEY_BYTES:
-        raise InvalidParameter(
-            "key", f"the output key for {source_key!r} would be longer than S3's {MAX_KEY_BYTES} bytes"
-        )
-    return key
-
-
-def _with_extension(name: str, extension: str) -> str:
-    stem, dot, _ = name.rpartition(".")
-    return f"{stem if dot and stem else name}.{extension}"

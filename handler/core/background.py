@@ -7,7 +7,7 @@ AWS: the entry points, the command line and tests all come through here.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageChops
@@ -34,13 +34,18 @@ class Box:
     height: int
 
 
+@lru_cache(maxsize=1)
 def load_model(settings: ModelSettings) -> BackgroundModel:
+    """The model `settings` name, loaded once: the process's one model cache.
+
+    The Lambda runtime (handler.aws.runtime) and `remove`/`mask` without a `model` share it; other
+    settings load their model in its place (a session holds gigabytes for BiRefNet, so one is kept).
+    """
     return BackgroundModel.load(resolve_model_path(settings), settings.spec, threads=settings.threads)
 
 
-@cache
 def default_model() -> BackgroundModel:
-    """The model named by the environment, loaded once per process."""
+    """The model named by the environment (MODEL_* variables), loaded once per process."""
     return load_model(ModelSettings.from_env())
 
 

@@ -58,9 +58,11 @@ class _Normalisation:
 class BackgroundModel:
     """A loaded salient-object model: RGB image in, foreground probability mask out."""
 
-    def __init__(self, session: ort.InferenceSession, spec: ModelSpec | None = None) -> None:
+    def __init__(self, session: ort.InferenceSession, spec: ModelSpec | None = None, *, path: Path | None = None) -> None:
         self.session = session
         self.spec = spec or ModelSpec()
+        # The file the session was loaded from (its identity is the file's hash), if any.
+        self.path = path
         inputs = {node.name: node for node in session.get_inputs()}
         outputs = [node.name for node in session.get_outputs()]
         self.input_name = PREFERRED_INPUT if PREFERRED_INPUT in inputs else next(iter(inputs))
@@ -82,7 +84,7 @@ class BackgroundModel:
             )
         except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
             raise ModelUnavailable(f"cannot load the ONNX model {path}: {error}") from error
-        return cls(session, spec)
+        return cls(session, spec, path=path)
 
     def size_for(self, resolution: int | None) -> tuple[int, int]:
         """(width, height) of the input tensor for a requested square `resolution` (None: the default).

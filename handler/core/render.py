@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from handler.core.background import Box, alpha_from, compose_cutout, foreground_box, refined
-from handler.core.settings import ImageLimits
+from handler.core.settings import ImageLimits, OutputKind
 from handler.core.decode import ImageSource, Picture, load_model_input, load_picture
 from handler.core.encode import encode
 from handler.core.formats import FORMATS
@@ -27,7 +27,7 @@ from handler.core.png import encode_png_cutout
 class Rendered:
     """An encoded output and what a client needs to know about it."""
 
-    kind: str
+    kind: OutputKind
     data: bytes
     content_type: str
     extension: str
@@ -39,7 +39,7 @@ class Rendered:
 class Result:
     input_size: tuple[int, int]
     box: Box | None
-    outputs: dict[str, Rendered]
+    outputs: dict[OutputKind, Rendered]
     inference_ms: float
     total_ms: float
 
@@ -50,7 +50,7 @@ class Result:
 
 def process(
     source: ImageSource,
-    kinds: Sequence[str],
+    kinds: Sequence[OutputKind],
     options: RenderOptions,
     model: BackgroundModel,
     limits: ImageLimits,
@@ -119,7 +119,7 @@ def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: Render
     return cropped, alpha.crop(region)
 
 
-def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
+def _render(kind: OutputKind, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
     # Masks are data derived from the photo, not the photo: no metadata, no colour profile.
     exif, xmp = picture.output_metadata() if options.keep_metadata and kind == "cutout" else (None, None)
     if kind == "cutout" and options.format == "png" and options.bg_color is None and options.max_size is None:

@@ -87,7 +87,7 @@ def _run_invoke(args: argparse.Namespace) -> int:
     import importlib
     import json
 
-    from handler.local.server import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
+    from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
 
     try:
         event = json.loads(args.event.read_text())

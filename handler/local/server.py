@@ -17,42 +17,24 @@ moto comes with the test extras (`pip install -e '.[test]'`), which `make demo` 
 
 from __future__ import annotations
 
-import base64
 import importlib
-import itertools
-import json
 import logging
 import os
 import sys
 import threading
-import time
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from http.server import ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, quote_plus, urlsplit
 
-from handler.aws.headers import SECURITY_HEADERS
+from handler.local.api_gateway import DEFAULT_HOST
+from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, REGION, LocalLambdaContext
+from handler.local.environment import FunctionEnvironment
+from handler.local.http_server import RequestHandler
+from handler.local.upload_trigger import POLL_INTERVAL_SECONDS, UploadPoller
 
-DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 3000
 INPUT_BUCKET = "local-uploads"
 OUTPUT_BUCKET = "local-results"
-REGION = "us-east-1"
-ACCOUNT_ID = "123456789012"
-POLL_INTERVAL_SECONDS = 1.0
-API_ROUTES = ("/remove", "/mask")
-PAGE = Path(__file__).resolve().parent / "static" / "index.html"
-
-# The platform's limits, enforced here too so that what works locally works deployed: API
-# Gateway refuses bodies over 10 MB, and Lambda refuses a synchronous request or response whose
-# JSON (the image in base64 included) is over 6 MB. The templates' timeouts bound each call.
-API_GATEWAY_MAX_BODY = 10 * 1024 * 1024
-LAMBDA_PAYLOAD_LIMIT = 6 * 1024 * 1024
-API_TIMEOUT_SECONDS = 28
-JOBS_TIMEOUT_SECONDS = 300
 # Entry point calls running at once, API and upload poller together (see LocalServer.__init__).
 INVOCATION_CONCURRENCY = 1
 
@@ -66,245 +48,6 @@ _LOCAL_CREDENTIALS = {
 _REMOVED_AWS_SETTINGS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LocalLambdaContext:
-    """What Lambda passes as `context`: the attributes Powertools and the entry points read."""
-
-    function_name: str
-    timeout_seconds: int
-    memory_limit_in_mb: int = 3008
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self._deadline = time.monotonic() + self.timeout_seconds
-        if not self.log_group_name:
-            self.log_group_name = f"/aws/lambda/{self.function_name}"
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
-def api_gateway_event(
-    method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes, *, source_ip: str = "127.0.0.1"
-) -> dict[str, Any]:
-    """An API Gateway HTTP API event (payload format 2.0) for one HTTP request, as AWS builds it:
-    lower-cased header names, repeated headers and query values joined with commas, cookies in
-    their own list, the body always base64."""
-    url = urlsplit(target)
-    path = url.path or "/"
-    joined: dict[str, str] = {}
-    cookies: list[str] = []
-    for name, value in headers:
-        name = name.lower()
-        if name == "cookie":
-            cookies.extend(part.strip() for part in value.split(";") if part.strip())
-            continue
-        joined[name] = f"{joined[name]},{value}" if name in joined else value
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(url.query, keep_blank_values=True):
-        query[name] = f"{query[name]},{value}" if name in query else value
-    now = time.time()
-    route_key = f"{method} {path}"
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": url.query,
-        "headers": joined,
-        "requestContext": {
-            "accountId": ACCOUNT_ID,
-            "apiId": "local",
-            "domainName": joined.get("host", DEFAULT_HOST),
-            "domainPrefix": "local",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": source_ip,
-                "userAgent": joined.get("user-agent", ""),
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "body": base64.b64encode(body).decode("ascii"),
-        "isBase64Encoded": True,
-    }
-    if cookies:
-        event["cookies"] = cookies
-    if query:
-        event["queryStringParameters"] = query
-    return event
-
-
-def http_response(result: Mapping[str, Any]) -> HttpResponse:
-    """What API Gateway sends the client for a Lambda response in payload format 2.0."""
-    body = result.get("body") or ""
-    data = base64.b64decode(body) if result.get("isBase64Encoded") else str(body).encode("utf-8")
-    headers = [(name, str(value)) for name, value in (result.get("headers") or {}).items()]
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers.extend((name, str(value)) for value in values)
-    headers.extend(("Set-Cookie", cookie) for cookie in result.get("cookies") or [])
-    return HttpResponse(status=int(result.get("statusCode", 200)), headers=headers, body=data)
-
-
-def s3_put_event(bucket: str, key: str, size: int, etag: str, sequencer: int) -> dict[str, Any]:
-    """An S3 `ObjectCreated:Put` notification for one object. The key is URL-encoded as S3 does
-    it (`+` for a space), so the entry point's decoding is exercised locally too."""
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": REGION,
-                "eventTime": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "local"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper()},
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "local-upload-trigger",
-                    "bucket": {
-                        "name": bucket,
-                        "ownerIdentity": {"principalId": "local"},
-                        "arn": f"arn:aws:s3:::{bucket}",
-                    },
-                    "object": {
-                        "key": quote_plus(key, safe="/"),
-                        "size": size,
-                        "eTag": etag,
-                        "sequencer": f"{sequencer:016X}",
-                    },
-                },
-            }
-        ]
-    }
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """What became of one uploaded object: `error` is None when the jobs entry point returned."""
-
-    key: str
-    etag: str
-    error: str | None = None
-    response: Any = None
-
-
-class UploadPoller:
-    """Plays the S3 upload trigger: lists the input bucket every `interval` seconds and hands each
-    object it has not seen (by key and ETag, so an overwrite counts as new) to `handle` as an S3
-    put event. Objects present when it starts are taken as already seen.
-
-    `wait_for(key)` is the "processed" signal: it blocks, up to a timeout, until that key's event
-    has been handled (the jobs function returned or raised), and returns the outcome.
-    """
-
-    def __init__(
-        self,
-        client: Any,
-        bucket: str,
-        handle: Callable[[dict[str, Any]], Any],
-        *,
-        prefix: str = "",
-        interval: float = POLL_INTERVAL_SECONDS,
-    ) -> None:
-        self._client = client
-        self.bucket = bucket
-        self.prefix = prefix
-        self._handle = handle
-        self._interval = interval
-        self._seen: set[tuple[str, str]] = set()
-        self._outcomes: dict[str, JobOutcome] = {}
-        self._changed = threading.Condition()
-        self._stopping = threading.Event()
-        self._sequencer = itertools.count(1)
-        self._thread = threading.Thread(target=self._run, name="upload-poller", daemon=True)
-
-    def start(self) -> None:
-        self._seen.update(self._listing())
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stops after the current object (a running inference is not interrupted)."""
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-
-    def wait_for(self, key: str, timeout: float, *, etag: str | None = None) -> JobOutcome | None:
-        """The latest outcome for `key` (for that `etag`, if given) once the poller has handled it,
-        or None if that has not happened within `timeout` seconds."""
-
-        def handled() -> JobOutcome | None:
-            outcome = self._outcomes.get(key)
-            return outcome if outcome is not None and etag in (None, outcome.etag) else None
-
-        with self._changed:
-            return self._changed.wait_for(handled, timeout=timeout)
-
-    def poll_once(self) -> int:
-        """One listing; handles every new object. Returns how many were handled."""
-        handled = 0
-        for (key, etag), size in self._listing().items():
-            if self._stopping.is_set():
-                break
-            if (key, etag) in self._seen:
-                continue
-            self._seen.add((key, etag))
-            self._record(self._process(key, etag, size))
-            handled += 1
-        return handled
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # the embedded S3 going away at shutdown, or a bug: keep polling
-                if not self._stopping.is_set():
-                    log.exception("listing s3://%s/%s failed", self.bucket, self.prefix)
-            self._stopping.wait(self._interval)
-
-    def _listing(self) -> dict[tuple[str, str], int]:
-        objects: dict[tuple[str, str], int] = {}
-        for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-            for item in page.get("Contents", []):
-                if not item["Key"].endswith("/"):  # a console "folder" is not an upload
-                    objects[(item["Key"], item["ETag"].strip('"'))] = item["Size"]
-        return objects
-
-    def _process(self, key: str, etag: str, size: int) -> JobOutcome:
-        event = s3_put_event(self.bucket, key, size, etag, next(self._sequencer))
-        try:
-            response = self._handle(event)
-        except Exception as error:  # Lambda would retry and then send it to the failure queue
-            log.exception("the jobs function failed for s3://%s/%s", self.bucket, key)
-            return JobOutcome(key, etag, error=f"{type(error).__name__}: {error}")
-        return JobOutcome(key, etag, response=response)
-
-    def _record(self, outcome: JobOutcome) -> None:
-        with self._changed:
-            self._outcomes[outcome.key] = outcome
-            self._changed.notify_all()
 
 
 class LocalServer:
@@ -341,7 +84,7 @@ class LocalServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self.poller: UploadPoller | None = None
-        self._saved_env: dict[str, str | None] = {}
+        self._environment = FunctionEnvironment()
         self._api_handler: Callable[[dict[str, Any], Any], Any] | None = None
         self._jobs_handler: Callable[[dict[str, Any], Any], Any] | None = None
         # One model session serves everything, as one Lambda execution environment serves one
@@ -502,30 +245,19 @@ class LocalServer:
             "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
             **self._extra_env,
         }
-        self._apply_environment(settings)
+        self._environment.apply(settings)
         self.input_prefix = os.environ.get("INPUT_PREFIX", "")
         if self._model_is_present():
             # Never block a request on a download: the file is on disk already.
-            self._apply_environment({"HF_HUB_OFFLINE": "1"})
-
-    def _apply_environment(self, settings: Mapping[str, str | None]) -> None:
-        for name, value in settings.items():
-            if name not in self._saved_env:
-                self._saved_env[name] = os.environ.get(name)
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+            self._environment.apply({"HF_HUB_OFFLINE": "1"})
 
     def _restore_environment(self) -> None:
-        for name, value in self._saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._saved_env.clear()
-        if "handler.aws.runtime" in sys.modules:
-            sys.modules["handler.aws.runtime"].current.cache_clear()
+        self._environment.restore()
+        if self._api_handler is not None:
+            # The runtime this server loaded had its settings: whoever comes next reads their own.
+            from handler.aws import runtime
+
+            runtime.reset()
 
     @staticmethod
     def _model_is_present() -> bool:
@@ -544,8 +276,9 @@ class LocalServer:
     def _load_function(self) -> None:
         """Import the entry points with the environment in place; loading the model happens here,
         as in Lambda's init phase, so a missing model fails now rather than on the first request."""
-        runtime = importlib.import_module("handler.aws.runtime")
-        runtime.current.cache_clear()  # a previous local server in this process had its own settings
+        from handler.aws import runtime
+
+        runtime.reset()  # a previous local server in this process had its own settings
         self._api_handler = importlib.import_module("handler.api").lambda_handler
         self._jobs_handler = importlib.import_module("handler.jobs").lambda_handler
         self.model_name = runtime.current().model_name
@@ -553,7 +286,7 @@ class LocalServer:
     def _bind_http(self) -> None:
         server = self
 
-        class Handler(_RequestHandler):
+        class Handler(RequestHandler):
             local = server
 
         try:
@@ -573,95 +306,6 @@ class LocalServer:
         context = LocalLambdaContext("background-remover-jobs-local", JOBS_TIMEOUT_SECONDS)
         with self._invocation_lock:
             return self._jobs_handler(event, context)
-
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    """GET / is the page; /remove and /mask go through the Lambda entry point; the rest is 404."""
-
-    local: LocalServer
-    protocol_version = "HTTP/1.1"
-    server_version = "background-remover-local"
-
-    def do_GET(self) -> None:  # noqa: N802 (BaseHTTPRequestHandler's naming)
-        path = urlsplit(self.path).path
-        if path in ("/", "/index.html"):
-            self._send(HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], PAGE.read_bytes()))
-        elif path == "/favicon.ico":
-            self._send(HttpResponse(204, [], b""))
-        else:
-            self._lambda_or_not_found()
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._lambda_or_not_found()
-
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._send(_json_response(405, {"message": "Method Not Allowed"}))
-
-    def _lambda_or_not_found(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        if urlsplit(self.path).path not in API_ROUTES:
-            # API Gateway's own answer for a route the API does not have.
-            self._send(_json_response(404, {"message": "Not Found"}))
-            return
-        event = api_gateway_event(
-            self.command, self.path, list(self.headers.items()), body, source_ip=self.client_address[0]
-        )
-        if len(json.dumps(event)) > LAMBDA_PAYLOAD_LIMIT:
-            self._send(_json_response(413, {"message": "Request Entity Too Large: the image in base64 exceeds "
-                                                       "Lambda's 6 MB request payload; send it through S3"}))
-            return
-        try:
-            result = self.local.invoke_api(event)
-        except Exception:
-            # The entry point itself failed (not an error response): API Gateway answers so.
-            log.exception("the API function failed")
-            self._send(_json_response(500, {"message": "Internal Server Error"}))
-            return
-        if len(json.dumps(result)) > LAMBDA_PAYLOAD_LIMIT:
-            log.error("the API response exceeds Lambda's 6 MB payload limit; deployed, this is a 500")
-            self._send(_json_response(500, {"message": "Internal Server Error"}))
-            return
-        self._send(http_response(result))
-
-    def _read_body(self) -> bytes | None:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self._send(_json_response(411, {"message": "Length Required"}), close=True)
-            return None
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > API_GATEWAY_MAX_BODY:
-            self._send(_json_response(413, {"message": "Request Entity Too Large"}), close=True)
-            return None
-        return self.rfile.read(length) if length else b""
-
-    def _send(self, response: HttpResponse, *, close: bool = False) -> None:
-        self.send_response(response.status)
-        for name, value in response.headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        given = {name.lower() for name, _ in response.headers}
-        for name, value in SECURITY_HEADERS.items():
-            # The function's own responses carry these already; the server's own answers (the
-            # page, 404, 413, ...) get the same, so nothing served here is sniffed or cached.
-            if name.lower() not in given:
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        if close:
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
-        log.info("%s %s", self.address_string(), format % args)
-
-
-def _json_response(status: int, document: dict[str, Any]) -> HttpResponse:
-    return HttpResponse(status, [("Content-Type", "application/json")], json.dumps(document).encode())
 
 
 def serve(

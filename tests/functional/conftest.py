@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from fetch_u2netp import ensure_u2netp  # noqa: E402
 
-from handler.local.server import LocalLambdaContext  # noqa: E402
+from handler.local.context import LocalLambdaContext  # noqa: E402
 
 _bucket_numbers = itertools.count()
 
@@ -111,11 +111,11 @@ def deploy(
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        runtime.current.cache_clear()
+        runtime.reset()
         return deployment
 
     yield configure
-    runtime.current.cache_clear()
+    runtime.reset()
 
 
 @pytest.fixture

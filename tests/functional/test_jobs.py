@@ -340,7 +340,7 @@ def test_repeated_event_is_skipped_until_the_source_or_model_changes(
     retrained.doc_string = "retrained"
     onnx.save(retrained, str(redeployed))
     monkeypatch.setenv("MODEL_PATH", str(redeployed))
-    runtime.current.cache_clear()
+    runtime.reset()
     summary = invoke(event)
 
     # THEN outputs made by the old model are not taken as up to date, and record the new one
@@ -352,7 +352,7 @@ def test_repeated_event_is_skipped_until_the_source_or_model_changes(
     renamed = tmp_path / "same-model-renamed.onnx"
     shutil.copyfile(redeployed, renamed)
     monkeypatch.setenv("MODEL_PATH", str(renamed))
-    runtime.current.cache_clear()
+    runtime.reset()
 
     # THEN its outputs are up to date
     assert invoke(event)["skipped"] == 1

@@ -26,7 +26,9 @@ from urllib.parse import unquote_plus
 import pytest
 from PIL import Image
 
-from handler.local.server import LocalServer, api_gateway_event, http_response, s3_put_event
+from handler.local.api_gateway import api_gateway_event, http_response
+from handler.local.server import LocalServer
+from handler.local.upload_trigger import s3_put_event
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bounds, not expectations: U-2-Net-p answers in well under a second on this machine.

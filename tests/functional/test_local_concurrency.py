@@ -1,6 +1,6 @@
 """The local server (`python -m handler serve`) under concurrent clients on 127.0.0.1.
 
-Inference is serialised by design (handler/local.py, INVOCATION_CONCURRENCY): the test counts, at
+Inference is serialised by design (handler/local/server.py, INVOCATION_CONCURRENCY): the test counts, at
 the model itself, how many inferences run at once while 8 clients send requests together, and at
 the HTTP handler how many requests were in flight (so the serialisation was really put to the
 test). The thread pool and the overall timeout bound the test; nothing here is a timing assertion.
@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from handler.local import server as local
+from handler.local.http_server import RequestHandler
 from handler.local.server import LocalServer
 from handler.core.model import BackgroundModel
 from tests.functional.test_local import _post
@@ -59,7 +60,7 @@ def gauges(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Gauge]]:
     inferences, in_flight = Gauge(), Gauge()
     monkeypatch.setattr(BackgroundModel, "infer", inferences.wrap(BackgroundModel.infer))
     monkeypatch.setattr(
-        local._RequestHandler, "_lambda_or_not_found", in_flight.wrap(local._RequestHandler._lambda_or_not_found)
+        RequestHandler, "_lambda_or_not_found", in_flight.wrap(RequestHandler._lambda_or_not_found)
     )
     yield {"inferences": inferences, "in_flight": in_flight}
 

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler.local.server import LocalLambdaContext
+from handler.local.context import LocalLambdaContext
 from tests.forms import multipart_body
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -235,7 +235,7 @@ def test_api_logs_of_an_oversize_request_hold_no_image(
     from handler.aws import runtime
 
     monkeypatch.setenv(limit, "1000")
-    runtime.current.cache_clear()
+    runtime.reset()
     event = _event("api_v2_remove.json")
     response = api.lambda_handler(event, LocalLambdaContext("background-remover", 60))
     _, captured = loud

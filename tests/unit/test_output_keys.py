@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 
 from handler.aws.settings import FunctionSettings
 from handler.core.errors import InvalidParameter
-from handler.aws.keys import MAX_KEY_BYTES, OUTPUT_FOLDERS, climbs_out, output_key
+from handler.aws.keys import climbs_out
+from handler.aws.output_keys import MAX_KEY_BYTES, OUTPUT_FOLDERS, output_key
 
 INPUT_PREFIX = "uploads/"
 OUTPUT_PREFIXES = ("", "results/", "out/put/")
