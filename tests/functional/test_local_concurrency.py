@@ -19,11 +19,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from handler.core.model import BackgroundModel
 from handler.local import server as local
 from handler.local.http_server import RequestHandler
 from handler.local.server import LocalServer
-from handler.core.model import BackgroundModel
-from tests.functional.test_local import _post
+from tests.helpers.http import post
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 3
@@ -59,9 +59,7 @@ class Gauge:
 def gauges(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Gauge]]:
     inferences, in_flight = Gauge(), Gauge()
     monkeypatch.setattr(BackgroundModel, "infer", inferences.wrap(BackgroundModel.infer))
-    monkeypatch.setattr(
-        RequestHandler, "_lambda_or_not_found", in_flight.wrap(RequestHandler._lambda_or_not_found)
-    )
+    monkeypatch.setattr(RequestHandler, "_lambda_or_not_found", in_flight.wrap(RequestHandler._lambda_or_not_found))
     yield {"inferences": inferences, "in_flight": in_flight}
 
 
@@ -78,14 +76,14 @@ def test_concurrent_clients_all_succeed_with_inference_serialised(
         for request in range(REQUESTS_PER_CLIENT):
             route = "/remove" if (number + request) % 2 == 0 else "/mask"
             photo = photos[(number + request) % len(photos)]
-            status, _headers, body = _post(f"{server.url}{route}", photo.read_bytes())
+            status, _headers, body = post(f"{server.url}{route}", photo.read_bytes())
             answers.append((route, photo, status, body))
         return answers
 
     # WHEN they run at once
     with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
         futures = [pool.submit(client, number) for number in range(CLIENTS)]
-        done, pending = wait(futures, timeout=TOTAL_TIMEOUT_SECONDS)
+        _, pending = wait(futures, timeout=TOTAL_TIMEOUT_SECONDS)
     assert not pending, f"{len(pending)} clients did not finish within {TOTAL_TIMEOUT_SECONDS} s"
 
     # THEN every request succeeded with a valid image of its photo's size

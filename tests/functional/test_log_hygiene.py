@@ -197,7 +197,9 @@ API_CASES: dict[str, tuple[Callable[[], dict[str, Any]], int, bytes]] = {
         IMAGE,
     ),
     "json-data-url": (
-        lambda: _http(json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(IMAGE).decode()}), "application/json"),
+        lambda: _http(
+            json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(IMAGE).decode()}), "application/json"
+        ),
         200,
         IMAGE,
     ),
@@ -353,6 +355,7 @@ def test_jobs_logs_of_an_unexpected_error_hold_its_traceback_but_no_image(
     loud: tuple[Any, Captured], capsys: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from handler import jobs
+    from handler.aws import pipeline
 
     deployment, captured = loud
     s3.put_object(Bucket=deployment.input_bucket, Key=EVENT_KEY, Body=IMAGE)
@@ -360,7 +363,7 @@ def test_jobs_logs_of_an_unexpected_error_hold_its_traceback_but_no_image(
     def broken(data: bytes, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"a bug with {len(data)} bytes in hand")
 
-    monkeypatch.setattr(jobs, "process", broken)
+    monkeypatch.setattr(pipeline, "process", broken)
     with pytest.raises(RuntimeError):
         jobs.lambda_handler(_event("s3_put.json", deployment.input_bucket), LocalLambdaContext("jobs", 60))
     captured.streams = "".join(capsys.readouterr())

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.core.errors import UnsupportedMediaType
 from handler.core.encode import encode
+from handler.core.errors import UnsupportedMediaType
 from handler.core.formats import FORMATS, OutputFormat, format_named
 
 
@@ -43,7 +43,7 @@ def test_webp_keeps_alpha_exactly(cutout: Image.Image) -> None:
 
 
 @pytest.mark.parametrize(("fmt", "tolerance"), [("png", 0), ("webp", 4), ("jpeg", 4)])
-def test_masks_encode_as_grey_in_every_format(fmt: str, tolerance: int) -> None:
+def test_masks_encode_as_grey_in_every_format(fmt: OutputFormat, tolerance: int) -> None:
     grey = Image.fromarray(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (4, 1)), "L")
 
     reopened = decode(encode(grey, fmt))
@@ -84,9 +84,10 @@ def test_each_format_is_served_as_what_it_encodes(fmt: OutputFormat) -> None:
     assert format_named(FORMATS[fmt].extension) == fmt
 
 
-
 @pytest.mark.parametrize("fmt", list(FORMATS))
-def test_a_format_is_transparent_exactly_when_a_cutout_keeps_its_alpha_in_it(cutout: Image.Image, fmt: OutputFormat) -> None:
+def test_a_format_is_transparent_exactly_when_a_cutout_keeps_its_alpha_in_it(
+    cutout: Image.Image, fmt: OutputFormat
+) -> None:
     try:
         kept_alpha = decode(encode(cutout, fmt)).mode == "RGBA"
     except UnsupportedMediaType:
