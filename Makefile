@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0
 
-.PHONY: demo test venv tools download lock clean chromium
+.PHONY: demo test lint venv tools download lock clean chromium
 
 venv: $(STAMP)
 
@@ -30,7 +30,13 @@ $(TOOLS_STAMP):
 	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 cfn-lint==1.58.0 uv==0.13.9
 	touch $@
 
-test: $(STAMP) $(TOOLS_STAMP) chromium
+# Static checks (pinned in pyproject's test extras, configured there): lint, format, types.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(STAMP) $(TOOLS_STAMP) chromium lint
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

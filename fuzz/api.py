@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 
 import atheris
-
 from common import run  # also puts the repository on sys.path
 
 with atheris.instrument_imports(include=["handler", "email", "json", "base64"]):
@@ -20,7 +19,7 @@ with atheris.instrument_imports(include=["handler", "email", "json", "base64"]):
     from handler.core.options import OPTION_NAMES, parse_options
 
 MEDIA_TYPES = ["image/jpeg", "application/octet-stream", "application/json", "multipart/form-data", "text/plain", ""]
-NAMES = sorted(OPTION_NAMES) + ["image", "source", "x"]
+NAMES = [*sorted(OPTION_NAMES), "image", "source", "x"]
 
 
 def event_from(data: bytes) -> dict[str, object]:

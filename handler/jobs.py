@@ -16,6 +16,7 @@ outputs are written, each on its own background thread, one object at a time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
@@ -52,7 +53,7 @@ _sqs_processor = BatchProcessor(event_type=EventType.SQS)
 @logger.inject_lambda_context(log_event=LOG_EVENT)
 @metrics.log_metrics(capture_cold_start_metric=True)
 @tracer.capture_lambda_handler
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str, Any]:
     current = _runtime()
     shape = checked(event_shape, event)
     if shape == "sqs":
@@ -113,7 +114,7 @@ def _batch_task(
             count_error(error.code)
             return result("PermanentFailure", f"{error.code}: {error.message}")
         return result("TemporaryFailure", f"{error.code}: {error.message}")
-    except Exception:  # logged and counted by handle_object; the details stay in the logs
+    except Exception:  # noqa: BLE001 - logged and counted by handle_object; the details stay in the logs
         return result("TemporaryFailure", "internal_error: an unexpected error occurred; see the function's logs")
     if outcome.status == "failed":
         return result("PermanentFailure", f"{outcome.code}: {outcome.message}")
@@ -123,5 +124,5 @@ def _batch_task(
 
 
 def _summary(outcomes: list[Outcome], *, ignored: int = 0) -> dict[str, Any]:
-    counts = {status: sum(1 for outcome in outcomes if outcome.status == status) for status in STATUSES}
+    counts: dict[str, Any] = {status: sum(1 for outcome in outcomes if outcome.status == status) for status in STATUSES}
     return {**counts, "ignored": ignored, "objects": [outcome.as_dict() for outcome in outcomes]}

@@ -100,7 +100,9 @@ def sqs_body(record: SQSRecord) -> tuple[Any, EventShape]:
         body = json.loads(record.body)
     except ValueError as error:
         # JSONDecodeError's own words, without the document it quotes.
-        raise UnsupportedEvent(f"SQS message {record.message_id} is not JSON ({getattr(error, 'msg', error)})") from None
+        raise UnsupportedEvent(
+            f"SQS message {record.message_id} is not JSON ({getattr(error, 'msg', error)})"
+        ) from None
     return body, event_shape(body)
 
 

@@ -37,9 +37,7 @@ def _climbs(segment: str) -> bool:
 
 def climbs_out(key: str) -> bool:
     """True when some normal form of `key` has a '..' segment (a '/' or '\\' separated one)."""
-    return any(
-        _climbs(segment) for form in _forms(key) for segment in form.replace("\\", "/").split("/")
-    )
+    return any(_climbs(segment) for form in _forms(key) for segment in form.replace("\\", "/").split("/"))
 
 
 def is_encodable(key: str) -> bool:

@@ -29,7 +29,8 @@ def output_key(source_key: str, kind: OutputKind, extension: str, function: Func
         raise InvalidParameter("key", f"{source_key!r} names a folder, not an image")
     if climbs_out(relative):
         raise InvalidParameter(
-            "key", f"{source_key!r} has a '..' segment (in some normal form); its outputs could escape the output prefix"
+            "key",
+            f"{source_key!r} has a '..' segment (in some normal form); its outputs could escape the output prefix",
         )
     segments = relative.split("/")
     segments[-1] = _with_extension(segments[-1], extension)

@@ -24,7 +24,13 @@ from handler.aws.runtime import Runtime
 from handler.aws.settings import FunctionSettings
 from handler.aws.storage import StoredObject
 from handler.aws.transfers import Overlap, write_outputs
-from handler.core.errors import BackgroundRemovalError, ConfigurationError, InvalidParameter, SourceForbidden, SourceNotFound
+from handler.core.errors import (
+    BackgroundRemovalError,
+    ConfigurationError,
+    InvalidParameter,
+    SourceForbidden,
+    SourceNotFound,
+)
 from handler.core.options import RenderOptions
 from handler.core.render import process
 from handler.core.settings import OutputKind
@@ -122,7 +128,7 @@ def _attempt(ref: ObjectRef, step: Callable[[], T]) -> T | Outcome | Exception:
     """`_settled(ref, step)`, with a transient failure (logged and counted there) returned, not raised."""
     try:
         return _settled(ref, step)
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - every failure is this object's result, raised after the batch
         return error
 
 

@@ -15,14 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from handler.core.settings import ImageLimits
 from handler.core.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
+from handler.core.settings import ImageLimits
 
 # Pillow quotes a few bytes of the file in some messages ("broken PNG file (chunk b'...')"). An
 # error message reaches the client and the jobs' logs, and image bytes belong in neither.
@@ -34,7 +33,7 @@ _MAX_DETAIL = 200
 # `_upright` never turns a HEIC twice. Thumbnails, depth maps and auxiliary images are never used.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
-ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image]
+ImageSource = str | Path | bytes | bytearray | memoryview | Image.Image
 
 _EXIF_ORIENTATION_TAG = 0x0112
 # Offset of the "data colour space" field in an ICC profile header (ICC.1:2022 §7.2.6).
@@ -67,6 +66,7 @@ _JPEG_SIGNATURE = b"\xff\xd8\xff"
 _CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, LookupError, struct.error)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+
 
 @dataclass(frozen=True)
 class Picture:
@@ -126,9 +126,7 @@ def load_picture(source: ImageSource, limits: ImageLimits | None = None) -> Pict
         raise InvalidImage(f"the image data is corrupt or truncated ({_detail(error)})") from error
 
 
-def load_model_input(
-    source: ImageSource, limits: ImageLimits, model_size: tuple[int, int]
-) -> Image.Image | None:
+def load_model_input(source: ImageSource, limits: ImageLimits, model_size: tuple[int, int]) -> Image.Image | None:
     """An upright RGB decode of a large JPEG at reduced size (libjpeg's DCT scaling), for the model.
 
     The model sees the photo squashed to ~1024x1024, so decoding 12 MP only to throw most of it
@@ -178,7 +176,7 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
         except OSError as error:
             raise InvalidImage(f"cannot read {path}: {error.strerror}") from error
         _check_bytes(size, limits)
-        stream: io.IOBase | Path = path
+        stream: io.BytesIO | Path = path
     else:
         data = bytes(source)
         _check_bytes(len(data), limits)
@@ -262,8 +260,8 @@ def _decodable_formats() -> tuple[str, ...]:
     return tuple(name for name in DECODABLE_FORMATS if name in Image.OPEN)
 
 
-def _heif_family(stream: io.IOBase | Path) -> str | None:
-    """"AVIF" or "HEIF" (Pillow's format names) when the header is an ISO-BMFF photo's, else None."""
+def _heif_family(stream: io.BytesIO | Path) -> str | None:
+    """ "AVIF" or "HEIF" (Pillow's format names) when the header is an ISO-BMFF photo's, else None."""
     if isinstance(stream, Path):
         with stream.open("rb") as file:
             header = file.read(12)
@@ -351,9 +349,7 @@ def _cmyk_to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     if icc_profile is not None:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-            converted = ImageCms.profileToProfile(
-                image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
-            )
+            converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
             if converted is not None:
                 return converted
         except (ImageCms.PyCMSError, OSError):

@@ -57,7 +57,9 @@ class RenderOptions:
 
     def check_for(self, kind: OutputKind) -> None:
         if kind == "cutout" and not FORMATS[self.format].transparent and self.bg_color is None:
-            raise InvalidParameter("bg_color", "JPEG has no transparency: give a background colour (#rrggbb) or use png/webp")
+            raise InvalidParameter(
+                "bg_color", "JPEG has no transparency: give a background colour (#rrggbb) or use png/webp"
+            )
 
 
 def parse_options(raw: Mapping[str, Any]) -> RenderOptions:

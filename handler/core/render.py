@@ -14,13 +14,13 @@ import numpy as np
 from PIL import Image
 
 from handler.core.background import Box, alpha_from, compose_cutout, foreground_box, refined
-from handler.core.settings import ImageLimits, OutputKind
 from handler.core.decode import ImageSource, Picture, load_model_input, load_picture
 from handler.core.encode import encode
 from handler.core.formats import FORMATS
 from handler.core.model import BackgroundModel
 from handler.core.options import RenderOptions
 from handler.core.png import encode_png_cutout
+from handler.core.settings import ImageLimits, OutputKind
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,9 @@ def _render(kind: OutputKind, picture: Picture, alpha: Image.Image, options: Ren
     if kind == "cutout" and options.format == "png" and options.bg_color is None and options.max_size is None:
         # The common case, composed inside the PNG encoder's threads: no full-size RGBA copy.
         data = encode_png_cutout(picture.rgb, alpha, icc_profile=picture.icc_profile, exif=exif, xmp=xmp)
-        return Rendered(kind, data, FORMATS["png"].content_type, FORMATS["png"].extension, picture.size[0], picture.size[1])
+        return Rendered(
+            kind, data, FORMATS["png"].content_type, FORMATS["png"].extension, picture.size[0], picture.size[1]
+        )
     if kind == "mask":
         image = alpha
     elif options.bg_color is not None:
@@ -137,7 +139,9 @@ def _render(kind: OutputKind, picture: Picture, alpha: Image.Image, options: Ren
     if options.max_size is not None and max(image.size) > options.max_size:
         # Lanczos: the sharpest of Pillow's downscaling filters; thumbnail keeps the aspect ratio.
         image.thumbnail((options.max_size, options.max_size), Image.Resampling.LANCZOS)
-    data = encode(image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile, exif=exif, xmp=xmp)
+    data = encode(
+        image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile, exif=exif, xmp=xmp
+    )
     return Rendered(
         kind=kind,
         data=data,

@@ -96,7 +96,7 @@ class ModelSettings:
             # never block a request on a download.
             offline=env.switch("MODEL_OFFLINE", False) or env.switch("HF_HUB_OFFLINE", False),
             hub_endpoint=env.raw("HF_ENDPOINT"),
-            threads=env.positive_int("MODEL_THREADS", None) or available_cpus(environ),
+            threads=env.positive_int("MODEL_THREADS", available_cpus(environ)),
             spec=ModelSpec(
                 output=env.choice("MODEL_OUTPUT", MODEL_OUTPUTS, "logits"),
                 mean=_rgb(env.numbers("MODEL_MEAN", 3, IMAGENET_MEAN)),

@@ -39,7 +39,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "background-remover-local"
 
-    def do_GET(self) -> None:  # noqa: N802 (BaseHTTPRequestHandler's naming)
+    def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
             self._send(HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], PAGE.read_bytes()))
@@ -48,12 +48,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         else:
             self._lambda_or_not_found()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._lambda_or_not_found()
 
-    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST
+    do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # noqa: N815 (BaseHTTPRequestHandler's naming)
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._send(_json_response(405, {"message": "Method Not Allowed"}))
 
     def _lambda_or_not_found(self) -> None:
@@ -68,8 +68,15 @@ class RequestHandler(BaseHTTPRequestHandler):
             self.command, self.path, list(self.headers.items()), body, source_ip=self.client_address[0]
         )
         if len(json.dumps(event)) > LAMBDA_PAYLOAD_LIMIT:
-            self._send(_json_response(413, {"message": "Request Entity Too Large: the image in base64 exceeds "
-                                                       "Lambda's 6 MB request payload; send it through S3"}))
+            self._send(
+                _json_response(
+                    413,
+                    {
+                        "message": "Request Entity Too Large: the image in base64 exceeds "
+                        "Lambda's 6 MB request payload; send it through S3"
+                    },
+                )
+            )
             return
         try:
             result = self.local.invoke_api(event)

@@ -17,6 +17,7 @@ moto comes with the test extras (`pip install -e '.[test]'`), which `make demo` 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
@@ -116,8 +117,11 @@ class LocalServer:
             self._load_function()
             self._start_http()
             self.poller = UploadPoller(
-                self.s3_client(), self.input_bucket, self._invoke_jobs,
-                prefix=self.input_prefix, interval=self._poll_interval,
+                self.s3_client(),
+                self.input_bucket,
+                self._invoke_jobs,
+                prefix=self.input_prefix,
+                interval=self._poll_interval,
             )
             self.poller.start()
         except BaseException:
@@ -221,10 +225,9 @@ class LocalServer:
         self.s3_endpoint = f"http://{host}:{port}"
         client = self.s3_client()
         for bucket in (self.input_bucket, self.output_bucket):
-            try:
+            # moto keeps its state per process: a second local server finds its buckets there.
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
                 client.create_bucket(Bucket=bucket)
-            except client.exceptions.BucketAlreadyOwnedByYou:
-                pass  # moto keeps its state per process: a second local server finds it there
 
     def _configure_environment(self) -> None:
         """The function's environment, as template.yaml sets it, pointed at the embedded S3.
@@ -263,9 +266,9 @@ class LocalServer:
     def _model_is_present() -> bool:
         import dataclasses
 
-        from handler.core.settings import ModelSettings
         from handler.core.errors import BackgroundRemovalError
         from handler.core.model_store import resolve_model_path
+        from handler.core.settings import ModelSettings
 
         try:
             resolve_model_path(dataclasses.replace(ModelSettings.from_env(), offline=True))
@@ -327,7 +330,7 @@ def serve(
         server.start()
     except KeyboardInterrupt:
         return 130
-    except Exception as error:
+    except Exception as error:  # noqa: BLE001 - any start-up failure is one line for the user
         message = getattr(error, "message", None) or str(error)
         print(f"error: the local run did not start: {message}", file=sys.stderr)
         return 1
@@ -336,4 +339,3 @@ def serve(
     server.serve_until_interrupted(server.banner())
     print("stopped.", flush=True)
     return 0
-

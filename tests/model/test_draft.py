@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,10 +12,10 @@ from PIL import Image
 
 from handler.core import decode, render
 from handler.core.background import segment
-from handler.core.settings import ImageLimits
 from handler.core.decode import load_model_input, load_picture
 from handler.core.model import BackgroundModel
 from handler.core.options import RenderOptions
+from handler.core.settings import ImageLimits
 
 LIMITS = ImageLimits()
 
@@ -61,7 +62,7 @@ def test_no_draft_where_it_does_not_apply(u2netp: BackgroundModel, large_photo: 
     else:
         source = large_photo
 
-    assert load_model_input(source, LIMITS, u2netp.input_size) is None  # type: ignore[arg-type]
+    assert load_model_input(source, LIMITS, u2netp.input_size) is None
 
 
 def test_the_drafted_path_gives_the_full_path_mask(u2netp: BackgroundModel, large_photo: Image.Image) -> None:
@@ -90,7 +91,7 @@ def test_other_formats_are_opened_once_for_the_model_and_the_cutout(
     opened: list[int] = []
     real_open = decode.open_image
 
-    def counting_open(*args: object, **kwargs: object) -> Image.Image:
+    def counting_open(*args: Any, **kwargs: Any) -> Image.Image:
         opened.append(1)
         return real_open(*args, **kwargs)
 
@@ -102,7 +103,9 @@ def test_other_formats_are_opened_once_for_the_model_and_the_cutout(
     assert len(opened) == 1
 
 
-def test_a_large_jpeg_path_still_gets_its_draft(u2netp: BackgroundModel, large_photo: Image.Image, tmp_path: Path) -> None:
+def test_a_large_jpeg_path_still_gets_its_draft(
+    u2netp: BackgroundModel, large_photo: Image.Image, tmp_path: Path
+) -> None:
     path = tmp_path / "photo.jpg"
     path.write_bytes(_jpeg(large_photo))
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from handler.aws.settings import FunctionSettings, StorageSettings
+from handler.core.cpu import available_cpus
+from handler.core.errors import ConfigurationError
 from handler.core.settings import (
     DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_INPUT_FRAMES,
@@ -18,8 +20,6 @@ from handler.core.settings import (
     ModelSettings,
     ModelSpec,
 )
-from handler.core.cpu import available_cpus
-from handler.core.errors import ConfigurationError
 
 GOOD_SHA256 = "ab" * 32
 
@@ -187,7 +187,9 @@ def test_settings_are_frozen() -> None:
 
 
 def test_image_limits_defaults_and_overrides() -> None:
-    assert ImageLimits.from_env({}) == ImageLimits(DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_INPUT_FRAMES)
+    assert ImageLimits.from_env({}) == ImageLimits(
+        DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_INPUT_FRAMES
+    )
     assert ImageLimits.from_env(
         {"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50", "MAX_INPUT_FRAMES": "2"}
     ) == ImageLimits(1000, 50, 2)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-
 from typing import Any
 
 import pytest
 
 from handler.core.errors import InvalidParameter
 from handler.core.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
+from handler.core.settings import OutputKind
 
 
 def test_no_options_gives_the_defaults() -> None:
@@ -192,7 +192,7 @@ def test_margin_pixels(margin: Margin, width: int, height: int, pixels: int) -> 
         (RenderOptions(format="webp"), "cutout", False),
     ],
 )
-def test_jpeg_cutout_needs_a_background_colour(options: RenderOptions, kind: str, refused: bool) -> None:
+def test_jpeg_cutout_needs_a_background_colour(options: RenderOptions, kind: OutputKind, refused: bool) -> None:
     if refused:
         with pytest.raises(InvalidParameter) as caught:
             options.check_for(kind)
