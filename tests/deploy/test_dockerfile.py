@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -91,10 +92,12 @@ def test_the_model_step_runs_with_only_the_files_it_copies(tmp_path: Path) -> No
         **os.environ,
         "MODEL_PATH": str(ensure_u2netp()),
         "HF_HUB_DISABLE_TELEMETRY": "1",
-        "PYTHONPATH": "",
+        # The installed libraries as the image has them (pip --target, on PYTHONPATH), and no site
+        # processing (-S): this venv's editable install would otherwise find the rest of handler/.
+        "PYTHONPATH": sysconfig.get_paths()["purelib"],
     }
     result = subprocess.run(
-        [sys.executable, "-m", "handler", "download", "--output", str(tmp_path / "model")],
+        [sys.executable, "-S", "-m", "handler", "download", "--output", str(tmp_path / "model")],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr
