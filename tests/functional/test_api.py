@@ -529,7 +529,7 @@ def test_input_over_the_limits_is_too_large(
 def test_unexpected_error_reveals_no_internals(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a genuine bug deep in the pipeline
     def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("secret detail /var/task/handler/render.py")
+        raise RuntimeError("secret detail /var/task/handler/core/render.py")
 
     monkeypatch.setattr(service.api, "process", broken)
 

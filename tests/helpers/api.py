@@ -139,7 +139,7 @@ def multipart_event(fields: Mapping[str, str | bytes], **kwargs: Any) -> dict[st
 
 
 def assert_common_headers(reply: Reply) -> None:
-    # Every answer, result or error: never sniffed, never stored by a browser or proxy (handler/headers.py).
+    # Every answer, result or error: never sniffed, never stored by a browser or proxy (handler/aws/headers.py).
     assert reply.headers["x-content-type-options"] == "nosniff"
     assert reply.headers["cache-control"] == "no-store"
 
