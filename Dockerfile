@@ -14,16 +14,18 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/requ
     && rm /tmp/requirements.txt
 
 # 2. The model, baked at build time with the same code path users run: `python -m handler download`.
-#    Only the modules the download step imports are copied here, so edits to the rest of the code
-#    do not invalidate this layer (tests/deploy/test_image_build.py runs this step with exactly
-#    these files). The file's checksum is verified (MODEL_SHA256 when given, else
+#    Only what the download step imports is copied here: the command line and the AWS-free core,
+#    whole (a folder cannot go stale as modules are added), so edits to the AWS and local code do
+#    not invalidate this layer (tests/deploy/test_image_build.py runs this step with exactly these
+#    files). The file's checksum is verified (MODEL_SHA256 when given, else
 #    the hub's own content hash) and a pre-optimised copy is kept when it loads faster.
 ARG MODEL_REPO=onnx-community/BiRefNet_lite-ONNX
 ARG MODEL_FILE=onnx/model.onnx
 ARG MODEL_REVISION=main
 ARG MODEL_SHA256=
-COPY handler/__init__.py handler/__main__.py handler/cli.py handler/config.py handler/cpu.py \
-     handler/errors.py handler/keys.py handler/model_store.py handler/model.py handler/bake.py /tmp/bake/handler/
+COPY handler/__init__.py handler/__main__.py /tmp/bake/handler/
+COPY handler/local/__init__.py handler/local/cli.py /tmp/bake/handler/local/
+COPY handler/core/ /tmp/bake/handler/core/
 #    onnxruntime sends telemetry by default and, with it, writes a device id under $HOME/.cache
 #    and a session file /tmp/.ses: ORT_DISABLE_TELEMETRY=1 stops all three, so the layer holds
 #    only /opt/model.

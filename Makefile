@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed-sam-1.170.0-translator-1.115.0
 
-.PHONY: demo test venv tools download lock clean chromium bubblewrap lambda lambda-tools
+.PHONY: demo test lint venv tools download lock clean chromium sandbox-tools lambda
 
 venv: $(STAMP)
 
@@ -32,7 +32,13 @@ $(TOOLS_STAMP):
 	$(TOOLS)/bin/pip install --quiet aws-sam-cli==1.170.0 aws-sam-translator==1.115.0 cfn-lint==1.58.0 uv==0.13.9
 	rm -f $(TOOLS)/.installed-* && touch $@
 
-test: $(STAMP) $(TOOLS_STAMP) chromium bubblewrap lambda-tools
+# Static checks (pinned in pyproject's test extras, configured there): lint, format, types.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(STAMP) $(TOOLS_STAMP) chromium sandbox-tools lint
 	$(BIN)/python scripts/fetch_u2netp.py >/dev/null
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -53,31 +59,21 @@ chromium:
 
 # Both functions run the way Lambda runs them (emulator/): awslambdaric against a local Runtime API,
 # in a read-only bubblewrap sandbox, traced by strace, on the demo's local S3. EVENT=events/x.json for one.
-lambda: $(STAMP) lambda-tools
+lambda: $(STAMP) sandbox-tools
 	$(BIN)/python -m emulator $(EVENT)
 
-# bubblewrap and strace, from Debian, for `make lambda` and its tests (tests/deploy/test_lambda_runtime.py).
-# Installed when missing and we are root; otherwise those tests skip.
-lambda-tools:
+# bubblewrap and strace, from Debian: the image build test runs the Dockerfile's RUN steps in a
+# bubblewrap sandbox (tests/deploy/test_image_build.py), and `make lambda` and its tests
+# (tests/deploy/test_lambda_runtime.py) run the functions in one under strace. Installed when
+# missing and we are root; without them those tests cannot run.
+sandbox-tools:
 	@if command -v bwrap >/dev/null && command -v strace >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's bubblewrap and strace for the Lambda runtime tests"; \
+		echo "installing Debian's bubblewrap and strace for the image and Lambda runtime tests"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap strace >/dev/null; } \
-			|| echo "warning: could not install bubblewrap/strace; the Lambda runtime tests will be skipped"; \
+			|| echo "warning: could not install bubblewrap/strace; the image and Lambda runtime tests cannot run"; \
 	else \
-		echo "note: bubblewrap/strace are missing and installing them needs root; the Lambda runtime tests will be skipped"; \
-	fi
-
-# The image build test (tests/deploy/test_image_build.py) runs the Dockerfile's RUN steps in a
-# bubblewrap sandbox; it fails, rather than skips, without it.
-bubblewrap:
-	@if command -v bwrap >/dev/null; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing bubblewrap for the image build test"; \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; } \
-			|| echo "warning: could not install bubblewrap; the image build test will fail"; \
-	else \
-		echo "note: bwrap is missing and installing it needs root (apt-get install bubblewrap); the image build test will fail"; \
+		echo "note: bubblewrap/strace are missing and installing them needs root; the image and Lambda runtime tests cannot run"; \
 	fi
 
 # The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.

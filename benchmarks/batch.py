@@ -88,7 +88,7 @@ class _S3Clock:
         self._lock = threading.Lock()
 
     def install(self) -> None:
-        from handler.storage import Storage
+        from handler.aws.storage import Storage
 
         for name in self.seconds:
             setattr(Storage, name, self._wrap(name, getattr(Storage, name)))
@@ -128,8 +128,8 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
     clock.install()
     started = time.perf_counter()
     from handler import jobs  # the init phase: settings, model session, S3 client
-    from handler.local import LocalLambdaContext
-    from handler.observability import logger
+    from handler.local.context import LocalLambdaContext
+    from handler.aws.observability import logger
 
     init_s = time.perf_counter() - started
     rss_after_init = rss_mb()

@@ -55,7 +55,7 @@ REQUEST_TIMEOUT_S = 600
 
 def serve_child(model_path: str) -> None:
     """Run the local server until stdin closes; its URL is the first line on stdout."""
-    from handler.local import LocalServer
+    from handler.local.server import LocalServer
 
     with LocalServer(port=0, env={"MODEL_PATH": model_path, "MODEL_OUTPUT": "probabilities"}) as server:
         print(json.dumps({"url": server.url}), flush=True)
@@ -132,9 +132,9 @@ def measure_server(clients: int, requests: int, model_path: str) -> dict[str, An
 def model_child(model_path: str, output: str, threads: int, runs: int, serialised: bool) -> dict[str, Any]:
     from PIL import Image
 
-    from handler.config import ModelSpec
-    from handler.cpu import available_cpus
-    from handler.model import BackgroundModel
+    from handler.core.settings import ModelSpec
+    from handler.core.cpu import available_cpus
+    from handler.core.model import BackgroundModel
 
     model = BackgroundModel.load(model_path, ModelSpec(output=output), threads=available_cpus())  # type: ignore[arg-type]
     photo = Image.open(ROOT / "samples" / "astronaut.jpg").convert("RGB")

@@ -51,21 +51,22 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "compose", "encode
 
 
 def _model(path: str) -> Any:
-    from handler.config import ModelSpec
-    from handler.cpu import available_cpus
-    from handler.model import BackgroundModel
+    from handler.core.settings import ModelSpec
+    from handler.core.cpu import available_cpus
+    from handler.core.model import BackgroundModel
 
     return BackgroundModel.load(path, ModelSpec(), threads=available_cpus())
 
 
 def child_ratio(model_path: str, image_path: str, runs: int) -> dict[str, Any]:
     """Interleave bare session.run and the whole pipeline; one staged run for the breakdown."""
-    from handler.background import compose_cutout
-    from handler.config import ImageLimits
-    from handler.imaging import encode, load_picture
-    from handler.model import to_mask
-    from handler.options import RenderOptions
-    from handler.render import process
+    from handler.core.background import compose_cutout
+    from handler.core.settings import ImageLimits
+    from handler.core.decode import load_picture
+    from handler.core.encode import encode
+    from handler.core.model import to_mask
+    from handler.core.options import RenderOptions
+    from handler.core.render import process
 
     model = _model(model_path)
     data = Path(image_path).read_bytes()
@@ -110,9 +111,9 @@ def child_ratio(model_path: str, image_path: str, runs: int) -> dict[str, Any]:
 
 
 def child_memory(model_path: str, image_path: str) -> dict[str, Any]:
-    from handler.config import ImageLimits
-    from handler.options import RenderOptions
-    from handler.render import process
+    from handler.core.settings import ImageLimits
+    from handler.core.options import RenderOptions
+    from handler.core.render import process
 
     model = _model(model_path)
     after_load = rss_mb()
@@ -124,8 +125,8 @@ def child_memory(model_path: str, image_path: str) -> dict[str, Any]:
 def child_create(model_path: str, repeats: int) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from handler.cpu import available_cpus
-    from handler.model import session_options
+    from handler.core.cpu import available_cpus
+    from handler.core.model import session_options
 
     times = []
     for _ in range(repeats):

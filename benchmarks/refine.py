@@ -65,9 +65,9 @@ def _u2netp() -> Any:
 
 def _model(name: str) -> Any:
     """U-2-Net-p, or the stand-in with BiRefNet-lite's cost at 1024x1024 (benchmarks/heavy_graph.py)."""
-    from handler.config import ModelSpec
-    from handler.cpu import available_cpus
-    from handler.model import BackgroundModel
+    from handler.core.settings import ModelSpec
+    from handler.core.cpu import available_cpus
+    from handler.core.model import BackgroundModel
 
     if name == "heavy":
         return BackgroundModel.load(HEAVY, ModelSpec(), threads=available_cpus())
@@ -79,18 +79,18 @@ def _model(name: str) -> Any:
 
 def _picture_and_alpha(model: Any) -> tuple[Any, Any]:
     """The 12 MP photo decoded and its U-2-Net-p alpha, as the pipeline makes them."""
-    from handler.background import alpha_from
-    from handler.imaging import load_picture
+    from handler.core.background import alpha_from
+    from handler.core.decode import load_picture
 
     picture = load_picture(PHOTO.read_bytes())
     return picture, alpha_from(picture, model.probabilities(picture.rgb))
 
 
 def child_time(model_name: str, rounds: int) -> dict[str, Any]:
-    from handler.config import ImageLimits
-    from handler.options import RenderOptions
-    from handler.refine import refine_foreground
-    from handler.render import process
+    from handler.core.settings import ImageLimits
+    from handler.core.options import RenderOptions
+    from handler.core.refine import refine_foreground
+    from handler.core.render import process
 
     model = _model(model_name)
     data = PHOTO.read_bytes()
@@ -124,9 +124,9 @@ def child_time(model_name: str, rounds: int) -> dict[str, Any]:
 
 
 def child_pipeline_peak(refine: str) -> dict[str, Any]:
-    from handler.config import ImageLimits
-    from handler.options import RenderOptions
-    from handler.render import process
+    from handler.core.settings import ImageLimits
+    from handler.core.options import RenderOptions
+    from handler.core.render import process
 
     model = _u2netp()
     after_load = rss_mb()
@@ -144,8 +144,8 @@ def _saved_alpha() -> Any:
 
 def child_refine_peak() -> dict[str, Any]:
     """No model in this process: the photo and its saved mask, then refine_foreground in place."""
-    from handler.imaging import load_picture
-    from handler.refine import refine_foreground
+    from handler.core.decode import load_picture
+    from handler.core.refine import refine_foreground
 
     picture, alpha = load_picture(PHOTO.read_bytes()), _saved_alpha()
     before_peak, before = peak_rss_mb(), rss_mb()
@@ -159,7 +159,7 @@ def child_accuracy() -> dict[str, Any]:
     import numpy as np
     from PIL import Image
 
-    from handler.refine import Plan, blur_fusion, refine_foreground
+    from handler.core.refine import Plan, blur_fusion, refine_foreground
     from tests.composites import compose, _smooth_colour
 
     alpha = _saved_alpha()

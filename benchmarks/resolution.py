@@ -67,9 +67,9 @@ def child_time(model_path: str, rounds: int) -> dict[str, Any]:
 
 
 def _loaded(model_path: str) -> tuple[Any, Any]:
-    from handler.cpu import available_cpus
-    from handler.imaging import load_picture
-    from handler.model import BackgroundModel
+    from handler.core.cpu import available_cpus
+    from handler.core.decode import load_picture
+    from handler.core.model import BackgroundModel
 
     return load_picture(PHOTO), BackgroundModel.load(model_path, threads=available_cpus())
 

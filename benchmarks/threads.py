@@ -8,7 +8,7 @@ Measures one 1024x1024 inference of the heavy stand-in graph with 1 and 2 intra-
 this 2-core machine has) and with 4 and 8 (what `os.cpu_count()` could suggest on a Lambda host
 whose visible cores exceed the vCPU share). From the 1->2 thread speed-up it fits Amdahl's law,
 then estimates time and cost per image for Lambda memory sizes from 3008 to 10240 MB, scaled to
-BiRefNet-lite's own time measured on this kind of machine (DESIGN.md §2).
+BiRefNet-lite's own time measured on this kind of machine (the real export, not a stand-in).
 
 Prints markdown tables and writes benchmarks/results/threads.json.
 """
@@ -32,7 +32,7 @@ from benchmarks.measure import RESULTS, machine_info, run_child  # noqa: E402
 SCRIPT = Path(__file__).resolve()
 THREADS = (1, 2, 4, 8)
 MEMORY_SIZES_MB = (3008, 4096, 6144, 8192, 10240)
-# BiRefNet-lite's default export at 1024x1024 on a 2-vCPU machine like this one (DESIGN.md §2):
+# BiRefNet-lite's default export at 1024x1024 on a 2-vCPU machine like this one (the real export, measured):
 # 8.7-15.4 s per image, peak 7.0 GB with enable_mem_pattern=False; the native-DeformConv export
 # 5.2-7.5 s, 2.4 GB. Midpoints are used for the estimate.
 BIREFNET_LITE_2_THREADS_S = {"default export (GatherND)": (8.7 + 15.4) / 2, "native DeformConv export": (5.2 + 7.5) / 2}
@@ -49,7 +49,7 @@ def child(model: str, size: int, threads: int, runs: int) -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
 
-    from handler.model import session_options
+    from handler.core.model import session_options
 
     session = ort.InferenceSession(model, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
     feeds = {"input_image": np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)}

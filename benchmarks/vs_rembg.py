@@ -96,11 +96,11 @@ def _load_ours(model: str):
     import onnxruntime
     import PIL
 
-    from handler.background import load_model
-    from handler.config import ImageLimits, ModelSettings
-    from handler.imaging import load_picture
-    from handler.options import RenderOptions
-    from handler.render import process
+    from handler.core.background import load_model
+    from handler.core.settings import ImageLimits, ModelSettings
+    from handler.core.decode import load_picture
+    from handler.core.options import RenderOptions
+    from handler.core.render import process
 
     settings = ModelSettings.from_env()
     model_obj = load_model(settings)

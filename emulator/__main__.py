@@ -70,15 +70,14 @@ def main(argv: list[str]) -> int:
 
 def _model() -> tuple[dict[str, str], dict[str, str]]:
     """(the bake step's environment, the functions' extra environment)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from demo import choose_model_env  # the demo's choice, so both run the same model
+    from scripts.demo import choose_model_env  # the demo's choice, so both run the same model
 
     env = choose_model_env()
     function_env = {name: env[name] for name in ("MODEL_OUTPUT", "MODEL_MEAN", "MODEL_STD", "MODEL_INPUT_SIZE") if env.get(name)}
     if env.get("MODEL_PATH"):
         return {"MODEL_PATH": str(Path(env["MODEL_PATH"]).resolve())}, function_env
-    from handler.config import ModelSettings
-    from handler.model_store import resolve_model_path
+    from handler.core.model_store import resolve_model_path
+    from handler.core.settings import ModelSettings
 
     settings = dataclasses.replace(ModelSettings.from_env(env), offline=True)  # downloaded above if it could be
     return {"MODEL_PATH": str(resolve_model_path(settings))}, function_env

@@ -9,18 +9,17 @@ from __future__ import annotations
 import base64
 
 import atheris
-
 from common import run  # also puts the repository on sys.path
 
 with atheris.instrument_imports(include=["handler", "email", "json", "base64"]):
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
-    from handler.api_request import parse_request
-    from handler.errors import BackgroundRemovalError
-    from handler.options import OPTION_NAMES, parse_options
+    from handler.aws.request import parse_request
+    from handler.core.errors import BackgroundRemovalError
+    from handler.core.options import OPTION_NAMES, parse_options
 
 MEDIA_TYPES = ["image/jpeg", "application/octet-stream", "application/json", "multipart/form-data", "text/plain", ""]
-NAMES = sorted(OPTION_NAMES) + ["image", "source", "x"]
+NAMES = [*sorted(OPTION_NAMES), "image", "source", "x"]
 
 
 def event_from(data: bytes) -> dict[str, object]:

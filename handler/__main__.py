@@ -1,3 +1,3 @@
-from handler.cli import main
+from handler.local.cli import main
 
 raise SystemExit(main())

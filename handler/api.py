@@ -2,7 +2,7 @@
 REST API (v1) and Function URL events.
 
 Thin by design: parse the request, call `render.process`, shape the response. Errors become JSON
-`{"error": {"code", "message"}}` with the status their class declares (handler.errors).
+`{"error": {"code", "message"}}` with the status their class declares (handler.core.errors).
 """
 
 from __future__ import annotations
@@ -17,13 +17,14 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatew
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler import runtime
-from handler.api_request import ImageRequest, parse_request
-from handler.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
-from handler.headers import SECURITY_HEADERS
-from handler.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
-from handler.options import parse_options
-from handler.render import Rendered, Result, process
+from handler.aws import runtime
+from handler.aws.headers import SECURITY_HEADERS
+from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
+from handler.aws.request import ImageRequest, parse_request
+from handler.core.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
+from handler.core.options import parse_options
+from handler.core.render import Rendered, Result, process
+from handler.core.settings import OutputKind
 
 # Lambda's synchronous response limit is 6 MB for the whole JSON envelope; the image travels in
 # base64 (4/3 of its size). Headers and the envelope stay far below the reserve kept here.
@@ -35,20 +36,20 @@ API_RESULTS_PREFIX = "api/"
 runtime.current()
 
 
-def _error_response(error: BackgroundRemovalError) -> Response:
+def _error_response(error: BackgroundRemovalError) -> Response[Any]:
     count_error(error.code)
     logger.info("request refused", extra={"error_code": error.code, "status": error.status})
     return _json(error.status, {"error": {"code": error.code, "message": error.message}})
 
 
-def _unexpected_error(error: Exception) -> Response:
+def _unexpected_error(error: Exception) -> Response[Any]:
     # A genuine bug: the details go to the logs only, never into the response body.
     logger.exception("unexpected error")
     count_error("internal_error")
     return _json(500, {"error": {"code": "internal_error", "message": "an unexpected error occurred"}})
 
 
-def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(
         status_code=status,
         content_type="application/json",
@@ -57,7 +58,7 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
     )
 
 
-def _respond(app: ApiGatewayResolver, kind: str) -> Response:
+def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response[Any]:
     current = runtime.current()
     request = parse_request(app.current_event)
     options = parse_options(request.options)
@@ -72,7 +73,7 @@ def _respond(app: ApiGatewayResolver, kind: str) -> Response:
             return Response(200, content_type="application/json", body=body, headers=headers)
     elif _base64_length(len(rendered.data)) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:
         return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
-    return _redirect_to_stored(rendered, result, app)
+    return _redirect_to_stored(rendered, result, app, current)
 
 
 def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
@@ -85,9 +86,10 @@ def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
     return current.storage.read(source.bucket, source.key, max_bytes=current.settings.limits.max_bytes).data
 
 
-def _redirect_to_stored(rendered: Rendered, result: Result, app: ApiGatewayResolver) -> Response:
+def _redirect_to_stored(
+    rendered: Rendered, result: Result, app: ApiGatewayResolver, current: runtime.Runtime
+) -> Response[Any]:
     """Too big to return inline: store it and answer 303 with a presigned link, or 413 if we cannot."""
-    current = runtime.current()
     function = current.settings.function
     if function.output_bucket is None:
         raise OutputTooLarge(
@@ -146,15 +148,15 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
     app = resolver()
 
     @app.post("/remove")
-    def remove_route() -> Response:
+    def remove_route() -> Response[Any]:
         return _respond(app, "cutout")
 
     @app.post("/mask")
-    def mask_route() -> Response:
+    def mask_route() -> Response[Any]:
         return _respond(app, "mask")
 
     @app.not_found
-    def not_found(_error: Exception) -> Response:
+    def not_found(_error: Exception) -> Response[Any]:
         return _json(404, {"error": {"code": "not_found", "message": "use POST /remove or POST /mask"}})
 
     app.exception_handler(BackgroundRemovalError)(_error_response)

@@ -47,12 +47,15 @@ def main() -> int:
     model = graphs.save(graphs.channel_affine(1, 8.0, -4.0, size=64), folder / "tiny.onnx")
     # The API function's environment, set before it is imported (it loads the runtime on import).
     os.environ.update(
-        MODEL_PATH=str(model), MODEL_OUTPUT="logits", POWERTOOLS_TRACE_DISABLED="true",
-        POWERTOOLS_LOG_LEVEL="WARNING", AWS_DEFAULT_REGION="us-east-1",
+        MODEL_PATH=str(model),
+        MODEL_OUTPUT="logits",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_LOG_LEVEL="WARNING",
+        AWS_DEFAULT_REGION="us-east-1",
     )
     os.environ.pop("OUTPUT_BUCKET", None)
     from handler import api
-    from handler.local import LocalLambdaContext
+    from handler.local.context import LocalLambdaContext
 
     context = LocalLambdaContext(function_name="corpus-report", timeout_seconds=60)
     corpus = cases()

@@ -91,7 +91,7 @@ def hair_alpha(size: tuple[int, int], seed: int = 1) -> np.ndarray:
             start = radius * 0.85
             xs = centre[0] + np.cos(angle) * start + np.cumsum(np.cos(directions)) * length / 12
             ys = centre[1] + np.sin(angle) * start * 1.1 + np.cumsum(np.sin(directions)) * length / 12
-            canvas.line([(x * k, y * k) for x, y in zip(xs, ys)], fill=255, width=int(rng.integers(1, 4)))
+            canvas.line([(x * k, y * k) for x, y in zip(xs, ys, strict=True)], fill=255, width=int(rng.integers(1, 4)))
 
     return _supersampled(size, 4, draw)
 
@@ -102,7 +102,10 @@ def antialiased_alpha(size: tuple[int, int]) -> np.ndarray:
     radii = np.where(np.arange(15) % 2 == 0, 0.42, 0.2) * min(width, height)
 
     def draw(canvas: ImageDraw.ImageDraw, k: int) -> None:
-        points = [((width / 2 + r * np.cos(t)) * k, (height / 2 + r * np.sin(t)) * k) for r, t in zip(radii, angles + 0.1)]
+        points = [
+            ((width / 2 + r * np.cos(t)) * k, (height / 2 + r * np.sin(t)) * k)
+            for r, t in zip(radii, angles + 0.1, strict=True)
+        ]
         canvas.polygon(points, fill=255)
 
     return _supersampled(size, 8, draw)

@@ -8,37 +8,36 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
 
-from handler.config import ModelSpec
-from handler.local import LocalServer
-from handler.cpu import available_cpus
-from handler.model import BackgroundModel
+from handler.core.cpu import available_cpus
+from handler.core.model import BackgroundModel
+from handler.core.settings import ModelSpec
+from handler.local.server import LocalServer
+from scripts.fetch_u2netp import ensure_u2netp
 from tests import graphs
 from tests.graphs import GraphFile, GraphModel
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 
-sys.path.insert(0, str(ROOT / "scripts"))
-from fetch_u2netp import ensure_u2netp  # noqa: E402
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
 
 
 @pytest.fixture(autouse=True)
 def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DESIGN §6: no test reaches the internet. Any in-process TCP/UDP connect beyond loopback fails."""
+    """No test reaches the internet: any in-process TCP/UDP connect beyond loopback fails."""
     real_connect = socket.socket.connect
 
-    def connect(self: socket.socket, address: object) -> None:
+    def connect(self: socket.socket, address: Any) -> None:
         if self.family in (socket.AF_INET, socket.AF_INET6):
-            host = str(address[0])  # type: ignore[index]
+            host = str(address[0])
             if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
                 raise AssertionError(f"a test tried to connect to {address!r}: only 127.0.0.1 is allowed")
         return real_connect(self, address)

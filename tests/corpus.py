@@ -29,7 +29,17 @@ REGRESSIONS = ROOT / "tests" / "corpus_regressions"
 
 OK = "ok"  # the outcome of a decodable image
 # Every code an input can end in; anything else (or an exception) is a bug.
-KNOWN_CODES = frozenset({OK, "invalid_image", "missing_image", "image_too_large", "too_many_pixels", "too_many_frames", "unsupported_media_type"})
+KNOWN_CODES = frozenset(
+    {
+        OK,
+        "invalid_image",
+        "missing_image",
+        "image_too_large",
+        "too_many_pixels",
+        "too_many_frames",
+        "unsupported_media_type",
+    }
+)
 HUGE = 100_000
 SEED = 7
 TRUNCATIONS_PER_SAMPLE = 24
@@ -144,9 +154,11 @@ def bit_flipped(samples: dict[str, bytes], made: dict[str, bytes], rng: random.R
     for name, data, count in sources:
         for number in range(count):
             flipped = bytearray(data)
-            positions = [rng.randrange(min(len(data), 1024))] if number % 2 == 0 else [
-                rng.randrange(len(data)) for _ in range(8)
-            ]
+            positions = (
+                [rng.randrange(min(len(data), 1024))]
+                if number % 2 == 0
+                else [rng.randrange(len(data)) for _ in range(8)]
+            )
             for position in positions:
                 flipped[position] ^= 1 << rng.randrange(8)
             yield Case("bitflip", f"{name}#{number}", bytes(flipped))
@@ -197,7 +209,9 @@ def huge_claims() -> Iterator[Case]:
     jpeg = _save(_picture(), "JPEG")
     sof = jpeg.index(b"\xff\xc0")
     yield Case("huge_claim", "jpeg", jpeg[: sof + 5] + struct.pack(">HH", HUGE % 65536, HUGE % 65536) + jpeg[sof + 9 :])
-    yield Case("huge_claim", "jpeg-65535", jpeg[: sof + 5] + struct.pack(">HH", 65535, 65535) + jpeg[sof + 9 :], too_big)
+    yield Case(
+        "huge_claim", "jpeg-65535", jpeg[: sof + 5] + struct.pack(">HH", 65535, 65535) + jpeg[sof + 9 :], too_big
+    )
     gif = bytearray(_save(_picture("P"), "GIF"))
     gif[6:10] = struct.pack("<HH", 65535, 65535)  # GIF's fields are 16-bit: 65535 is its largest claim
     yield Case("huge_claim", "gif-screen", bytes(gif), too_big)
@@ -239,9 +253,13 @@ def _webp_vp8x_claiming(width: int, height: int) -> bytes:
     """A VP8X (extended) WebP whose canvas claims `width`x`height` around a small lossy frame."""
     lossy = _save(_picture(), "WEBP", quality=50)
     vp8 = lossy[12:]  # the VP8 chunk of a simple-format WebP
-    vp8x = b"VP8X" + struct.pack("<I", 10) + b"\x00\x00\x00\x00" + (width - 1).to_bytes(3, "little") + (
-        height - 1
-    ).to_bytes(3, "little")
+    vp8x = (
+        b"VP8X"
+        + struct.pack("<I", 10)
+        + b"\x00\x00\x00\x00"
+        + (width - 1).to_bytes(3, "little")
+        + (height - 1).to_bytes(3, "little")
+    )
     body = b"WEBP" + vp8x + vp8
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
@@ -262,11 +280,17 @@ def png_chunk_bombs() -> Iterator[Case]:
     yield Case("png_chunks", "text-2MiB", png(4, 4, png_chunk(b"tEXt", b"Comment\x00" + b"a" * (2 << 20))))
     # 80 chunks of 1 MiB of text each: every one within Pillow's per-chunk limit, 80 MiB together.
     one_mib = zlib.compress(b"b" * ((1 << 20) - 64), 9)
-    yield Case("png_chunks", "ztxt-80x1MiB", png(4, 4, *(png_chunk(b"zTXt", b"k%d\x00\x00" % i + one_mib) for i in range(80))))
+    yield Case(
+        "png_chunks", "ztxt-80x1MiB", png(4, 4, *(png_chunk(b"zTXt", b"k%d\x00\x00" % i + one_mib) for i in range(80)))
+    )
     # Text after the image data is read only when the pixels are loaded.
     after = png(4, 4)
     iend = after.rindex(b"IEND") - 4
-    yield Case("png_chunks", "ztxt-bomb-after-idat", after[:iend] + png_chunk(b"zTXt", b"Comment\x00\x00" + bomb) + after[iend:])
+    yield Case(
+        "png_chunks",
+        "ztxt-bomb-after-idat",
+        after[:iend] + png_chunk(b"zTXt", b"Comment\x00\x00" + bomb) + after[iend:],
+    )
     yield Case("png_chunks", "chunk-length-4GiB", png(4, 4, struct.pack(">I", 0xFFFFFFF0) + b"tEXt" + b"x" * 32))
     # The pixels of a 4x4 image followed by 64 MiB more: the decoder stops at the image's size.
     yield Case("png_chunks", "idat-64MiB-for-4x4", png(4, 4, idat=bomb), frozenset({OK}))
@@ -276,11 +300,23 @@ def many_frames() -> Iterator[Case]:
     too_many = frozenset({"too_many_frames"})
     # Each frame differs from the one before, so that the GIF and APNG writers keep every one.
     rgb = [Image.new("RGB", (2, 2), (i % 256, i // 256, 0)) for i in range(MANY_FRAMES)]
-    yield Case("many_frames", f"gif-{MANY_FRAMES}", _save(rgb[0], "GIF", save_all=True, append_images=rgb[1:]), too_many)
-    yield Case("many_frames", f"apng-{MANY_FRAMES}", _save(rgb[0], "PNG", save_all=True, append_images=rgb[1:]), too_many)
-    yield Case("many_frames", f"tiff-{MANY_FRAMES}-pages", _save(rgb[0], "TIFF", save_all=True, append_images=rgb[1:]), too_many)
     yield Case(
-        "many_frames", f"webp-{MANY_FRAMES}", _save(rgb[0], "WEBP", save_all=True, append_images=rgb[1:], lossless=True), too_many
+        "many_frames", f"gif-{MANY_FRAMES}", _save(rgb[0], "GIF", save_all=True, append_images=rgb[1:]), too_many
+    )
+    yield Case(
+        "many_frames", f"apng-{MANY_FRAMES}", _save(rgb[0], "PNG", save_all=True, append_images=rgb[1:]), too_many
+    )
+    yield Case(
+        "many_frames",
+        f"tiff-{MANY_FRAMES}-pages",
+        _save(rgb[0], "TIFF", save_all=True, append_images=rgb[1:]),
+        too_many,
+    )
+    yield Case(
+        "many_frames",
+        f"webp-{MANY_FRAMES}",
+        _save(rgb[0], "WEBP", save_all=True, append_images=rgb[1:], lossless=True),
+        too_many,
     )
     # An APNG whose acTL claims 2^31 frames but carries one.
     apng = _save(_picture(), "PNG", save_all=True, append_images=[_picture().rotate(90)])
@@ -313,8 +349,18 @@ def refused_formats() -> Iterator[Case]:
     dos_eps = b"\xc5\xd0\xd3\xc6" + struct.pack("<IIIIIIH", postscript_offset, len(EPS), 0, 0, 0, 0, 0xFFFF) + EPS
     yield Case("refused_format", "dos-eps", dos_eps, refused)
     yield Case("refused_format", "pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", refused)
-    for fmt, mode in (("ICO", "RGB"), ("PPM", "RGB"), ("PCX", "RGB"), ("TGA", "RGB"), ("SGI", "RGB"),
-                      ("XBM", "1"), ("DDS", "RGB"), ("MSP", "1"), ("SPIDER", "F"), ("QOI", "RGB")):
+    for fmt, mode in (
+        ("ICO", "RGB"),
+        ("PPM", "RGB"),
+        ("PCX", "RGB"),
+        ("TGA", "RGB"),
+        ("SGI", "RGB"),
+        ("XBM", "1"),
+        ("DDS", "RGB"),
+        ("MSP", "1"),
+        ("SPIDER", "F"),
+        ("QOI", "RGB"),
+    ):
         try:
             data = _save(rgb.convert(mode), fmt)
         except (KeyError, OSError, ValueError):  # a writer this Pillow build lacks
@@ -335,10 +381,20 @@ def wrong_containers(samples: dict[str, bytes], made: dict[str, bytes]) -> Itera
     """A valid image wrapped in something it does not belong in."""
     jpeg = next(iter(samples.values()))
     png_data = made["png-rgb"]
-    yield Case("wrong_container", "jpeg-after-http-headers", b"Content-Type: image/jpeg\r\n\r\n" + jpeg, frozenset({"invalid_image"}))
+    yield Case(
+        "wrong_container",
+        "jpeg-after-http-headers",
+        b"Content-Type: image/jpeg\r\n\r\n" + jpeg,
+        frozenset({"invalid_image"}),
+    )
     yield Case("wrong_container", "jpeg-in-png-idat", png(48, 32, idat=jpeg), frozenset({"invalid_image"}))
     riff = b"WEBP" + b"VP8 " + struct.pack("<I", len(jpeg)) + jpeg
-    yield Case("wrong_container", "jpeg-in-riff-webp", b"RIFF" + struct.pack("<I", len(riff)) + riff, frozenset({"invalid_image"}))
+    yield Case(
+        "wrong_container",
+        "jpeg-in-riff-webp",
+        b"RIFF" + struct.pack("<I", len(riff)) + riff,
+        frozenset({"invalid_image"}),
+    )
     ico = _save(Image.open(io.BytesIO(png_data)).convert("RGBA"), "ICO", sizes=[(32, 32)])
     yield Case("wrong_container", "png-in-ico", ico, frozenset({"invalid_image"}))
     yield Case("wrong_container", "jpeg-in-eps", EPS + jpeg, frozenset({"invalid_image"}))
@@ -365,8 +421,8 @@ def regressions() -> Iterator[Case]:
 
 def decode_outcome(data: bytes) -> str:
     """`load_picture` with the default limits: OK, an error code, or the name of anything else raised."""
-    from handler.errors import BackgroundRemovalError
-    from handler.imaging import load_picture
+    from handler.core.decode import load_picture
+    from handler.core.errors import BackgroundRemovalError
 
     try:
         load_picture(data)

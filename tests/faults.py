@@ -123,6 +123,7 @@ class FaultProxy:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an IPv4 server's address
         return f"http://{host}:{port}"
 
     def __enter__(self) -> FaultProxy:
@@ -177,10 +178,10 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     owner: FaultProxy
     protocol_version = "HTTP/1.1"  # keep-alive, as boto3's connection pool expects
 
-    def do_GET(self) -> None:  # noqa: N802 (BaseHTTPRequestHandler's naming)
+    def do_GET(self) -> None:
         self._proxy()
 
-    do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+    do_PUT = do_POST = do_DELETE = do_HEAD = do_GET  # noqa: N815 (BaseHTTPRequestHandler's naming)
 
     def _proxy(self) -> None:
         body = self._read_body()
@@ -207,7 +208,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            chunks = []
+            chunks: list[bytes] = []
             while True:
                 size = int(self.rfile.readline().split(b";")[0].strip(), 16)
                 if size == 0:
@@ -224,8 +225,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         headers.pop("Host", None)
         headers["Content-Length"] = str(len(body))
         with self.owner._upstream_connection() as upstream:
-            upstream.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None,
-                             headers=headers)
+            upstream.request(
+                self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None, headers=headers
+            )
             response = upstream.getresponse()
             data = response.read()
             return response.status, [(n, v) for n, v in response.getheaders() if n.lower() not in _HOP_BY_HOP], data

@@ -11,7 +11,7 @@ affine function of the raw 0..255 pixel value, which a test can compute from the
 A pipeline that normalises with the wrong mean/std, forgets the /255, swaps RGB for BGR or feeds
 NHWC instead of NCHW then produces a visibly different mask.
 
-The ImageNet statistics are spelled out here on purpose instead of imported from `handler.config`:
+The ImageNet statistics are spelled out here on purpose instead of imported from `handler.core.settings`:
 the graphs are the tests' independent statement of the contract.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from handler.model import BackgroundModel
+from handler.core.model import BackgroundModel
 
 OPSET = 17
 # IR version 8 is the one that goes with opset 17 (onnx 1.12/1.13); any onnxruntime reads it.

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from handler.local import LocalServer
+from handler.local.server import LocalServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -53,9 +53,7 @@ def page(browser: Browser, server: LocalServer) -> Iterator[Page]:
 
 
 def _finished_state(page: Page) -> str:
-    page.wait_for_function(
-        "['done', 'error'].includes(document.body.dataset.state)", timeout=RESULT_TIMEOUT_MS
-    )
+    page.wait_for_function("['done', 'error'].includes(document.body.dataset.state)", timeout=RESULT_TIMEOUT_MS)
     return page.evaluate("document.body.dataset.state")
 
 
@@ -64,9 +62,7 @@ def _natural_size(page: Page, selector: str) -> tuple[int, int]:
     return width, height
 
 
-def test_a_chosen_photo_shows_its_cutout_and_mask_with_download_links(
-    page: Page, samples: dict[str, Path]
-) -> None:
+def test_a_chosen_photo_shows_its_cutout_and_mask_with_download_links(page: Page, samples: dict[str, Path]) -> None:
     photo = samples["astronaut"]
     with Image.open(photo) as image:
         photo_size = image.size

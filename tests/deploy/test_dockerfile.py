@@ -57,6 +57,12 @@ def test_requirements_are_pinned_with_hashes_and_match_pyproject() -> None:
             assert pins.get(name.lower().replace("_", "-")) == version, f"{lock.name}: {requirement}"
 
 
+def test_the_model_step_copies_the_core_whole() -> None:
+    """A folder cannot go stale as modules are added (a hand-kept module list once broke the build)."""
+    model_copies = [args.split() for args in _arguments("COPY") if args.split()[-1].startswith("/tmp/bake/")]
+    assert ["handler/core/", "/tmp/bake/handler/core/"] in model_copies
+
+
 @pytest.mark.parametrize("argument", ["MODEL_REPO", "MODEL_FILE", "MODEL_REVISION", "MODEL_SHA256"])
 def test_model_source_is_a_build_argument(argument: str) -> None:
     assert any(args.startswith(f"{argument}=") for args in _arguments("ARG"))

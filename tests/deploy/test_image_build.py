@@ -84,7 +84,7 @@ def test_the_image_imports_its_entry_points(build: Image | BuildError, tmp_path:
     entry_points = [handler, "handler.jobs.lambda_handler"]
     check = (
         "import importlib, sys\n"
-        "from handler import runtime\n"
+        "from handler.aws import runtime\n"
         "for name in sys.argv[1:]:\n"
         "    module, _, function = name.rpartition('.')\n"
         "    assert callable(getattr(importlib.import_module(module), function)), name\n"

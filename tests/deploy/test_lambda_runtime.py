@@ -42,7 +42,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         shutil.which("bwrap") is None or shutil.which("strace") is None or os.geteuid() != 0,
-        reason="needs bubblewrap and strace (make lambda-tools installs them) and root",
+        reason="needs bubblewrap and strace (make sandbox-tools installs them) and root",
     ),
 ]
 

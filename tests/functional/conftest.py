@@ -6,7 +6,12 @@ as a deployment pointing at another endpoint would.
 
 from __future__ import annotations
 
+import importlib
+import io
 import itertools
+import json
+import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,14 +22,14 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from handler.aws.observability import logger
+from handler.local.context import LocalLambdaContext
+from scripts.fetch_u2netp import ensure_u2netp
+from tests.graphs import GraphFile
+from tests.helpers.api import Service
+from tests.helpers.cli import CHILD_TIMEOUT_S, INPUT_SIZE, Cli, Result, red_graph
+
 ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "events"
-SAMPLES = ROOT / "samples"
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from fetch_u2netp import ensure_u2netp  # noqa: E402
-
-from handler.local import LocalLambdaContext  # noqa: E402
 
 _bucket_numbers = itertools.count()
 
@@ -91,7 +96,7 @@ def deploy(
 
     Keyword arguments override environment variables; `OUTPUT_BUCKET=None` removes it.
     """
-    from handler import runtime
+    from handler.aws import runtime
 
     def configure(**overrides: str | None) -> Deployment:
         deployment = Deployment(
@@ -111,14 +116,93 @@ def deploy(
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
-        runtime.current.cache_clear()
+        runtime.reset()
         return deployment
 
     yield configure
-    runtime.current.cache_clear()
+    runtime.reset()
 
 
 @pytest.fixture
 def lambda_context() -> LocalLambdaContext:
     # The same context object `python -m handler invoke` and the local server pass.
     return LocalLambdaContext(function_name="background-remover", timeout_seconds=60)
+
+
+# --- The API entry point ---
+
+
+@pytest.fixture
+def configure(deploy: Callable[..., Any], lambda_context: Any) -> Callable[..., Service]:
+    """Deploy with environment overrides, then import the handler (it loads the runtime on import)."""
+
+    def make(**env: str | None) -> Service:
+        deployment = deploy(**env)
+        return Service(api=importlib.import_module("handler.api"), deployment=deployment, context=lambda_context)
+
+    return make
+
+
+@pytest.fixture
+def service(configure: Callable[..., Service]) -> Service:
+    return configure()
+
+
+# --- The jobs entry point ---
+
+
+@pytest.fixture
+def invoke(lambda_context: Any) -> Callable[[dict[str, Any]], Any]:
+    """Call handler.jobs.lambda_handler; import it only once a test has deployed (it loads the model)."""
+
+    def call(event: dict[str, Any]) -> Any:
+        from handler import jobs
+
+        return jobs.lambda_handler(event, lambda_context)
+
+    return call
+
+
+@pytest.fixture
+def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """The function's structured log lines, as dicts."""
+    handler = logger.registered_handler
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)  # type: ignore[attr-defined]
+    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    handler.setStream(previous)  # type: ignore[attr-defined]
+
+
+# --- The command line ---
+
+
+@pytest.fixture
+def cli(tmp_path: Path, graph_file: GraphFile) -> Cli:
+    """Run the CLI in `tmp_path` with the test graph as MODEL_PATH; keyword arguments add variables."""
+    model_path = graph_file(red_graph())
+    # The developer's own settings must not leak into the child.
+    base = {name: value for name, value in os.environ.items() if not name.startswith(("MODEL_", "MAX_INPUT_", "HF_"))}
+
+    def run(*args: str, **environ: str) -> Result:
+        env = {
+            **base,
+            "MODEL_PATH": str(model_path),
+            "MODEL_INPUT_SIZE": str(INPUT_SIZE),
+            "MODEL_THREADS": "1",
+            "HF_HUB_OFFLINE": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "PYTHONPATH": str(ROOT),
+            **environ,
+        }
+        completed = subprocess.run(
+            [sys.executable, "-m", "handler", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT_S,
+            check=False,
+        )
+        return Result(completed.returncode, completed.stdout, completed.stderr)
+
+    return run

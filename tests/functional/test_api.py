@@ -9,227 +9,43 @@ handler picks the new settings up on its next request.
 from __future__ import annotations
 
 import base64
-import copy
-import importlib
 import io
 import json
 import time
-import urllib.request
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from handler.imaging import load_picture
+from handler.core.decode import load_picture
 from tests.composites import changed_edge_pixels
-from tests.forms import multipart_body
+from tests.helpers.api import (
+    EVENT_IMAGE,
+    EVENT_SIZE,
+    JPEG_MAGIC,
+    PNG_MAGIC,
+    SAMPLES,
+    Service,
+    assert_box_inside,
+    assert_common_headers,
+    assert_error,
+    assert_image_reply,
+    expected_crop,
+    fetch,
+    http_event,
+    json_event,
+    load_event,
+    multipart_event,
+    noisy_photo,
+    rest_event,
+)
 
-# pytest resets warning filters per test, undoing the one handler.observability installs.
+# pytest resets warning filters per test, undoing the one handler.aws.observability installs.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
-
-ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "events"
-SAMPLES = ROOT / "samples"
-
-# The small (96x64) cat JPEG that all the example events carry: fast through the model, and
-# U-2-Net-p finds a subject in it (so a foreground box is reported and the corners are background).
-EVENT_IMAGE = base64.b64decode(json.loads((EVENTS / "api_v2_remove.json").read_text())["body"])
-EVENT_SIZE = (96, 64)
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-def _load_event(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
-
-
-# --------------------------------------------------------------------------------------------
-# Helpers: events in, replies out
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """A Lambda proxy response, normalised across payload formats 1.0 and 2.0."""
-
-    raw: dict[str, Any]
-    status: int
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-    @classmethod
-    def of(cls, raw: dict[str, Any]) -> Reply:
-        if "multiValueHeaders" in raw:  # REST API (payload 1.0)
-            headers = {name.lower(): ",".join(values) for name, values in raw["multiValueHeaders"].items()}
-        else:
-            headers = {name.lower(): value for name, value in (raw.get("headers") or {}).items()}
-        body = raw.get("body") or ""
-        data = base64.b64decode(body) if raw.get("isBase64Encoded") else body.encode()
-        return cls(raw=raw, status=raw["statusCode"], headers=headers, body=data)
-
-    @property
-    def json(self) -> Any:
-        assert self.headers["content-type"] == "application/json"
-        return json.loads(self.body)
-
-    @property
-    def image(self) -> Image.Image:
-        image = Image.open(io.BytesIO(self.body))
-        image.load()
-        return image
-
-    @property
-    def box(self) -> tuple[int, int, int, int]:
-        parts = ("left", "top", "width", "height")
-        return tuple(int(self.headers[f"x-foreground-{part}"]) for part in parts)  # type: ignore[return-value]
-
-
-@dataclass
-class Service:
-    api: ModuleType
-    deployment: Any
-    context: Any
-
-    def invoke(self, event: Mapping[str, Any]) -> Reply:
-        return Reply.of(self.api.lambda_handler(copy.deepcopy(dict(event)), self.context))
-
-
-@pytest.fixture
-def configure(deploy: Callable[..., Any], lambda_context: Any) -> Callable[..., Service]:
-    """Deploy with environment overrides, then import the handler (it loads the runtime on import)."""
-
-    def make(**env: str | None) -> Service:
-        deployment = deploy(**env)
-        return Service(api=importlib.import_module("handler.api"), deployment=deployment, context=lambda_context)
-
-    return make
-
-
-@pytest.fixture
-def service(configure: Callable[..., Service]) -> Service:
-    return configure()
-
-
-def http_event(
-    body: bytes | str = EVENT_IMAGE,
-    *,
-    content_type: str | None = "image/jpeg",
-    path: str = "/remove",
-    method: str = "POST",
-    query: Mapping[str, str] | None = None,
-    accept: str | None = None,
-) -> dict[str, Any]:
-    """An HTTP API (payload 2.0) event; bytes travel base64-encoded as API Gateway sends binary."""
-    event = _load_event("api_v2_remove.json")
-    event["rawPath"] = event["requestContext"]["http"]["path"] = path
-    event["requestContext"]["http"]["method"] = method
-    event["routeKey"] = event["requestContext"]["routeKey"] = f"{method} {path}"
-    headers = {"host": event["headers"]["host"]}
-    if content_type is not None:
-        headers["content-type"] = content_type
-    if accept is not None:
-        headers["accept"] = accept
-    event["headers"] = headers
-    event["queryStringParameters"] = dict(query) if query else None
-    event["rawQueryString"] = "&".join(f"{name}={value}" for name, value in (query or {}).items())
-    if isinstance(body, bytes):
-        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-    else:
-        event["body"], event["isBase64Encoded"] = body, False
-    return event
-
-
-def rest_event(
-    body: bytes = EVENT_IMAGE, *, path: str = "/remove", method: str = "POST", headers: Mapping[str, str]
-) -> dict[str, Any]:
-    """A REST API (payload 1.0) event, headers spelled as clients send them (capitalised)."""
-    event = _load_event("api_v1_remove.json")
-    event["path"] = event["resource"] = event["requestContext"]["resourcePath"] = path
-    event["httpMethod"] = event["requestContext"]["httpMethod"] = method
-    event["headers"] = dict(headers)
-    event["multiValueHeaders"] = {name: [value] for name, value in headers.items()}
-    event["queryStringParameters"] = event["multiValueQueryStringParameters"] = None
-    event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-    return event
-
-
-def json_event(document: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
-    return http_event(json.dumps(document), content_type="application/json", **kwargs)
-
-
-def multipart_event(fields: Mapping[str, str | bytes], **kwargs: Any) -> dict[str, Any]:
-    boundary = "----test-boundary-7MA4YWxkTrZu0gW"
-    body = multipart_body(fields, boundary)
-    return http_event(body, content_type=f"multipart/form-data; boundary={boundary}", **kwargs)
-
-
-def assert_common_headers(reply: Reply) -> None:
-    # Every answer, result or error: never sniffed, never stored by a browser or proxy (handler/headers.py).
-    assert reply.headers["x-content-type-options"] == "nosniff"
-    assert reply.headers["cache-control"] == "no-store"
-
-
-def assert_image_reply(reply: Reply, *, pil_format: str, content_type: str) -> Image.Image:
-    """200, an image of the declared type whose X-Width/X-Height match it, and a box in the input."""
-    assert reply.status == 200, reply.body[:300]
-    assert_common_headers(reply)
-    assert reply.headers["content-type"] == content_type
-    image = reply.image
-    assert image.format == pil_format
-    assert (int(reply.headers["x-width"]), int(reply.headers["x-height"])) == image.size
-    assert_box_inside(reply.box, EVENT_SIZE)
-    return image
-
-
-def assert_box_inside(box: tuple[int, int, int, int], size: tuple[int, int]) -> None:
-    left, top, width, height = box
-    assert width > 0 and height > 0
-    assert 0 <= left and left + width <= size[0]
-    assert 0 <= top and top + height <= size[1]
-
-
-def assert_error(reply: Reply, status: int, code: str, *, mentions: str | None = None) -> str:
-    assert reply.status == status, reply.body[:300]
-    assert_common_headers(reply)
-    document = reply.json
-    assert set(document) == {"error"}
-    assert set(document["error"]) == {"code", "message"}
-    assert document["error"]["code"] == code
-    message = document["error"]["message"]
-    assert isinstance(message, str) and message
-    if mentions is not None:
-        assert mentions in message
-    return message
-
-
-def expected_crop(box: tuple[int, int, int, int], margin: int, size: tuple[int, int]) -> tuple[int, int]:
-    left, top, width, height = box
-    right = min(size[0], left + width + margin)
-    bottom = min(size[1], top + height + margin)
-    return right - max(0, left - margin), bottom - max(0, top - margin)
-
-
-def noisy_photo(size: int, seed: int = 0) -> bytes:
-    """A photo with a clear subject, upscaled and overlaid with noise so its cutout is incompressible."""
-    rng = np.random.default_rng(seed)
-    base = np.asarray(Image.open(SAMPLES / "astronaut.jpg").convert("RGB").resize((size, size))).astype(np.int16)
-    noisy = np.clip(base + rng.integers(-40, 41, base.shape), 0, 255).astype(np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(noisy).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def fetch(url: str) -> bytes:
-    # No proxy: the moto server is on 127.0.0.1.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=30) as response:
-        return response.read()
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +65,7 @@ def test_example_event_gives_an_image(
     service: Service, event_file: str, pil_format: str, content_type: str, mode: str
 ) -> None:
     # WHEN the example event is handled
-    reply = service.invoke(_load_event(event_file))
+    reply = service.invoke(load_event(event_file))
 
     # THEN the body is the image, at the input's size, binary in base64 as API Gateway expects
     assert reply.raw["isBase64Encoded"] is True
@@ -258,12 +74,12 @@ def test_example_event_gives_an_image(
     assert image.mode == mode
     # and the alpha (or mask) separates subject from background
     alpha = image.getchannel("A") if mode == "RGBA" else image
-    low, high = alpha.getextrema()
+    low, high = cast(tuple[int, int], alpha.getextrema())
     assert low < 16 and high > 240
 
 
 def test_rest_api_reply_carries_multi_value_headers(service: Service) -> None:
-    reply = service.invoke(_load_event("api_v1_remove.json"))
+    reply = service.invoke(load_event("api_v1_remove.json"))
 
     # REST API (payload 1.0) responses carry headers as lists in multiValueHeaders
     assert reply.status == 200
@@ -275,8 +91,8 @@ def test_rest_api_reply_carries_multi_value_headers(service: Service) -> None:
 
 def test_cutout_alpha_is_the_mask(service: Service) -> None:
     # GIVEN the same image sent to /remove and to /mask
-    cutout = service.invoke(_load_event("api_v2_remove.json")).image
-    mask = service.invoke(_load_event("api_v2_mask.json")).image
+    cutout = service.invoke(load_event("api_v2_remove.json")).image
+    mask = service.invoke(load_event("api_v2_mask.json")).image
 
     # THEN the cutout's alpha is exactly the mask, and fully transparent pixels carry no colour
     assert np.array_equal(np.asarray(cutout.getchannel("A")), np.asarray(mask))
@@ -286,7 +102,7 @@ def test_cutout_alpha_is_the_mask(service: Service) -> None:
 
 def test_function_url_event_gives_json_with_a_cropped_cutout(service: Service) -> None:
     # GIVEN the Function URL example: Accept: application/json, crop=true, margin=5%
-    reply = service.invoke(_load_event("function_url_remove.json"))
+    reply = service.invoke(load_event("function_url_remove.json"))
 
     assert reply.status == 200
     assert_common_headers(reply)
@@ -354,14 +170,18 @@ def test_every_body_kind_gives_the_same_cutout(
         pytest.param(lambda: http_event(query={"format": "webp", "max_size": "48"}), id="query-string"),
     ],
 )
-def test_options_come_from_query_form_fields_or_json(service: Service, make_event: Callable[[], dict[str, Any]]) -> None:
+def test_options_come_from_query_form_fields_or_json(
+    service: Service, make_event: Callable[[], dict[str, Any]]
+) -> None:
     reply = service.invoke(make_event())
 
     image = assert_image_reply(reply, pil_format="WEBP", content_type="image/webp")
     assert image.size == (48, 32)
 
 
-def test_source_in_a_bucket_not_allowed_is_forbidden(service: Service, s3: Any, new_bucket: Callable[[str], str]) -> None:
+def test_source_in_a_bucket_not_allowed_is_forbidden(
+    service: Service, s3: Any, new_bucket: Callable[[str], str]
+) -> None:
     # GIVEN an object that exists, in a bucket that is not on SOURCE_BUCKETS
     private = new_bucket("private")
     s3.put_object(Bucket=private, Key="cat.jpg", Body=EVENT_IMAGE)
@@ -417,14 +237,16 @@ def test_source_key_with_a_climbing_segment_is_refused(service: Service, s3: Any
 
 def test_source_key_that_is_not_unicode_is_refused(service: Service) -> None:
     # JSON can carry a lone surrogate, which has no UTF-8 form and so is no S3 key
-    body = '{"source": {"bucket": "%s", "key": "cat\\ud800.jpg"}}' % service.deployment.source_bucket
+    body = '{"source": {"bucket": "' + service.deployment.source_bucket + '", "key": "cat\\ud800.jpg"}}'
     reply = service.invoke(http_event(body, content_type="application/json"))
 
     assert_error(reply, 400, "invalid_parameter", mentions="source:")
 
 
 def test_missing_source_object_is_not_found(service: Service) -> None:
-    reply = service.invoke(json_event({"source": {"bucket": service.deployment.source_bucket, "key": "nothing/here.jpg"}}))
+    reply = service.invoke(
+        json_event({"source": {"bucket": service.deployment.source_bucket, "key": "nothing/here.jpg"}})
+    )
 
     assert_error(reply, 404, "source_not_found", mentions="nothing/here.jpg")
 
@@ -443,7 +265,9 @@ def test_missing_source_object_is_not_found(service: Service) -> None:
         ({"format": "jpg", "bg_color": "00ff00"}, "JPEG", "image/jpeg", JPEG_MAGIC),
     ],
 )
-def test_output_format(service: Service, query: dict[str, str], pil_format: str, content_type: str, magic: bytes) -> None:
+def test_output_format(
+    service: Service, query: dict[str, str], pil_format: str, content_type: str, magic: bytes
+) -> None:
     reply = service.invoke(http_event(query=query))
 
     assert_image_reply(reply, pil_format=pil_format, content_type=content_type)
@@ -473,7 +297,7 @@ def test_background_colour_fills_the_background(service: Service, fmt: str, pil_
     assert image.mode == "RGB"
     width, height = image.size
     for corner in [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)]:
-        pixel = image.getpixel(corner)
+        pixel = cast(tuple[int, ...], image.getpixel(corner))
         assert all(abs(got - want) <= 12 for got, want in zip(pixel, colour, strict=True)), (corner, pixel)
 
 
@@ -529,7 +353,9 @@ def test_max_size_bounds_the_longest_side_and_never_upscales(
     [({}, True), ({"refine": "true"}, True), ({"refine": "false"}, False), ({"refine": "0"}, False)],
     ids=["default", "true", "false", "0"],
 )
-def test_refine_sets_the_edge_colour_and_is_on_by_default(service: Service, query: dict[str, str], refined: bool) -> None:
+def test_refine_sets_the_edge_colour_and_is_on_by_default(
+    service: Service, query: dict[str, str], refined: bool
+) -> None:
     reply = service.invoke(http_event(query=query))
 
     # THEN semi-transparent pixels get an estimated foreground colour unless refine=false; opaque
@@ -587,7 +413,9 @@ def test_invalid_option_value_is_named(service: Service, name: str, value: str) 
         ),
     ],
 )
-def test_accept_json_gives_base64_image_and_metadata(service: Service, make_event: Callable[[], dict[str, Any]]) -> None:
+def test_accept_json_gives_base64_image_and_metadata(
+    service: Service, make_event: Callable[[], dict[str, Any]]
+) -> None:
     inline = service.invoke(http_event()).body
 
     reply = service.invoke(make_event())
@@ -628,10 +456,16 @@ OCTETS = "application/octet-stream"
         _error_case("empty-json-body", lambda: http_event("", content_type=JSON), 400, "missing_image"),
         _error_case("json-without-image", lambda: json_event({"format": "png"}), 400, "missing_image"),
         _error_case("form-without-image", lambda: multipart_event({"format": "png"}), 400, "missing_image"),
-        _error_case("not-an-image", lambda: http_event(b"just text, no image", content_type=OCTETS), 400, "invalid_image"),
+        _error_case(
+            "not-an-image", lambda: http_event(b"just text, no image", content_type=OCTETS), 400, "invalid_image"
+        ),
         _error_case("truncated-jpeg", lambda: http_event(TRUNCATED_JPEG), 400, "invalid_image"),
         _error_case(
-            "text-plain", lambda: http_event("hi", content_type="text/plain"), 415, "unsupported_media_type", "text/plain"
+            "text-plain",
+            lambda: http_event("hi", content_type="text/plain"),
+            415,
+            "unsupported_media_type",
+            "text/plain",
         ),
         _error_case(
             "rest-text-plain",
@@ -641,7 +475,9 @@ OCTETS = "application/octet-stream"
             "text/plain",
         ),
         _error_case("invalid-base64", lambda: json_event({"image": "not base64!"}), 400, "invalid_parameter", "image:"),
-        _error_case("invalid-json", lambda: http_event('{"image": ', content_type=JSON), 400, "invalid_parameter", "body:"),
+        _error_case(
+            "invalid-json", lambda: http_event('{"image": ', content_type=JSON), 400, "invalid_parameter", "body:"
+        ),
         _error_case(
             "source-not-object", lambda: json_event({"source": "s3://b/k"}), 400, "invalid_parameter", "source:"
         ),
@@ -649,7 +485,10 @@ OCTETS = "application/octet-stream"
         _error_case("POST /other", lambda: http_event(path="/other"), 404, "not_found"),
         _error_case("GET /remove", lambda: http_event(method="GET", path="/remove"), 404, "not_found"),
         _error_case(
-            "rest-POST /other", lambda: rest_event(path="/other", headers={"Content-Type": "image/jpeg"}), 404, "not_found"
+            "rest-POST /other",
+            lambda: rest_event(path="/other", headers={"Content-Type": "image/jpeg"}),
+            404,
+            "not_found",
         ),
     ],
 )
@@ -690,7 +529,7 @@ def test_input_over_the_limits_is_too_large(
 def test_unexpected_error_reveals_no_internals(service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a genuine bug deep in the pipeline
     def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("secret detail /var/task/handler/render.py")
+        raise RuntimeError("secret detail /var/task/handler/core/render.py")
 
     monkeypatch.setattr(service.api, "process", broken)
 
@@ -828,9 +667,9 @@ def _broken(*args: Any, **kwargs: Any) -> None:
 @pytest.mark.parametrize(
     ("make_event", "status", "patch"),
     [
-        pytest.param(lambda: _load_event("api_v2_remove.json"), 200, None, id="200-image"),
-        pytest.param(lambda: _load_event("api_v1_remove.json"), 200, None, id="200-image-rest"),
-        pytest.param(lambda: _load_event("function_url_remove.json"), 200, None, id="200-json"),
+        pytest.param(lambda: load_event("api_v2_remove.json"), 200, None, id="200-image"),
+        pytest.param(lambda: load_event("api_v1_remove.json"), 200, None, id="200-image-rest"),
+        pytest.param(lambda: load_event("function_url_remove.json"), 200, None, id="200-json"),
         pytest.param(lambda: http_event(), 303, ("LAMBDA_RESPONSE_LIMIT", 16 * 1024 + 100), id="303"),
         pytest.param(lambda: http_event(TRUNCATED_JPEG), 400, None, id="400"),
         pytest.param(lambda: http_event(path="/other"), 404, None, id="404"),
@@ -863,13 +702,13 @@ def test_every_answer_is_nosniff_and_never_cached(
 
 
 @pytest.fixture
-def captured_logs(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+def captured_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
     """Everything the function's logger writes, at DEBUG level.
 
     Powertools binds its handler to the sys.stdout of the moment the logger was created, so capsys
     alone may miss it: point that handler at a buffer for the test.
     """
-    from handler.observability import logger
+    from handler.aws.observability import logger
 
     buffer = io.StringIO()
     monkeypatch.setattr(logger.logger_handler, "stream", buffer)

@@ -9,20 +9,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler import imaging
+from handler.core import decode as imaging
 from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
-from tests.functional.test_api import (  # noqa: F401  (configure/service are fixtures)
-    EVENT_IMAGE,
-    EVENT_SIZE,
-    Service,
-    assert_error,
-    configure,
-    http_event,
-    multipart_event,
-    service,
-)
+from tests.helpers.api import EVENT_IMAGE, EVENT_SIZE, Service, assert_error, http_event, multipart_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
 
 def phone_photo(fmt: str, **params: object) -> bytes:
     """The example cat as a phone saves it: stored sideways (orientation 6), with a GPS position."""
@@ -56,9 +48,7 @@ def test_phone_formats_give_an_upright_cutout(
 
 
 @pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
-def test_phone_format_without_its_decoder_is_415(
-    service: Service, monkeypatch: pytest.MonkeyPatch, fmt: str
-) -> None:
+def test_phone_format_without_its_decoder_is_415(service: Service, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
     kept = tuple(name for name in imaging._decodable_formats() if name != fmt)
     monkeypatch.setattr(imaging, "_decodable_formats", lambda: kept)
 

@@ -18,19 +18,26 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handler import options
+from handler.core import options
 from tests import graphs
 from tests.corpus import made_images
 from tests.forms import multipart_body
-from tests.functional.test_api import Reply, Service, configure, http_event  # noqa: F401 - configure is a fixture
 from tests.graphs import GraphFile
+from tests.helpers.api import Reply, Service, http_event
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 ERROR_STATUSES = {
-    "invalid_parameter": 400, "invalid_image": 400, "missing_image": 400, "not_found": 404,
-    "source_forbidden": 403, "image_too_large": 413, "too_many_pixels": 413, "too_many_frames": 413,
-    "output_too_large": 413, "unsupported_media_type": 415,
+    "invalid_parameter": 400,
+    "invalid_image": 400,
+    "missing_image": 400,
+    "not_found": 404,
+    "source_forbidden": 403,
+    "image_too_large": 413,
+    "too_many_pixels": 413,
+    "too_many_frames": 413,
+    "output_too_large": 413,
+    "unsupported_media_type": 415,
 }
 PROPERTIES = settings(
     max_examples=150,
@@ -48,8 +55,32 @@ images = st.sampled_from(IMAGES)
 option_values = st.one_of(
     # Values near the parsers' edges: non-ASCII digits, overflowing numbers, the limits themselves.
     st.sampled_from(
-        ["png", "webp", "jpeg", "jpg", "#ff0000", "true", "0", "20", "5%", "100.5%", "20px", "1e400", "²", "١٢",
-         "1" * 400, "1" * 400 + "px", "20000", "20001", " 7 ", "nan", "inf", "512", "768", "1024"]
+        [
+            "png",
+            "webp",
+            "jpeg",
+            "jpg",
+            "#ff0000",
+            "true",
+            "0",
+            "20",
+            "5%",
+            "100.5%",
+            "20px",
+            "1e400",
+            "²",
+            "١٢",
+            "1" * 400,
+            "1" * 400 + "px",
+            "20000",
+            "20001",
+            " 7 ",
+            "nan",
+            "inf",
+            "512",
+            "768",
+            "1024",
+        ]
     ),
     st.text(max_size=20),
     st.integers().map(str),
@@ -58,12 +89,18 @@ queries = st.one_of(
     st.none(),
     st.dictionaries(st.one_of(st.sampled_from(OPTION_NAMES), st.text(max_size=10)), option_values, max_size=4),
     # crop=true makes the margin count.
-    st.dictionaries(st.sampled_from(OPTION_NAMES), option_values, max_size=4).map(lambda query: {**query, "crop": "true"}),
+    st.dictionaries(st.sampled_from(OPTION_NAMES), option_values, max_size=4).map(
+        lambda query: {**query, "crop": "true"}
+    ),
 )
 json_values = st.recursive(
     st.one_of(
-        st.none(), st.booleans(), st.floats(allow_nan=True), st.text(max_size=30),
-        st.integers(), st.sampled_from([10**30, -(10**30), 2**63, 10**400]),
+        st.none(),
+        st.booleans(),
+        st.floats(allow_nan=True),
+        st.text(max_size=30),
+        st.integers(),
+        st.sampled_from([10**30, -(10**30), 2**63, 10**400]),
     ),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
@@ -94,12 +131,24 @@ json_documents = st.one_of(
 )
 boundaries = st.one_of(st.just("b0undary"), st.text(min_size=0, max_size=80))
 params = st.lists(
-    st.tuples(st.sampled_from(["boundary", "charset", "name", "BOUNDARY", "boundary*"]), st.text(max_size=30)), max_size=3
+    st.tuples(st.sampled_from(["boundary", "charset", "name", "BOUNDARY", "boundary*"]), st.text(max_size=30)),
+    max_size=3,
 )
 media_types = st.one_of(
     st.sampled_from(
-        ["image/jpeg", "image/png", "image/", "application/octet-stream", "application/json", "multipart/form-data",
-         "text/plain", "", "IMAGE/PNG", "application/json; charset=utf-16", "multipart/mixed"]
+        [
+            "image/jpeg",
+            "image/png",
+            "image/",
+            "application/octet-stream",
+            "application/json",
+            "multipart/form-data",
+            "text/plain",
+            "",
+            "IMAGE/PNG",
+            "application/json; charset=utf-16",
+            "multipart/mixed",
+        ]
     ),
     st.text(max_size=30),
 )
@@ -116,7 +165,9 @@ def bodies(draw: st.DrawFn) -> tuple[str | None, str | bytes | None]:
     """A (content type, body) pair: raw bytes, JSON, a multipart form, or anything at all."""
     kind = draw(st.sampled_from(["raw", "json", "multipart", "anything"]))
     if kind == "raw":
-        return draw(st.sampled_from(["image/jpeg", "application/octet-stream", None])), draw(st.one_of(images, st.binary(max_size=512)))
+        return draw(st.sampled_from(["image/jpeg", "application/octet-stream", None])), draw(
+            st.one_of(images, st.binary(max_size=512))
+        )
     if kind == "json":
         document = draw(json_documents)
         return "application/json", json.dumps(document) if draw(st.booleans()) else draw(json_texts)
@@ -132,7 +183,9 @@ def bodies(draw: st.DrawFn) -> tuple[str | None, str | bytes | None]:
         body = multipart_body(fields, boundary) if boundary.isprintable() else draw(st.binary(max_size=256))
         declared = draw(st.sampled_from([boundary, f'"{boundary}"', draw(st.text(max_size=20))]))
         return f"multipart/form-data; boundary={declared}", body
-    return draw(st.one_of(st.none(), content_types())), draw(st.one_of(st.none(), st.binary(max_size=512), st.text(max_size=200)))
+    return draw(st.one_of(st.none(), content_types())), draw(
+        st.one_of(st.none(), st.binary(max_size=512), st.text(max_size=200))
+    )
 
 
 @st.composite
@@ -144,12 +197,20 @@ def events(draw: st.DrawFn) -> dict[str, Any]:
         path=draw(st.sampled_from(["/remove", "/mask", "/remove", "/other"])),
         method=draw(st.sampled_from(["POST", "POST", "GET", "PUT"])),
         query=None,
-        accept=draw(st.one_of(st.none(), st.sampled_from(["application/json", "image/*", "*/*"]), st.text(max_size=20))),
+        accept=draw(
+            st.one_of(st.none(), st.sampled_from(["application/json", "image/*", "*/*"]), st.text(max_size=20))
+        ),
     )
     query = draw(queries)
     event["queryStringParameters"] = query
     event["rawQueryString"] = "&".join(f"{name}={value}" for name, value in (query or {}).items())
-    event["headers"].update(draw(st.dictionaries(st.sampled_from(["x-extra", "content-length", "accept-charset"]), st.text(max_size=20), max_size=2)))
+    event["headers"].update(
+        draw(
+            st.dictionaries(
+                st.sampled_from(["x-extra", "content-length", "accept-charset"]), st.text(max_size=20), max_size=2
+            )
+        )
+    )
     if body is None:
         event.pop("body")
     flag = draw(st.sampled_from(["as-sent", "flipped", "missing"]))

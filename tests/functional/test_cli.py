@@ -8,78 +8,18 @@ the real U-2-Net-p on a sample photo.
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 from PIL import Image
 
-from handler.background import mask
-from handler.config import ModelSpec
-from tests import graphs
+from handler.core.background import mask
+from handler.core.settings import ModelSpec
 from tests.composites import changed_edge_pixels
-from tests.graphs import GraphFile, GraphModel
-
-ROOT = Path(__file__).resolve().parents[2]
-INPUT_SIZE = 64
-# Generous: a safety net against a hung child, not a timing assertion.
-CHILD_TIMEOUT_S = 300
-
-
-def red_graph() -> onnx.ModelProto:
-    return graphs.channel_affine(0, 10.0, -5.0, size=None)
-
-
-@dataclass(frozen=True)
-class Result:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def stderr_lines(self) -> list[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
-
-
-Cli = Callable[..., Result]
-
-
-@pytest.fixture
-def cli(tmp_path: Path, graph_file: GraphFile) -> Cli:
-    """Run the CLI in `tmp_path` with the test graph as MODEL_PATH; keyword arguments add variables."""
-    model_path = graph_file(red_graph())
-    # The developer's own settings must not leak into the child.
-    base = {name: value for name, value in os.environ.items() if not name.startswith(("MODEL_", "MAX_INPUT_", "HF_"))}
-
-    def run(*args: str, **environ: str) -> Result:
-        env = {
-            **base,
-            "MODEL_PATH": str(model_path),
-            "MODEL_INPUT_SIZE": str(INPUT_SIZE),
-            "MODEL_THREADS": "1",
-            "HF_HUB_OFFLINE": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "PYTHONPATH": str(ROOT),
-            **environ,
-        }
-        completed = subprocess.run(
-            [sys.executable, "-m", "handler", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=CHILD_TIMEOUT_S,
-            check=False,
-        )
-        return Result(completed.returncode, completed.stdout, completed.stderr)
-
-    return run
+from tests.graphs import GraphModel
+from tests.helpers.cli import INPUT_SIZE, Cli, opened, photo, red_graph, save
 
 
 @pytest.fixture
@@ -87,23 +27,6 @@ def red_model(graph_model: GraphModel) -> Callable[[Path], Image.Image]:
     """The in-process mask the CLI's output must match."""
     model = graph_model(red_graph(), ModelSpec(input_size=INPUT_SIZE))
     return lambda path: mask(path, model=model)
-
-
-def save(image: Image.Image, path: Path, **params: object) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, **params)
-    return path
-
-
-def photo(width: int, height: int, seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8), "RGB")
-
-
-def opened(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        image.load()
-        return image
 
 
 @pytest.fixture
@@ -170,7 +93,9 @@ def test_single_input_writes_the_named_file(
 
 
 @pytest.mark.parametrize(("flags", "refined"), [((), True), (("--refine",), True), (("--no-refine",), False)])
-def test_edge_colour_is_refined_unless_no_refine(cli: Cli, tmp_path: Path, flags: tuple[str, ...], refined: bool) -> None:
+def test_edge_colour_is_refined_unless_no_refine(
+    cli: Cli, tmp_path: Path, flags: tuple[str, ...], refined: bool
+) -> None:
     # GIVEN a photo whose red channel (the test model's mask) ramps, so its edge is soft
     pixels = np.asarray(photo(60, 40, 7)).copy()
     pixels[..., 0] = np.linspace(0, 255, 60, dtype=np.uint8)
@@ -255,7 +180,10 @@ def test_outputs_inside_the_input_folder_are_not_taken_as_inputs(
 
     # THEN it cut out the same images again, and no cutout of a cutout appeared
     assert result.code == 0, result.stderr
-    written = sorted(p.relative_to(tmp_path / "photos" / "cutouts").as_posix() for p in (tmp_path / "photos" / "cutouts").rglob("*.*"))
+    written = sorted(
+        p.relative_to(tmp_path / "photos" / "cutouts").as_posix()
+        for p in (tmp_path / "photos" / "cutouts").rglob("*.*")
+    )
     assert written == sorted(f"{name}.png" for name in photo_tree)
 
 
@@ -296,8 +224,13 @@ def test_nothing_to_do_or_no_model_is_one_error_line(
 def test_real_model_cuts_out_the_cup(cli: Cli, tmp_path: Path, u2netp_path: Path, samples: dict[str, Path]) -> None:
     # GIVEN the real U-2-Net-p, configured as a deployment would be
     result = cli(
-        "remove", str(samples["coffee"]), "-o", "cup.png",
-        MODEL_PATH=str(u2netp_path), MODEL_OUTPUT="probabilities", MODEL_INPUT_SIZE="",
+        "remove",
+        str(samples["coffee"]),
+        "-o",
+        "cup.png",
+        MODEL_PATH=str(u2netp_path),
+        MODEL_OUTPUT="probabilities",
+        MODEL_INPUT_SIZE="",
     )
 
     # THEN the cup is opaque and the table corners transparent

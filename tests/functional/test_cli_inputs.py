@@ -8,14 +8,16 @@ import pytest
 
 from tests import graphs
 from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
-from tests.functional.test_cli import Cli, cli, opened, photo, save  # noqa: F401  (cli is a fixture)
 from tests.graphs import GraphFile
+from tests.helpers.cli import Cli, opened, photo, save
+
 
 @pytest.mark.parametrize(("fmt", "suffix"), [("HEIF", "heic"), ("AVIF", "avif")])
 def test_phone_photos_in_a_folder_are_cut_out_upright(cli: Cli, tmp_path: Path, fmt: str, suffix: str) -> None:
     # GIVEN a folder with a phone photo stored sideways (40x30, orientation 6)
-    save(photo(40, 30, 7), tmp_path / "photos" / f"phone.{suffix}", format=fmt, quality=90,
-         exif=phone_exif(6).tobytes())
+    save(
+        photo(40, 30, 7), tmp_path / "photos" / f"phone.{suffix}", format=fmt, quality=90, exif=phone_exif(6).tobytes()
+    )
 
     result = cli("remove", "photos", "-o", "cutouts")
 

@@ -22,9 +22,9 @@ from PIL import EpsImagePlugin
 
 from tests import graphs
 from tests.corpus import KNOWN_CODES, OK, Case, cases, made_images
-from tests.functional.test_api import Service, configure, http_event  # noqa: F401 - configure is a fixture
-from tests.functional.test_jobs import batch_operations, emf, error_codes, invoke, keys_in, s3_puts  # noqa: F401
 from tests.graphs import GraphFile
+from tests.helpers.api import Service, http_event
+from tests.helpers.jobs import batch_operations, emf, error_codes, keys_in, s3_puts
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # Pillow warns about each corrupt EXIF block
 
@@ -49,15 +49,26 @@ def unexpected(outcomes: dict[Case, str]) -> list[str]:
 
 @pytest.fixture
 def tiny_env(graph_file: GraphFile) -> dict[str, str]:
-    return {"MODEL_PATH": str(graph_file(graphs.channel_affine(1, 8.0, -4.0, size=TINY_SIZE))), "MODEL_OUTPUT": "logits"}
+    return {
+        "MODEL_PATH": str(graph_file(graphs.channel_affine(1, 8.0, -4.0, size=TINY_SIZE))),
+        "MODEL_OUTPUT": "logits",
+    }
 
 
 def test_the_corpus_covers_every_family() -> None:
     families = Counter(case.family for case in CORPUS)
 
     assert set(families) >= {
-        "valid", "truncated", "bitflip", "wrong_magic", "empty", "huge_claim", "png_chunks",
-        "many_frames", "refused_format", "wrong_container",
+        "valid",
+        "truncated",
+        "bitflip",
+        "wrong_magic",
+        "empty",
+        "huge_claim",
+        "png_chunks",
+        "many_frames",
+        "refused_format",
+        "wrong_container",
     }
     assert len(CORPUS) >= 300 and len({case.label for case in CORPUS}) == len(CORPUS)
 
@@ -68,7 +79,10 @@ def test_every_case_decodes_to_a_defined_outcome_within_bounded_memory() -> None
     # WHEN it decodes every case with the default limits
     run = subprocess.run(
         [sys.executable, "-m", "tests.corpus", "--headroom-mb", "1024"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
     # THEN it finishes, the memory guard was live, and no case raised anything but a known error

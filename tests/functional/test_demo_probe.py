@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import socket
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
-from demo import hub_reachable  # noqa: E402
+from scripts.demo import hub_reachable
 
 
 def test_a_listening_endpoint_is_reachable() -> None:

@@ -18,17 +18,15 @@ from typing import Any
 
 import pytest
 
-from handler.errors import StorageUnavailable
+from handler.core.errors import StorageUnavailable
 from tests import faults
 from tests.faults import FaultProxy
-from tests.functional.test_jobs import (  # noqa: F401 (invoke and logs are fixtures)
+from tests.helpers.jobs import (
     INPUT_PREFIX,
     OUTCOME_MESSAGES,
     batch_operations,
     eventbridge,
-    invoke,
     keys_in,
-    logs,
     s3_put,
     s3_puts,
     sqs,
@@ -73,8 +71,16 @@ def outputs_of(name: str) -> tuple[str, str]:
         (faults.reset(), "PUT", "cutouts/p.png", 1),
         (faults.internal_error(), "HEAD", "cutouts/p.png", 1),
     ],
-    ids=["get-slowdown-x2", "get-500-x2", "get-reset", "get-truncated-x2", "get-slow", "put-slowdown-x2",
-         "put-reset", "head-500"],
+    ids=[
+        "get-slowdown-x2",
+        "get-500-x2",
+        "get-reset",
+        "get-truncated-x2",
+        "get-slow",
+        "put-slowdown-x2",
+        "put-reset",
+        "head-500",
+    ],
 )
 def test_transient_fault_is_retried_and_the_object_is_processed(proxy, deploy, s3, invoke, fault, method, key, times):
     # GIVEN S3 failing the first `times` requests of one kind for this object, then answering
@@ -129,7 +135,7 @@ def test_persistent_write_fault_raises_so_lambda_retries(proxy, deploy, s3, invo
     upload(s3, deployment.input_bucket, "uploads/p.jpg", "coffee.jpg")
     proxy.inject(faults.reset(), method="PUT", key="masks/p.png", times=None)
 
-    with pytest.raises(StorageUnavailable, match="masks/p.png"):
+    with pytest.raises(StorageUnavailable, match=r"masks/p\.png"):
         invoke(s3_put(deployment.input_bucket, "uploads/p.jpg"))
 
     assert len(proxy.seen(method="PUT", key="masks/p.png")) == ATTEMPTS
@@ -186,7 +192,10 @@ def test_batch_operations_reports_temporary_and_permanent_failures(proxy, deploy
     results = [invoke(batch_operations(version, bucket, f"uploads/{name}.jpg"))["results"][0] for name in names]
 
     assert [result["resultCode"] for result in results] == [
-        "Succeeded", "TemporaryFailure", "PermanentFailure", "PermanentFailure"
+        "Succeeded",
+        "TemporaryFailure",
+        "PermanentFailure",
+        "PermanentFailure",
     ]
     assert results[1]["resultString"].startswith("storage_unavailable: ")
     assert results[2]["resultString"].startswith("invalid_image: ")

@@ -29,7 +29,11 @@ EVENTS = ROOT / "events"
 def invoke(event: Path, env: dict[str, str], *extra: str) -> tuple[dict[str, Any], subprocess.CompletedProcess[str]]:
     result = subprocess.run(
         [sys.executable, "-m", "handler", "invoke", str(event), *extra],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     # stdout is the Lambda response alone (logs and metrics go to stderr), so it parses as JSON.
@@ -38,7 +42,12 @@ def invoke(event: Path, env: dict[str, str], *extra: str) -> tuple[dict[str, Any
 
 @pytest.fixture
 def function_env(aws_env: str, u2netp_path: Path) -> dict[str, str]:
-    return {**os.environ, "MODEL_PATH": str(u2netp_path), "MODEL_OUTPUT": "probabilities", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return {
+        **os.environ,
+        "MODEL_PATH": str(u2netp_path),
+        "MODEL_OUTPUT": "probabilities",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
 
 
 def test_api_event_prints_the_response_and_writes_the_body(function_env: dict[str, str], tmp_path: Path) -> None:

@@ -8,166 +8,51 @@ and counted.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib
-import io
 import json
-import re
 import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote_plus, unquote
 
 import onnx
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from PIL import Image
 
-from handler import runtime
-from handler.errors import ConfigurationError, OutputUnavailable, StorageUnavailable, UnsupportedEvent
-from handler.observability import logger
+from handler.aws import runtime
+from handler.core.errors import ConfigurationError, OutputUnavailable, StorageUnavailable, UnsupportedEvent
 from tests.composites import changed_edge_pixels
+from tests.helpers.jobs import (
+    BOX,
+    CANONICAL_KEY,
+    CANONICAL_OUTPUTS,
+    INPUT_PREFIX,
+    OUTCOME_MESSAGES,
+    SAMPLES,
+    batch_operations,
+    emf,
+    error_codes,
+    eventbridge,
+    head,
+    image,
+    keys_in,
+    load,
+    metric_total,
+    s3_put,
+    s3_puts,
+    sample_size,
+    sqs,
+    upload,
+)
 from tests.tools import tool_path
-
-ROOT = Path(__file__).resolve().parents[2]
-EVENTS = ROOT / "events"
-SAMPLES = ROOT / "samples"
-
-INPUT_PREFIX = "uploads/"
-CANONICAL_KEY = "uploads/holiday photos/beach (1).jpg"  # the key the events/ files name
-CANONICAL_OUTPUTS = ("cutouts/holiday photos/beach (1).png", "masks/holiday photos/beach (1).png")
-BOX = re.compile(r"^\d+,\d+,\d+,\d+$")
 
 # observability.py silences this for the function; pytest resets warning filters per test.
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
-
-
-# --- Helpers ----------------------------------------------------------------------------------
-
-
-def load(name: str) -> dict[str, Any]:
-    return json.loads((EVENTS / name).read_text())
-
-
-def upload(s3: Any, bucket: str, key: str, sample: str = "astronaut.jpg", **extra: Any) -> str:
-    """Store a sample photo (or `Body=...`) at `key`; returns its ETag as S3 reports it, unquoted."""
-    body = extra.pop("Body", None)
-    if body is None:
-        body = (SAMPLES / sample).read_bytes()
-    response = s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
-    return response["ETag"].strip('"')
-
-
-def s3_put(bucket: str, key: str) -> dict[str, Any]:
-    """events/s3_put.json for `key`, encoded the way S3 notifications encode keys."""
-    event = load("s3_put.json")
-    s3 = event["Records"][0]["s3"]
-    s3["bucket"].update(name=bucket, arn=f"arn:aws:s3:::{bucket}")
-    s3["object"]["key"] = quote_plus(key, safe="/")
-    return event
-
-
-def eventbridge(bucket: str, key: str) -> dict[str, Any]:
-    """events/eventbridge_object_created.json for `key`, sent as is."""
-    event = load("eventbridge_object_created.json")
-    event["resources"] = [f"arn:aws:s3:::{bucket}"]
-    event["detail"]["bucket"]["name"] = bucket
-    event["detail"]["object"]["key"] = key
-    return event
-
-
-def sqs(*bodies: Any) -> dict[str, Any]:
-    """An SQS batch (shaped like events/sqs_s3_notification.json), one message per body."""
-    template = load("sqs_s3_notification.json")["Records"][0]
-    records = []
-    for number, body in enumerate(bodies):
-        record = copy.deepcopy(template)
-        record["messageId"] = f"message-{number}"
-        record["body"] = body if isinstance(body, str) else json.dumps(body)
-        records.append(record)
-    return {"Records": records}
-
-
-def batch_operations(version: str, bucket: str, key: str) -> dict[str, Any]:
-    """events/batch_operations_v1.json (key URL-encoded) or _v2.json (key as is) for `key`."""
-    event = load("batch_operations_v1.json" if version == "1.0" else "batch_operations_v2.json")
-    task = event["tasks"][0]
-    if version == "1.0":
-        task.update(s3BucketArn=f"arn:aws:s3:::{bucket}", s3Key=quote(key, safe="/"))
-    else:
-        task.update(s3Bucket=bucket, s3Key=key)
-    return event
-
-
-def keys_in(s3: Any, bucket: str) -> list[str]:
-    return sorted(item["Key"] for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
-
-
-def head(s3: Any, bucket: str, key: str) -> dict[str, Any]:
-    return s3.head_object(Bucket=bucket, Key=key)
-
-
-def image(s3: Any, bucket: str, key: str) -> Image.Image:
-    picture = Image.open(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
-    picture.load()
-    return picture
-
-
-def emf(out: str) -> list[dict[str, Any]]:
-    """The EMF metric documents printed to stdout."""
-    documents = []
-    for line in out.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            documents.append(json.loads(line))
-    return documents
-
-
-def metric_total(documents: list[dict[str, Any]], name: str) -> float:
-    total = 0.0
-    for document in documents:
-        value = document.get(name)
-        if value is not None:
-            total += sum(value) if isinstance(value, list) else value
-    return total
-
-
-def error_codes(documents: list[dict[str, Any]]) -> list[str]:
-    return [document["code"] for document in documents if "Errors" in document]
-
-
-def sample_size(name: str) -> tuple[int, int]:
-    with Image.open(SAMPLES / name) as picture:
-        return picture.size
-
-
-# --- Fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def invoke(lambda_context: Any) -> Callable[[dict[str, Any]], Any]:
-    """Call handler.jobs.lambda_handler; import it only once a test has deployed (it loads the model)."""
-
-    def call(event: dict[str, Any]) -> Any:
-        from handler import jobs
-
-        return jobs.lambda_handler(event, lambda_context)
-
-    return call
-
-
-@pytest.fixture
-def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
-    """The function's structured log lines, as dicts."""
-    handler = logger.registered_handler
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)  # type: ignore[attr-defined]
-    yield lambda: [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
-    handler.setStream(previous)  # type: ignore[attr-defined]
 
 
 # --- S3 event notifications -------------------------------------------------------------------
@@ -287,9 +172,7 @@ def test_versioned_source_records_its_version(deploy, s3, invoke):
     assert metadata["source-version"] == response["VersionId"]
 
 
-def test_repeated_event_is_skipped_until_the_source_or_model_changes(
-    deploy, s3, invoke, capsys, monkeypatch, tmp_path
-):
+def test_repeated_event_is_skipped_until_the_source_or_model_changes(deploy, s3, invoke, capsys, monkeypatch, tmp_path):
     # GIVEN an upload that has been processed once
     deployment = deploy(INPUT_PREFIX=INPUT_PREFIX)
     key = "uploads/again.jpg"
@@ -340,7 +223,7 @@ def test_repeated_event_is_skipped_until_the_source_or_model_changes(
     retrained.doc_string = "retrained"
     onnx.save(retrained, str(redeployed))
     monkeypatch.setenv("MODEL_PATH", str(redeployed))
-    runtime.current.cache_clear()
+    runtime.reset()
     summary = invoke(event)
 
     # THEN outputs made by the old model are not taken as up to date, and record the new one
@@ -352,7 +235,7 @@ def test_repeated_event_is_skipped_until_the_source_or_model_changes(
     renamed = tmp_path / "same-model-renamed.onnx"
     shutil.copyfile(redeployed, renamed)
     monkeypatch.setenv("MODEL_PATH", str(renamed))
-    runtime.current.cache_clear()
+    runtime.reset()
 
     # THEN its outputs are up to date
     assert invoke(event)["skipped"] == 1
@@ -398,7 +281,7 @@ def test_transient_storage_error_is_raised_for_a_retry(deploy, s3, invoke, capsy
     upload(s3, deployment.input_bucket, "uploads/archived.jpg", StorageClass="GLACIER")
 
     # WHEN its event arrives THEN the invocation fails, so Lambda retries it
-    from handler.errors import StorageUnavailable
+    from handler.core.errors import StorageUnavailable
 
     with pytest.raises(StorageUnavailable):
         invoke(s3_put(deployment.input_bucket, "uploads/archived.jpg"))
@@ -762,24 +645,7 @@ def test_sam_generated_batch_operations_event(deploy, s3, invoke):
     assert len(keys_in(s3, deployment.output_bucket)) == 2
 
 
-
 # --- Batches: S3 transfers overlapped with the work (JOBS_PREFETCH) -----------------------------
-
-# What the outcome log lines say, by object; compared between the two modes.
-OUTCOME_MESSAGES = {
-    "object processed",
-    "outputs already match this object; skipped",
-    "object is under the output location; not processed (recursive loop guard)",
-    "object not processed; it will not be retried",
-    "object not processed; it will be retried",
-}
-
-
-def s3_puts(bucket: str, keys: list[str]) -> dict[str, Any]:
-    """One S3 notification with a record per key (S3 sends one, but the format allows many)."""
-    event = s3_put(bucket, keys[0])
-    event["Records"] = [s3_put(bucket, key)["Records"][0] for key in keys]
-    return event
 
 
 def other_threads() -> set[threading.Thread]:
@@ -811,7 +677,7 @@ def run_both_ways(deploy, s3, invoke, logs, capsys, source_bucket, event_for, **
         threads_before = other_threads()
         try:
             answer: Any = invoke(event_for(source_bucket, deployment.output_bucket))
-        except Exception as error:  # compared below: the same error, raised the same way
+        except Exception as error:  # noqa: BLE001 - compared below: the same error, raised the same way
             answer = error
         assert other_threads() == threads_before, "a thread of the function outlived the invocation"
         lines = logs()[logged_before:]
@@ -873,17 +739,28 @@ def test_batch_with_failures_ends_the_same_with_and_without_prefetch(deploy, s3,
     # AND every object had the same fate, logged and counted the same way
     assert overlapped["outcomes"] == sequential["outcomes"]
     assert sorted(key for key, message, _ in sequential["outcomes"]) == sorted(
-        [*(f"uploads/{name}.jpg" for name in ("a", "a", "notes", "cold-1", "b", "missing", "cold-2", "../escape", "c")),
-         "cutouts/a.png"]
+        [
+            *(
+                f"uploads/{name}.jpg"
+                for name in ("a", "a", "notes", "cold-1", "b", "missing", "cold-2", "../escape", "c")
+            ),
+            "cutouts/a.png",
+        ]
     )
     assert ("uploads/a.jpg", "outputs already match this object; skipped", "") in sequential["outcomes"]
-    assert sequential["errors"] == overlapped["errors"] == sorted(
-        ["invalid_image", "storage_unavailable", "source_not_found", "storage_unavailable", "invalid_parameter"]
+    assert (
+        sequential["errors"]
+        == overlapped["errors"]
+        == sorted(
+            ["invalid_image", "storage_unavailable", "source_not_found", "storage_unavailable", "invalid_parameter"]
+        )
     )
     assert sequential["processed"] == overlapped["processed"] == 3
     assert sequential["skipped"] == overlapped["skipped"] == 2
     # AND the outputs are the same, byte for byte, metadata included
-    assert sorted(sequential["outputs"]) == [f"{folder}/{name}.png" for folder in ("cutouts", "masks") for name in "abc"]
+    assert sorted(sequential["outputs"]) == [
+        f"{folder}/{name}.png" for folder in ("cutouts", "masks") for name in "abc"
+    ]
     assert overlapped["outputs"] == sequential["outputs"]
 
 
@@ -891,7 +768,7 @@ def test_batch_summary_is_the_same_with_and_without_prefetch(deploy, s3, invoke,
     # GIVEN a notification naming four photos (two of them larger) and a broken file, in webp
     source = deploy(INPUT_PREFIX=INPUT_PREFIX).input_bucket
     keys = ["uploads/1.jpg", "uploads/2.jpg", "uploads/broken.jpg", "uploads/3.jpg", "uploads/4.jpg"]
-    for key, sample in zip(keys, ["coffee.jpg", "astronaut.jpg", "", "chelsea.jpg", "coffee.jpg"]):
+    for key, sample in zip(keys, ["coffee.jpg", "astronaut.jpg", "", "chelsea.jpg", "coffee.jpg"], strict=True):
         if sample:
             upload(s3, source, key, sample)
     upload(s3, source, "uploads/broken.jpg", Body=b"\xff\xd8\xff truncated")
@@ -935,11 +812,9 @@ def test_sqs_message_naming_several_objects_is_retried_the_same_with_and_without
     assert len(sequential["outputs"]) == 4
 
 
-def test_failed_background_write_is_its_own_objects_transient_failure(
-    deploy, s3, invoke, logs, capsys, monkeypatch
-):
+def test_failed_background_write_is_its_own_objects_transient_failure(deploy, s3, invoke, logs, capsys, monkeypatch):
     # GIVEN S3 refusing (transiently) the mask of the first of three photos
-    from handler.storage import Storage
+    from handler.aws.storage import Storage
 
     real_write = Storage.write
 
@@ -951,7 +826,7 @@ def test_failed_background_write_is_its_own_objects_transient_failure(
     monkeypatch.setattr(Storage, "write", flaky_write)
     source = deploy(INPUT_PREFIX=INPUT_PREFIX).input_bucket
     keys = ["uploads/p1.jpg", "uploads/p2.jpg", "uploads/p3.jpg"]
-    for key, sample in zip(keys, ["coffee.jpg", "chelsea.jpg", "astronaut.jpg"]):
+    for key, sample in zip(keys, ["coffee.jpg", "chelsea.jpg", "astronaut.jpg"], strict=True):
         upload(s3, source, key, sample)
 
     # WHEN the batch is handled both ways
@@ -965,7 +840,13 @@ def test_failed_background_write_is_its_own_objects_transient_failure(
         assert run["processed"] == 2
     assert overlapped["outcomes"] == sequential["outcomes"]
     # ... the cutout written before the failing mask stays, as it always did
-    assert sorted(overlapped["outputs"]) == ["cutouts/p1.png", "cutouts/p2.png", "cutouts/p3.png", "masks/p2.png", "masks/p3.png"]
+    assert sorted(overlapped["outputs"]) == [
+        "cutouts/p1.png",
+        "cutouts/p2.png",
+        "cutouts/p3.png",
+        "masks/p2.png",
+        "masks/p3.png",
+    ]
     assert overlapped["outputs"] == sequential["outputs"]
 
 

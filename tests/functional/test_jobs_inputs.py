@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from tests.exif import LATITUDE, latitude, phone_exif
-from tests.functional.test_jobs import INPUT_PREFIX, image, invoke, keys_in, s3_put, upload  # noqa: F401
+from tests.helpers.jobs import INPUT_PREFIX, image, keys_in, s3_put, upload
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
+
 
 def _phone_photo(fmt: str) -> bytes:
     buffer = io.BytesIO()

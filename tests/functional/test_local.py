@@ -21,26 +21,21 @@ import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote_plus
 
 import pytest
 from PIL import Image
 
-from handler.local import LocalServer, api_gateway_event, http_response, s3_put_event
+from handler.local.api_gateway import api_gateway_event, http_response
+from handler.local.server import LocalServer
+from handler.local.upload_trigger import s3_put_event
+from tests.helpers.http import post
 
 ROOT = Path(__file__).resolve().parents[2]
 # Bounds, not expectations: U-2-Net-p answers in well under a second on this machine.
 JOB_TIMEOUT_SECONDS = 120
 START_TIMEOUT_SECONDS = 120
-
-
-def _post(url: str, body: bytes, content_type: str = "image/jpeg") -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
 
 
 def _size_of(path: Path) -> tuple[int, int]:
@@ -56,7 +51,7 @@ def test_remove_answers_with_an_rgba_cutout_of_the_photos_size(server: LocalServ
     photo = samples["chelsea"]
 
     # WHEN it is posted to /remove
-    status, headers, body = _post(f"{server.url}/remove", photo.read_bytes())
+    status, headers, body = post(f"{server.url}/remove", photo.read_bytes())
 
     # THEN the cutout comes back as a PNG with transparency, at the photo's own size
     assert status == 200, body[:300]
@@ -65,13 +60,13 @@ def test_remove_answers_with_an_rgba_cutout_of_the_photos_size(server: LocalServ
         assert cutout.format == "PNG"
         assert cutout.mode == "RGBA"
         assert cutout.size == _size_of(photo)
-        low, high = cutout.getchannel("A").getextrema()
+        low, high = cast(tuple[int, int], cutout.getchannel("A").getextrema())
     assert low < 64 and high > 192, "a cat photo has both background and subject"
     assert (headers["X-Width"], headers["X-Height"]) == tuple(str(n) for n in _size_of(photo))
 
 
 def test_mask_answers_with_a_greyscale_png(server: LocalServer, samples: dict[str, Path]) -> None:
-    status, headers, body = _post(f"{server.url}/mask", samples["astronaut"].read_bytes())
+    status, headers, body = post(f"{server.url}/mask", samples["astronaut"].read_bytes())
 
     assert status == 200, body[:300]
     assert headers["Content-Type"] == "image/png"
@@ -82,7 +77,7 @@ def test_mask_answers_with_a_greyscale_png(server: LocalServer, samples: dict[st
 
 def test_query_options_reach_the_function(server: LocalServer, samples: dict[str, Path]) -> None:
     # The query string travels in the event (rawQueryString, queryStringParameters).
-    status, headers, body = _post(f"{server.url}/remove?format=webp", samples["coffee"].read_bytes())
+    status, headers, body = post(f"{server.url}/remove?format=webp", samples["coffee"].read_bytes())
 
     assert status == 200, body[:300]
     assert headers["Content-Type"] == "image/webp"
@@ -91,7 +86,7 @@ def test_query_options_reach_the_function(server: LocalServer, samples: dict[str
 
 
 def test_a_body_that_is_not_an_image_is_a_400_with_a_json_error(server: LocalServer) -> None:
-    status, headers, body = _post(f"{server.url}/remove", b"these bytes are not a picture")
+    status, headers, body = post(f"{server.url}/remove", b"these bytes are not a picture")
 
     assert status == 400
     assert headers["Content-Type"] == "application/json"
@@ -99,7 +94,7 @@ def test_a_body_that_is_not_an_image_is_a_400_with_a_json_error(server: LocalSer
 
 
 def test_a_route_the_api_does_not_have_is_a_404(server: LocalServer) -> None:
-    status, _headers, body = _post(f"{server.url}/resize", b"x")
+    status, _headers, body = post(f"{server.url}/resize", b"x")
 
     assert status == 404
     assert json.loads(body) == {"message": "Not Found"}
@@ -180,9 +175,7 @@ def _output_keys(server: LocalServer, attempts: int = 5) -> list[str]:
     return keys
 
 
-def test_an_upload_to_the_input_bucket_gets_its_cutout_and_mask(
-    server: LocalServer, samples: dict[str, Path]
-) -> None:
+def test_an_upload_to_the_input_bucket_gets_its_cutout_and_mask(server: LocalServer, samples: dict[str, Path]) -> None:
     assert server.poller is not None
     s3 = server.s3_client()
     # GIVEN a key that S3 URL-encodes in its event (spaces become '+')
@@ -219,7 +212,9 @@ def test_an_overwritten_upload_is_processed_again(server: LocalServer, samples: 
     first = s3.put_object(Bucket=server.input_bucket, Key=key, Body=samples["coffee"].read_bytes())["ETag"].strip('"')
     assert server.poller.wait_for(key, timeout=JOB_TIMEOUT_SECONDS, etag=first) is not None
 
-    second = s3.put_object(Bucket=server.input_bucket, Key=key, Body=samples["astronaut"].read_bytes())["ETag"].strip('"')
+    second = s3.put_object(Bucket=server.input_bucket, Key=key, Body=samples["astronaut"].read_bytes())["ETag"].strip(
+        '"'
+    )
     outcome = server.poller.wait_for(key, timeout=JOB_TIMEOUT_SECONDS, etag=second)
 
     assert first != second
@@ -246,7 +241,10 @@ def test_the_api_event_has_the_http_api_v2_shape() -> None:
     assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == b"\x89PNG raw bytes"
     assert event["requestContext"]["http"]["method"] == "POST"
     assert event["requestContext"]["http"]["path"] == "/mask"
-    assert event["requestContext"]["requestId"] != api_gateway_event("POST", "/mask", [], b"")["requestContext"]["requestId"]
+    assert (
+        event["requestContext"]["requestId"]
+        != api_gateway_event("POST", "/mask", [], b"")["requestContext"]["requestId"]
+    )
 
 
 def test_a_lambda_response_becomes_the_http_answer() -> None:
@@ -287,7 +285,7 @@ def _subprocess_env(**extra: str) -> dict[str, str]:
 
 def test_importing_the_module_starts_nothing() -> None:
     code = (
-        "import sys, threading, handler.local\n"
+        "import sys, threading, handler.local.server\n"
         "assert 'handler.api' not in sys.modules and 'moto' not in sys.modules, sorted(sys.modules)\n"
         "assert threading.active_count() == 1\n"
     )

@@ -1,6 +1,6 @@
 """The local server (`python -m handler serve`) under concurrent clients on 127.0.0.1.
 
-Inference is serialised by design (handler/local.py, INVOCATION_CONCURRENCY): the test counts, at
+Inference is serialised by design (handler/local/server.py, INVOCATION_CONCURRENCY): the test counts, at
 the model itself, how many inferences run at once while 8 clients send requests together, and at
 the HTTP handler how many requests were in flight (so the serialisation was really put to the
 test). The thread pool and the overall timeout bound the test; nothing here is a timing assertion.
@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler import local
-from handler.local import LocalServer
-from handler.model import BackgroundModel
-from tests.functional.test_local import _post
+from handler.core.model import BackgroundModel
+from handler.local import server as local
+from handler.local.http_server import RequestHandler
+from handler.local.server import LocalServer
+from tests.helpers.http import post
 
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 3
@@ -58,9 +59,7 @@ class Gauge:
 def gauges(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Gauge]]:
     inferences, in_flight = Gauge(), Gauge()
     monkeypatch.setattr(BackgroundModel, "infer", inferences.wrap(BackgroundModel.infer))
-    monkeypatch.setattr(
-        local._RequestHandler, "_lambda_or_not_found", in_flight.wrap(local._RequestHandler._lambda_or_not_found)
-    )
+    monkeypatch.setattr(RequestHandler, "_lambda_or_not_found", in_flight.wrap(RequestHandler._lambda_or_not_found))
     yield {"inferences": inferences, "in_flight": in_flight}
 
 
@@ -77,14 +76,14 @@ def test_concurrent_clients_all_succeed_with_inference_serialised(
         for request in range(REQUESTS_PER_CLIENT):
             route = "/remove" if (number + request) % 2 == 0 else "/mask"
             photo = photos[(number + request) % len(photos)]
-            status, _headers, body = _post(f"{server.url}{route}", photo.read_bytes())
+            status, _headers, body = post(f"{server.url}{route}", photo.read_bytes())
             answers.append((route, photo, status, body))
         return answers
 
     # WHEN they run at once
     with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
         futures = [pool.submit(client, number) for number in range(CLIENTS)]
-        done, pending = wait(futures, timeout=TOTAL_TIMEOUT_SECONDS)
+        _, pending = wait(futures, timeout=TOTAL_TIMEOUT_SECONDS)
     assert not pending, f"{len(pending)} clients did not finish within {TOTAL_TIMEOUT_SECONDS} s"
 
     # THEN every request succeeded with a valid image of its photo's size

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler.local import LocalLambdaContext
+from handler.local.context import LocalLambdaContext
 from tests.forms import multipart_body
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -120,7 +120,7 @@ def loud(
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
     deployment = deploy(INPUT_PREFIX="uploads/", OUTPUT_PREFIX="")
     from handler import api, jobs
-    from handler.observability import logger
+    from handler.aws.observability import logger
 
     # Powertools reads POWERTOOLS_LOGGER_LOG_EVENT when it decorates the handlers: decorate again.
     importlib.reload(api)
@@ -197,7 +197,9 @@ API_CASES: dict[str, tuple[Callable[[], dict[str, Any]], int, bytes]] = {
         IMAGE,
     ),
     "json-data-url": (
-        lambda: _http(json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(IMAGE).decode()}), "application/json"),
+        lambda: _http(
+            json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(IMAGE).decode()}), "application/json"
+        ),
         200,
         IMAGE,
     ),
@@ -231,10 +233,11 @@ def test_api_logs_hold_no_body_image_or_event(loud: tuple[Any, Captured], capsys
 def test_api_logs_of_an_oversize_request_hold_no_image(
     loud: tuple[Any, Captured], capsys: Any, monkeypatch: pytest.MonkeyPatch, limit: str
 ) -> None:
-    from handler import api, runtime
+    from handler import api
+    from handler.aws import runtime
 
     monkeypatch.setenv(limit, "1000")
-    runtime.current.cache_clear()
+    runtime.reset()
     event = _event("api_v2_remove.json")
     response = api.lambda_handler(event, LocalLambdaContext("background-remover", 60))
     _, captured = loud
@@ -332,7 +335,7 @@ def test_jobs_logs_of_an_unreadable_event_name_its_fields_not_its_content(
     loud: tuple[Any, Captured], capsys: Any
 ) -> None:
     from handler import jobs
-    from handler.errors import UnsupportedEvent
+    from handler.core.errors import UnsupportedEvent
 
     encoded = base64.b64encode(IMAGE).decode()
     # The image as a value, and as a field name
@@ -352,6 +355,7 @@ def test_jobs_logs_of_an_unexpected_error_hold_its_traceback_but_no_image(
     loud: tuple[Any, Captured], capsys: Any, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from handler import jobs
+    from handler.aws import pipeline
 
     deployment, captured = loud
     s3.put_object(Bucket=deployment.input_bucket, Key=EVENT_KEY, Body=IMAGE)
@@ -359,7 +363,7 @@ def test_jobs_logs_of_an_unexpected_error_hold_its_traceback_but_no_image(
     def broken(data: bytes, *args: Any, **kwargs: Any) -> None:
         raise RuntimeError(f"a bug with {len(data)} bytes in hand")
 
-    monkeypatch.setattr(jobs, "process", broken)
+    monkeypatch.setattr(pipeline, "process", broken)
     with pytest.raises(RuntimeError):
         jobs.lambda_handler(_event("s3_put.json", deployment.input_bucket), LocalLambdaContext("jobs", 60))
     captured.streams = "".join(capsys.readouterr())
@@ -371,7 +375,7 @@ def test_jobs_logs_of_an_unexpected_error_hold_its_traceback_but_no_image(
 
 def test_the_check_finds_a_dumped_event(loud: tuple[Any, Captured], capsys: Any) -> None:
     """The detector itself: Powertools with log_event=True is caught on every count."""
-    from handler.observability import logger
+    from handler.aws.observability import logger
 
     event = _event("api_v2_remove.json")
     logger.inject_lambda_context(log_event=True)(lambda _event, _context: None)(

@@ -1,6 +1,6 @@
 """Soak, short: 100 invocations in this process leave no file descriptor, temp file or held memory.
 
-The same loop as benchmarks/soak.py (which runs 500 with the real U-2-Net-p in a process of its
+The same loop (tests/helpers/soak.py) as benchmarks/soak.py (which runs 500 with the real U-2-Net-p in a process of its
 own and reports the RSS slope), here with a one-node graph so that the time goes to the
 function's own work: decoding, encoding, S3 and the entry points, where a leak would be. The
 entry points alternate (jobs on the local S3, API), the photos vary in format, mode and size.
@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from benchmarks.soak import INPUT_PREFIX, soak, varied_photos
 from tests import graphs
+from tests.helpers.soak import INPUT_PREFIX, soak, varied_photos
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:No application metrics to publish")]
 
@@ -73,4 +73,6 @@ def test_many_invocations_leave_no_fd_temp_file_or_held_memory(
     assert second.fds[-1] <= warm.fds[-1] + FD_SLACK, f"fds: {warm.fds[-1]} -> {second.fds[-1]}"
     assert warm.temp_files_left == first.temp_files_left == second.temp_files_left == []
     assert list(temp.iterdir()) == []
-    assert end - middle < MAX_HELD_GROWTH_KB, f"handler/ holds {middle:.0f} KB after 60 invocations, {end:.0f} KB after 100"
+    assert end - middle < MAX_HELD_GROWTH_KB, (
+        f"handler/ holds {middle:.0f} KB after 60 invocations, {end:.0f} KB after 100"
+    )

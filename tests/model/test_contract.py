@@ -16,10 +16,11 @@ import onnx
 import pytest
 from PIL import Image
 
-from handler.background import load_model
-from handler.config import ModelSettings, ModelSpec
-from handler.errors import ConfigurationError, ModelUnavailable
-from handler.model import BackgroundModel
+from handler.core.background import load_model, segment
+from handler.core.decode import load_picture
+from handler.core.errors import ConfigurationError, ModelUnavailable
+from handler.core.model import BackgroundModel
+from handler.core.settings import ModelSettings, ModelSpec
 from tests import graphs
 from tests.graphs import GraphFile, GraphModel
 
@@ -49,6 +50,11 @@ def expected_mask(picture: Image.Image, probability: Probability, size: int = gr
     squashed = np.asarray(picture.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64)
     at_model_size = Image.fromarray(probability(squashed).astype(np.float32), "F")
     return np.asarray(at_model_size.resize(picture.size, Image.Resampling.BILINEAR), dtype=np.float64) * 255.0
+
+
+def mask_of(model: BackgroundModel, picture: Image.Image) -> Image.Image:
+    """The mask the pipeline makes of an opaque RGB picture with `model`."""
+    return segment(load_picture(picture), model)
 
 
 def assert_mask(mask: Image.Image, expected: np.ndarray) -> None:
@@ -102,7 +108,7 @@ def test_logit_graph_mask_matches_the_hand_computed_mask(
     assert (model.input_name, model.output_name, model.input_size) == ("input_image", "output_image", (1024, 1024))
 
     # WHEN masking a non-square picture
-    mask = model.mask(picture)
+    mask = mask_of(model, picture)
 
     # THEN it is sigmoid(logits) resized back to the picture's size, within one grey level
     expected = expected_mask(picture, affine_logits(channel))
@@ -120,7 +126,7 @@ def test_probability_graph_is_used_without_sigmoid(
 ) -> None:
     model = graph_model(graphs.channel_affine(0, slope, intercept), ModelSpec(output="probabilities"))
 
-    mask = model.mask(picture)
+    mask = mask_of(model, picture)
 
     def clipped(squashed: np.ndarray) -> np.ndarray:
         return np.clip(slope * squashed[..., 0] / 255.0 + intercept, 0.0, 1.0)
@@ -139,15 +145,15 @@ def test_constant_logits_give_a_constant_mask(
     model = graph_model(graphs.constant(logit))
 
     # WHEN masking THEN every pixel is sigmoid(logit), not stretched to the full 0..255 range
-    assert round(255 * float(sigmoid(np.float64(logit)))) == grey
-    assert np.unique(np.asarray(model.mask(picture))).tolist() == [grey]
+    assert round(255 * float(sigmoid(np.array(logit, dtype=np.float64)))) == grey
+    assert np.unique(np.asarray(mask_of(model, picture))).tolist() == [grey]
 
 
 def test_faint_varying_logits_stay_faint(graph_model: GraphModel, picture: Image.Image) -> None:
     # GIVEN logits between -8 and -6: a picture without a subject, with a little structure
     model = graph_model(graphs.channel_affine(0, 2.0, -8.0))
 
-    mask = np.asarray(model.mask(picture))
+    mask = np.asarray(mask_of(model, picture))
 
     # THEN the mask stays near 0 (a min-max stretch would turn it into a full 0..255 ramp)
     assert mask.max() <= 1
@@ -163,7 +169,7 @@ def test_dynamic_graph_uses_the_configured_size_or_1024(
     model = graph_model(logit_graph(1, size=None), ModelSpec(input_size=override))
 
     assert model.input_size == (size, size)
-    assert_mask(model.mask(picture), expected_mask(picture, affine_logits(1), size))
+    assert_mask(mask_of(model, picture), expected_mask(picture, affine_logits(1), size))
 
 
 def test_model_input_size_setting_reaches_a_dynamic_graph(graph_file: GraphFile, picture: Image.Image) -> None:
@@ -176,14 +182,14 @@ def test_model_input_size_setting_reaches_a_dynamic_graph(graph_file: GraphFile,
 
     # THEN it runs at the configured size
     assert model.input_size == (96, 96)
-    assert_mask(model.mask(picture), expected_mask(picture, affine_logits(2), 96))
+    assert_mask(mask_of(model, picture), expected_mask(picture, affine_logits(2), 96))
 
 
 def test_fixed_size_is_read_from_the_graph(graph_model: GraphModel, picture: Image.Image) -> None:
     model = graph_model(logit_graph(0, size=320))
 
     assert model.input_size == (320, 320)
-    assert_mask(model.mask(picture), expected_mask(picture, affine_logits(0), 320))
+    assert_mask(mask_of(model, picture), expected_mask(picture, affine_logits(0), 320))
 
 
 @pytest.mark.parametrize("override", [512, 1023, 2048])

@@ -1,4 +1,4 @@
-"""Cutouts a professional would accept (DESIGN §3), through `remove()` with test-made graphs.
+"""Cutouts a professional would accept, through `remove()` with test-made graphs.
 
 A "probability = red / 255" graph gives a mask that follows the picture's red channel, so the test
 picture decides where the cutout is transparent, partial and opaque.
@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.background import mask, remove
-from handler.config import ModelSpec
-from handler.imaging import encode
-from handler.model import BackgroundModel
+from handler.core.background import mask, remove, segment
+from handler.core.decode import load_picture
+from handler.core.encode import encode
+from handler.core.formats import OutputFormat
+from handler.core.model import BackgroundModel
+from handler.core.settings import ModelSpec
 from tests import graphs
 from tests.composites import changed_edge_pixels
 from tests.graphs import GraphModel
@@ -79,7 +81,7 @@ def test_input_alpha_is_respected(graph_model: GraphModel, logit: float, mask_gr
     rgba[:, 20:40, 3] = 128
     rgba[:, 40:, 3] = 255
     model = graph_model(graphs.constant(logit))
-    assert np.unique(np.asarray(model.mask(Image.new("RGB", (60, 30))))).tolist() == [mask_grey]
+    assert np.unique(np.asarray(segment(load_picture(Image.new("RGB", (60, 30))), model))).tolist() == [mask_grey]
 
     # WHEN cut out with a model that sees the same subject everywhere
     cutout = np.asarray(remove(Image.fromarray(rgba, "RGBA"), model=model))
@@ -92,7 +94,7 @@ def test_input_alpha_is_respected(graph_model: GraphModel, logit: float, mask_gr
 
 @pytest.mark.parametrize("fmt", ["png", "webp"])
 def test_icc_profile_is_kept_in_the_cutout_and_the_encoded_file(
-    red_is_alpha: BackgroundModel, photo: Image.Image, srgb_profile: bytes, fmt: str
+    red_is_alpha: BackgroundModel, photo: Image.Image, srgb_profile: bytes, fmt: OutputFormat
 ) -> None:
     # GIVEN a JPEG with an embedded colour profile
     data = jpeg_with_profile(photo, srgb_profile)

@@ -11,21 +11,19 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import huggingface_hub.constants
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # plain `pytest` (not `python -m pytest`) does not put the repo root there
-    sys.path.insert(0, str(ROOT))
+from handler.core.errors import ModelUnavailable
+from handler.core.model_store import download_model, resolve_model_path
+from handler.core.settings import ModelSettings
+from tests.fakehub import FakeHub
 
-from handler.config import ModelSettings  # noqa: E402
-from handler.errors import ModelUnavailable  # noqa: E402
-from handler.model_store import download_model, resolve_model_path  # noqa: E402
-from tests.fakehub import FakeHub  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 REPO = "test-org/tiny-birefnet"
 FILE = "onnx/model.onnx"
@@ -58,8 +56,8 @@ def _hub_client_offline_safe(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     real_connect = socket.socket.connect
     real_getaddrinfo = socket.getaddrinfo
 
-    def loopback_only(self: socket.socket, address: object) -> None:
-        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK:  # type: ignore[index]
+    def loopback_only(self: socket.socket, address: Any) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in _LOOPBACK:
             refused.append(f"connect {address!r}")
             raise OSError(f"test tried to connect to {address!r}: only 127.0.0.1 is allowed")
         return real_connect(self, address)
@@ -131,10 +129,8 @@ def cached_files(cache_dir: Path) -> list[Path]:
 # -- download_model ---------------------------------------------------------------------------
 
 
-def test_download_fetches_the_revision_into_the_cache_and_returns_its_digest(
-    hub: FakeHub, cache_dir: Path
-) -> None:
-    from handler.model_store import verify_checksum
+def test_download_fetches_the_revision_into_the_cache_and_returns_its_digest(hub: FakeHub, cache_dir: Path) -> None:
+    from handler.core.model_store import verify_checksum
 
     path = download_model(settings_for(hub, cache_dir))
 
@@ -155,9 +151,7 @@ def test_configured_sha256_that_matches_passes(hub: FakeHub, cache_dir: Path) ->
     assert path.read_bytes() == CONTENT
 
 
-def test_configured_sha256_mismatch_fails_and_removes_the_file_from_the_cache(
-    hub: FakeHub, cache_dir: Path
-) -> None:
+def test_configured_sha256_mismatch_fails_and_removes_the_file_from_the_cache(hub: FakeHub, cache_dir: Path) -> None:
     with pytest.raises(ModelUnavailable, match="checksum mismatch") as caught:
         download_model(settings_for(hub, cache_dir, sha256=OTHER_SHA256))
     assert OTHER_SHA256 in caught.value.message and SHA256 in caught.value.message
@@ -230,17 +224,13 @@ def test_hub_error_status_is_model_unavailable(hub: FakeHub, cache_dir: Path) ->
 
 
 def test_offline_with_an_empty_cache_fails_at_once_without_a_request(hub: FakeHub, cache_dir: Path) -> None:
-    started = time.monotonic()
     with pytest.raises(ModelUnavailable, match="downloads are off") as caught:
         resolve_model_path(settings_for(hub, cache_dir, offline=True))
-    assert time.monotonic() - started < 1.0
     assert f"{REPO}/{FILE}@{REVISION}" in caught.value.message
     assert hub.requests == []
 
 
-def test_offline_after_a_download_returns_the_cached_file_without_a_request(
-    hub: FakeHub, cache_dir: Path
-) -> None:
+def test_offline_after_a_download_returns_the_cached_file_without_a_request(hub: FakeHub, cache_dir: Path) -> None:
     downloaded = download_model(settings_for(hub, cache_dir))
     before = len(hub.requests)
 
@@ -354,9 +344,7 @@ def test_cli_download_prints_the_path_and_sha256(hub: FakeHub, cache_dir: Path, 
     assert len(hub.requests) == 2
 
 
-def test_cli_download_hub_error_exits_1_with_one_error_line(
-    hub: FakeHub, cache_dir: Path, tmp_path: Path
-) -> None:
+def test_cli_download_hub_error_exits_1_with_one_error_line(hub: FakeHub, cache_dir: Path, tmp_path: Path) -> None:
     hub.fail_status = 404
 
     result = run_download(hub, cache_dir, tmp_path)
@@ -370,26 +358,23 @@ def test_cli_download_hub_error_exits_1_with_one_error_line(
     assert cached_files(cache_dir) == []
 
 
-def test_cli_download_offline_with_an_empty_cache_exits_1_quickly(
+def test_cli_download_offline_with_an_empty_cache_exits_1_without_a_request(
     hub: FakeHub, cache_dir: Path, tmp_path: Path
 ) -> None:
-    started = time.monotonic()
     result = run_download(hub, cache_dir, tmp_path, HF_HUB_OFFLINE="1")
-    elapsed = time.monotonic() - started
 
     assert result.returncode == 1
     assert result.stderr.startswith("error: "), result.stderr
     assert "downloads are off" in result.stderr  # not "check your connection"
-    assert hub.requests == []
-    assert elapsed < 10  # interpreter start-up only: no network wait, no retries
+    assert hub.requests == []  # no network wait, no retries: timing belongs in benchmarks
 
 
 # -- the model's identity -------------------------------------------------------------------
 
 
 def test_a_baked_model_is_identified_by_its_content(u2netp_path: Path, tmp_path: Path) -> None:
-    from handler.bake import bake
-    from handler.model_store import model_sha256
+    from handler.core.bake import bake
+    from handler.core.model_store import model_sha256
 
     # GIVEN a model baked the way the image build bakes it
     baked = bake(ModelSettings(path=u2netp_path, threads=1), tmp_path / "model")
@@ -404,7 +389,7 @@ def test_a_baked_model_is_identified_by_its_content(u2netp_path: Path, tmp_path:
 
 
 def test_a_cached_hub_model_is_identified_by_its_blob(hub: FakeHub, cache_dir: Path) -> None:
-    from handler.model_store import model_sha256
+    from handler.core.model_store import model_sha256
 
     path = download_model(settings_for(hub, cache_dir))
 

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from handler import imaging, render
-from handler.background import segment
-from handler.config import ImageLimits
-from handler.imaging import load_model_input, load_picture
-from handler.model import BackgroundModel
-from handler.options import RenderOptions
+from handler.core import decode, render
+from handler.core.background import segment
+from handler.core.decode import load_model_input, load_picture
+from handler.core.model import BackgroundModel
+from handler.core.options import RenderOptions
+from handler.core.settings import ImageLimits
 
 LIMITS = ImageLimits()
 
@@ -61,7 +62,7 @@ def test_no_draft_where_it_does_not_apply(u2netp: BackgroundModel, large_photo: 
     else:
         source = large_photo
 
-    assert load_model_input(source, LIMITS, u2netp.input_size) is None  # type: ignore[arg-type]
+    assert load_model_input(source, LIMITS, u2netp.input_size) is None
 
 
 def test_the_drafted_path_gives_the_full_path_mask(u2netp: BackgroundModel, large_photo: Image.Image) -> None:
@@ -88,13 +89,13 @@ def test_other_formats_are_opened_once_for_the_model_and_the_cutout(
     buffer = io.BytesIO()
     large_photo.save(buffer, fmt)
     opened: list[int] = []
-    real_open = imaging.open_image
+    real_open = decode.open_image
 
-    def counting_open(*args: object, **kwargs: object) -> Image.Image:
+    def counting_open(*args: Any, **kwargs: Any) -> Image.Image:
         opened.append(1)
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(imaging, "open_image", counting_open)
+    monkeypatch.setattr(decode, "open_image", counting_open)
     # WHEN it is cut out
     result = render.process(buffer.getvalue(), ["cutout"], RenderOptions(refine=False), u2netp, LIMITS)
     # THEN it was opened once, by the full decode alone
@@ -102,7 +103,9 @@ def test_other_formats_are_opened_once_for_the_model_and_the_cutout(
     assert len(opened) == 1
 
 
-def test_a_large_jpeg_path_still_gets_its_draft(u2netp: BackgroundModel, large_photo: Image.Image, tmp_path: Path) -> None:
+def test_a_large_jpeg_path_still_gets_its_draft(
+    u2netp: BackgroundModel, large_photo: Image.Image, tmp_path: Path
+) -> None:
     path = tmp_path / "photo.jpg"
     path.write_bytes(_jpeg(large_photo))
 

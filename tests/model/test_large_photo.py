@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
+from typing import cast
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from handler.config import DEFAULT_MAX_INPUT_PIXELS, ImageLimits, ModelSpec
-from handler.options import RenderOptions
-from handler.render import process
+from handler.core.options import RenderOptions
+from handler.core.render import process
+from handler.core.settings import DEFAULT_MAX_INPUT_PIXELS, ImageLimits, ModelSpec
 from tests import graphs
 from tests.graphs import GraphModel
 
@@ -45,4 +46,5 @@ def test_a_50_megapixel_photo_gives_full_size_outputs(graph_model: GraphModel, f
             assert image.size == FIFTY_MP and image.mode == ("RGBA" if kind == "cutout" else "L")
             # the mask follows red: clear on the left edge, opaque on the right
             alpha = image.getchannel("A") if kind == "cutout" else image
-            assert alpha.getpixel((0, 2000)) <= 2 and alpha.getpixel((FIFTY_MP[0] - 1, 2000)) >= 253
+            left, right = cast(int, alpha.getpixel((0, 2000))), cast(int, alpha.getpixel((FIFTY_MP[0] - 1, 2000)))
+            assert left <= 2 and right >= 253

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.config import ImageLimits
-from handler.model import BackgroundModel
-from handler.options import Margin, RenderOptions
-from handler.render import process
+from handler.core.model import BackgroundModel
+from handler.core.options import Margin, RenderOptions
+from handler.core.render import process
+from handler.core.settings import ImageLimits, OutputKind
 from tests import graphs
 from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
 from tests.graphs import GraphModel
@@ -62,7 +62,7 @@ def phone_photo(profile: bytes) -> bytes:
     return data
 
 
-def _output(data: bytes, kinds: list[str], options: RenderOptions, model: BackgroundModel) -> dict[str, bytes]:
+def _output(data: bytes, kinds: list[OutputKind], options: RenderOptions, model: BackgroundModel) -> dict[str, bytes]:
     result = process(data, kinds, options, model, ImageLimits())
     return {kind: rendered.data for kind, rendered in result.outputs.items()}
 
@@ -82,7 +82,7 @@ def test_outputs_carry_no_exif_or_xmp_by_default(
     # but its colour profile is: without it the colours would shift
     assert image.info.get("icc_profile") == profile
     # and the pixels are upright (orientation applied before the metadata was dropped)
-    assert image.size == (40, 60) or options.max_size is not None and image.size == (20, 30)
+    assert image.size == (40, 60) or (options.max_size is not None and image.size == (20, 30))
 
 
 @pytest.mark.parametrize("options", FORMATS, ids=lambda o: f"{o.format}{'-max_size' if o.max_size else ''}")

@@ -7,17 +7,18 @@ The graphs are 1x1 convolutions, so the output has the input tensor's size and a
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from handler import render
-from handler.config import ImageLimits, ModelSpec
-from handler.errors import InvalidParameter
-from handler.model import BackgroundModel
-from handler.options import RenderOptions, parse_options
-from handler.render import process
+from handler.core import decode, render
+from handler.core.errors import InvalidParameter
+from handler.core.model import BackgroundModel
+from handler.core.options import RenderOptions, parse_options
+from handler.core.render import process
+from handler.core.settings import ImageLimits, ModelSpec
 from tests import graphs
 from tests.graphs import GraphModel
 
@@ -80,10 +81,10 @@ def test_the_draft_decode_of_a_large_jpeg_follows_the_resolution(
     # A 4000x3000 JPEG is drafted for the model at no less than 1.4x the model's size: at 512 that
     # is libjpeg's 1/4 scale (1000x750), at 1024 only 1/2 (2000x1500).
     drafts: list[tuple[int, int] | None] = []
-    load = render.load_model_input
+    load = decode.load_model_input
 
-    def spy(*args: object) -> Image.Image | None:
-        small = load(*args)  # type: ignore[arg-type]
+    def spy(*args: Any) -> Image.Image | None:
+        small = load(*args)
         drafts.append(None if small is None else small.size)
         return small
 

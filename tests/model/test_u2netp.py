@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import handler.background as background
-from handler.background import foreground_box, mask, remove
-from handler.imaging import ImageSource
-from handler.model import BackgroundModel
+import handler.core.background as background
+from handler.core.background import foreground_box, mask, remove
+from handler.core.decode import ImageSource
+from handler.core.model import BackgroundModel
 
 SUBJECT_MIN_MEAN = 200
 BACKGROUND_MAX_MEAN = 40
@@ -143,9 +143,9 @@ def model_from_environment(monkeypatch: pytest.MonkeyPatch, u2netp_path: Path) -
     monkeypatch.setenv("MODEL_PATH", str(u2netp_path))
     monkeypatch.setenv("MODEL_OUTPUT", "probabilities")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    background.default_model.cache_clear()
+    background.load_model.cache_clear()
     yield
-    background.default_model.cache_clear()
+    background.load_model.cache_clear()
 
 
 @pytest.mark.usefixtures("model_from_environment")
@@ -155,6 +155,6 @@ def test_without_a_model_argument_the_environments_model_is_loaded_once(
     cutout = remove(cat)
     found = mask(cat)
 
-    assert background.default_model.cache_info().currsize == 1
+    assert background.load_model.cache_info().misses == 1
     assert background.default_model().input_size == (320, 320)
     assert found.tobytes() == cutout.getchannel("A").tobytes() == masks["chelsea"].tobytes()

@@ -17,8 +17,8 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, APIGatewayProxyEventV2
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from handler.api_request import ImageRequest, S3Reference, parse_request
-from handler.errors import BackgroundRemovalError, InvalidParameter, MissingImage, UnsupportedMediaType
+from handler.aws.request import ImageRequest, S3Reference, parse_request
+from handler.core.errors import BackgroundRemovalError, InvalidParameter, MissingImage, UnsupportedMediaType
 from tests.forms import multipart_body
 
 IMAGE = b"\xff\xd8\xff\xe0 not really a jpeg, parsing never decodes \x00\x01\xfe"
@@ -38,7 +38,7 @@ def v2(
             "rawPath": "/remove",
             "headers": dict(headers or {}),
             "queryStringParameters": dict(query) if query else None,
-            "body": base64.b64encode(body).decode() if encoded else body,
+            "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
             "isBase64Encoded": encoded,
         }
     )
@@ -59,7 +59,7 @@ def v1(
             "headers": headers,
             "multiValueHeaders": {name: [value] for name, value in headers.items()},
             "queryStringParameters": dict(query) if query else None,
-            "body": base64.b64encode(body).decode() if encoded else body,
+            "body": base64.b64encode(body).decode() if isinstance(body, bytes) else body,
             "isBase64Encoded": encoded,
         }
     )
@@ -302,9 +302,7 @@ def test_other_media_types_are_unsupported(content_type: str) -> None:
 
 
 def test_body_flagged_base64_that_is_not_names_the_body() -> None:
-    event = APIGatewayProxyEventV2(
-        {"headers": {"content-type": "image/jpeg"}, "body": "abc", "isBase64Encoded": True}
-    )
+    event = APIGatewayProxyEventV2({"headers": {"content-type": "image/jpeg"}, "body": "abc", "isBase64Encoded": True})
 
     error = refused(event, InvalidParameter)
 

@@ -6,21 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from handler.config import (
+from handler.aws.settings import FunctionSettings, StorageSettings
+from handler.core.cpu import available_cpus
+from handler.core.errors import ConfigurationError
+from handler.core.settings import (
     DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_INPUT_FRAMES,
     DEFAULT_MAX_INPUT_PIXELS,
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
     DEFAULT_MODEL_REVISION,
-    FunctionSettings,
     ImageLimits,
     ModelSettings,
     ModelSpec,
-    StorageSettings,
 )
-from handler.cpu import available_cpus
-from handler.errors import ConfigurationError
 
 GOOD_SHA256 = "ab" * 32
 
@@ -129,6 +128,14 @@ def test_offline_honours_the_hubs_own_switch(environ: dict[str, str], offline: b
     assert ModelSettings.from_env(environ).offline is offline
 
 
+@pytest.mark.parametrize("name", ["MODEL_OFFLINE", "HF_HUB_OFFLINE"])
+@pytest.mark.parametrize("raw", ["treu", "2", "offline"])
+def test_a_misspelt_offline_switch_is_a_configuration_error_not_online(name: str, raw: str) -> None:
+    # A typo must not quietly mean "download at request time"
+    with pytest.raises(ConfigurationError, match=name):
+        ModelSettings.from_env({name: raw})
+
+
 @pytest.mark.parametrize(("raw", "threads"), [("1", 1), ("3", 3), (" 6 ", 6)])
 def test_model_threads_overrides_the_cpu_count(raw: str, threads: int) -> None:
     # AWS_LAMBDA_FUNCTION_MEMORY_SIZE would otherwise cap it at 1: the explicit setting wins.
@@ -180,7 +187,9 @@ def test_settings_are_frozen() -> None:
 
 
 def test_image_limits_defaults_and_overrides() -> None:
-    assert ImageLimits.from_env({}) == ImageLimits(DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_INPUT_FRAMES)
+    assert ImageLimits.from_env({}) == ImageLimits(
+        DEFAULT_MAX_INPUT_BYTES, DEFAULT_MAX_INPUT_PIXELS, DEFAULT_MAX_INPUT_FRAMES
+    )
     assert ImageLimits.from_env(
         {"MAX_INPUT_BYTES": "1000", "MAX_INPUT_PIXELS": "50", "MAX_INPUT_FRAMES": "2"}
     ) == ImageLimits(1000, 50, 2)
@@ -192,14 +201,14 @@ def test_image_limits_defaults_and_overrides() -> None:
 
 @pytest.mark.parametrize("seconds", ["1", "3600", "604800"])
 def test_presigned_url_expiry_up_to_sigv4s_seven_days_is_accepted(seconds: str) -> None:
-    from handler.config import FunctionSettings
+    from handler.aws.settings import FunctionSettings
 
     assert FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds}).presigned_url_expiry == int(seconds)
 
 
 @pytest.mark.parametrize("seconds", ["604801", "0", "-5", "an hour"])
 def test_presigned_url_expiry_outside_what_sigv4_signs_is_refused(seconds: str) -> None:
-    from handler.config import FunctionSettings
+    from handler.aws.settings import FunctionSettings
 
     with pytest.raises(ConfigurationError, match="PRESIGNED_URL_EXPIRY"):
         FunctionSettings.from_env({"PRESIGNED_URL_EXPIRY": seconds})

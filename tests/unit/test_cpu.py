@@ -8,8 +8,8 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from handler.cpu import available_cpus, cgroup_cpus, lambda_vcpus
-from handler.model import session_options
+from handler.core.cpu import available_cpus, cgroup_cpus, lambda_vcpus
+from handler.core.model import session_options
 
 
 @pytest.mark.parametrize(
@@ -52,12 +52,30 @@ def test_cgroup_cpus_without_the_file_is_unknown(tmp_path: Path) -> None:
     assert cgroup_cpus(tmp_path / "missing" / "cpu.max") is None
 
 
-def test_available_cpus_is_capped_by_lambda_memory() -> None:
-    schedulable = len(os.sched_getaffinity(0))
+@pytest.mark.parametrize(
+    ("schedulable", "cpu_max", "memory_mb", "cpus"),
+    [
+        (4, "max 100000", None, 4),  # nothing but the CPUs we may run on
+        (4, "max 100000", "1769", 1),  # Lambda's memory share is the limit
+        (4, "max 100000", "10240", 4),  # 6 vCPUs bought, 4 schedulable
+        (8, "max 100000", "10240", 6),  # 8 schedulable, 6 vCPUs bought
+        (4, "200000 100000", "10240", 2),  # the cgroup quota is the limit
+        (4, "250000 100000", "3538", 2),  # 2 vCPUs bought, a quota of 2.5 rounds up to 3
+        (1, "400000 100000", "10240", 1),  # one schedulable CPU, whatever else is allowed
+        (4, "max 100000", "lots", 4),  # an unreadable memory size is no limit
+    ],
+)
+def test_available_cpus_is_the_smallest_limit(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, schedulable: int, cpu_max: str, memory_mb: str | None, cpus: int
+) -> None:
+    # GIVEN a process allowed on `schedulable` CPUs, a cgroup quota, and a Lambda memory size
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(schedulable)))
+    quota = tmp_path / "cpu.max"
+    quota.write_text(cpu_max + "\n")
+    environ = {} if memory_mb is None else {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": memory_mb}
 
-    assert available_cpus({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769"}) == 1
-    assert available_cpus({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}) == min(schedulable, 6, cgroup_cpus() or 6)
-    assert 1 <= available_cpus({}) <= schedulable
+    # THEN the thread count is the tightest of them
+    assert available_cpus(environ, cpu_max=quota) == cpus
 
 
 @pytest.mark.parametrize("threads", [1, 2, 6])
@@ -67,7 +85,7 @@ def test_session_options_use_the_share_sequentially_without_memory_pattern(threa
     assert options.intra_op_num_threads == threads
     assert options.inter_op_num_threads == 1
     assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
-    # DESIGN §2: with the memory pattern on, BiRefNet-lite peaked at 11-12 GB instead of 7 GB
+    # with the memory pattern on, BiRefNet-lite peaked at 11-12 GB instead of 7 GB (README, "Lambda sizing and cost")
     assert options.enable_mem_pattern is False
     assert options.enable_cpu_mem_arena is True
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -1,4 +1,4 @@
-"""`handler.imaging.encode`: the output formats, lossless where promised, profiles where they fit."""
+"""`handler.core.encode.encode`: the output formats, lossless where promised, profiles where they fit."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.errors import UnsupportedMediaType
-from handler.imaging import CONTENT_TYPES, encode
+from handler.core.encode import encode
+from handler.core.errors import UnsupportedMediaType
+from handler.core.formats import FORMATS, OutputFormat, format_named
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_webp_keeps_alpha_exactly(cutout: Image.Image) -> None:
 
 
 @pytest.mark.parametrize(("fmt", "tolerance"), [("png", 0), ("webp", 4), ("jpeg", 4)])
-def test_masks_encode_as_grey_in_every_format(fmt: str, tolerance: int) -> None:
+def test_masks_encode_as_grey_in_every_format(fmt: OutputFormat, tolerance: int) -> None:
     grey = Image.fromarray(np.tile(np.arange(0, 256, 8, dtype=np.uint8), (4, 1)), "L")
 
     reopened = decode(encode(grey, fmt))
@@ -72,5 +73,24 @@ def test_an_rgb_profile_is_not_attached_to_a_grey_mask() -> None:
     assert "icc_profile" not in reopened.info
 
 
-def test_content_types() -> None:
-    assert CONTENT_TYPES == {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_each_format_is_served_as_what_it_encodes(fmt: OutputFormat) -> None:
+    # GIVEN an image encoded in the format WHEN a decoder reads the bytes back
+    data = encode(Image.new("RGB", (4, 4), (10, 20, 30)), fmt)
+    reopened = Image.open(io.BytesIO(data))
+
+    # THEN the content type and extension outputs get name exactly that format
+    assert reopened.get_format_mimetype() == FORMATS[fmt].content_type
+    assert format_named(FORMATS[fmt].extension) == fmt
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_a_format_is_transparent_exactly_when_a_cutout_keeps_its_alpha_in_it(
+    cutout: Image.Image, fmt: OutputFormat
+) -> None:
+    try:
+        kept_alpha = decode(encode(cutout, fmt)).mode == "RGBA"
+    except UnsupportedMediaType:
+        kept_alpha = False
+
+    assert FORMATS[fmt].transparent == kept_alpha

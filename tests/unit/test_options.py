@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from handler.errors import InvalidParameter
-from handler.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
+from handler.core.errors import InvalidParameter
+from handler.core.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
+from handler.core.settings import OutputKind
 
 
 def test_no_options_gives_the_defaults() -> None:
@@ -71,7 +73,7 @@ def test_valid_values(raw: dict[str, Any], field: str, expected: Any) -> None:
     assert getattr(options, field) == expected
     # and nothing else moved from its default
     defaults = RenderOptions()
-    for other in ("format", "bg_color", "crop", "margin", "max_size", "refine", "keep_metadata", "resolution"):
+    for other in (option.name for option in dataclasses.fields(RenderOptions)):
         if other != field:
             assert getattr(options, other) == getattr(defaults, other)
 
@@ -190,7 +192,7 @@ def test_margin_pixels(margin: Margin, width: int, height: int, pixels: int) -> 
         (RenderOptions(format="webp"), "cutout", False),
     ],
 )
-def test_jpeg_cutout_needs_a_background_colour(options: RenderOptions, kind: str, refused: bool) -> None:
+def test_jpeg_cutout_needs_a_background_colour(options: RenderOptions, kind: OutputKind, refused: bool) -> None:
     if refused:
         with pytest.raises(InvalidParameter) as caught:
             options.check_for(kind)

@@ -1,6 +1,6 @@
 """Output keys can never escape the output prefix, whatever the input key (issue #7, "Abuse").
 
-`handler.keys.output_key` maps an uploaded object's key to the keys of its cutout and mask. The
+`handler.aws.keys.output_key` maps an uploaded object's key to the keys of its cutout and mask. The
 input key is anyone's text: these tests throw arbitrary Unicode at it, weighted towards the
 fragments that make paths climb (`..`, `/`, `\\`, fullwidth dots and solidus, two-dot leaders,
 percent-encoding, NUL, control characters, RTL override, lone surrogates, over-long keys), and
@@ -23,9 +23,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from handler.config import FunctionSettings
-from handler.errors import InvalidParameter
-from handler.keys import MAX_KEY_BYTES, OUTPUT_FOLDERS, climbs_out, output_key
+from handler.aws.keys import climbs_out
+from handler.aws.output_keys import MAX_KEY_BYTES, OUTPUT_FOLDERS, output_key
+from handler.aws.settings import FunctionSettings
+from handler.core.errors import InvalidParameter
+from handler.core.settings import OutputKind
 
 INPUT_PREFIX = "uploads/"
 OUTPUT_PREFIXES = ("", "results/", "out/put/")
@@ -75,7 +77,7 @@ def _as_a_consumer_may_see_it(key: str) -> str:
 @example(key="uploads/.. /... /escape.jpg", prefix="results/", kind="cutout")
 @example(key="uploads/\ud800.jpg", prefix="", kind="cutout")
 @example(key="uploads/" + "é" * 600 + ".jpg", prefix="results/", kind="cutout")
-def test_output_key_stays_under_the_output_prefix_or_is_refused(key: str, prefix: str, kind: str) -> None:
+def test_output_key_stays_under_the_output_prefix_or_is_refused(key: str, prefix: str, kind: OutputKind) -> None:
     function = _function(prefix)
     try:
         result = output_key(key, kind, "png", function)
@@ -120,7 +122,8 @@ def test_climbing_segments_in_any_normal_form_are_found(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", ["a/b.jpg", "a..b/c", "..a/b", "a../b", "./a", "a/./b", "a//b", ".hidden/x", "100%20 off/x", "\u2024/x", "%/x"]
+    "key",
+    ["a/b.jpg", "a..b/c", "..a/b", "a../b", "./a", "a/./b", "a//b", ".hidden/x", "100%20 off/x", "\u2024/x", "%/x"],
 )
 def test_ordinary_keys_do_not_climb(key: str) -> None:
     assert not climbs_out(key)
@@ -141,7 +144,7 @@ def test_odd_but_harmless_keys_are_mirrored(key: str, expected: str) -> None:
 
 @pytest.mark.parametrize("prefix", ["../", "a/../", "\uff0e\uff0e/"])
 def test_output_prefix_itself_cannot_climb(prefix: str) -> None:
-    from handler.errors import ConfigurationError
+    from handler.core.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="OUTPUT_PREFIX"):
         FunctionSettings.from_env({"OUTPUT_PREFIX": prefix})

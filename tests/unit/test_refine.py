@@ -1,4 +1,4 @@
-"""Edge colour refinement (handler.refine) on composites of known alpha and foreground, no model.
+"""Edge colour refinement (handler.core.refine) on composites of known alpha and foreground, no model.
 
 The criterion of the issue: on photos I = alpha*F + (1 - alpha)*B made from known foregrounds,
 soft alphas and real background photos, the mean colour error in the 0 < alpha < 1 band must drop
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.background import compose_cutout
-from handler.imaging import Picture
-from handler.refine import Plan, blur_fusion, box_mean, refine_foreground
+from handler.core.background import compose_cutout
+from handler.core.decode import Picture
+from handler.core.refine import Plan, blur_fusion, box_mean, refine_foreground
 from tests.composites import Composite, cases, changed_edge_pixels
 
 # At 1600x1200 the blurs run on grids reduced 2x and 8x, as on large photos.
@@ -38,7 +38,9 @@ def test_band_colour_error_drops_by_at_least_half(composites: list[Composite]) -
         # WHEN refined
         refined = refine_foreground(composite.image, composite.alpha)
         band = int(composite.band().sum())
-        errors[composite.name.split("-")[0]].append((composite.band_error(composite.image), composite.band_error(refined), band))
+        errors[composite.name.split("-")[0]].append(
+            (composite.band_error(composite.image), composite.band_error(refined), band)
+        )
 
     # THEN for each kind of edge, over its band pixels on all backgrounds, the mean colour error is
     # at most half the unrefined cutout's
@@ -83,7 +85,9 @@ def test_the_reduced_grids_are_as_accurate_as_full_resolution_blur_fusion() -> N
         # slightly wider, smoother kernel) and are no further from the true foreground
         difference = np.abs(np.asarray(refined, dtype=np.float64)[band] - exact_colour[band]).mean()
         assert difference < 3, (composite.name, difference)
-        assert composite.band_error(refined) <= composite.band_error(Image.fromarray(exact_colour)) + 0.25, composite.name
+        assert composite.band_error(refined) <= composite.band_error(Image.fromarray(exact_colour)) + 0.25, (
+            composite.name
+        )
 
 
 def test_a_hard_mask_changes_nothing() -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
-from handler.cpu import available_cpus
+from handler.core.cpu import available_cpus
 
 DEFLATE_LEVEL = 2  # ISA-L's levels run 0-3; 2 measured both fastest and smallest here
 # ~4 MB of a 4000-pixel-wide RGBA image per strip: large enough for zlib to find its runs, small
@@ -73,7 +73,7 @@ def encode_png_cutout(
 ) -> bytes:
     """The RGBA cutout of `rgb` with `alpha` as PNG, composed strip by strip inside the encoder.
 
-    Same pixels as handler.background.compose_cutout (straight alpha, RGB zeroed where alpha is 0),
+    Same pixels as handler.core.background.compose_cutout (straight alpha, RGB zeroed where alpha is 0),
     but the full-size RGBA image is never built: the composing runs on the encoder's threads and
     memory stays at a few strips.
     """
@@ -111,7 +111,9 @@ def _png(rows: RowReader, size: tuple[int, int], mode: str, metadata: list[bytes
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     chunks = [_SIGNATURE, _chunk(b"IHDR", header), *metadata]
     idat = _zlib_stream(rows, height, width * channels, threads or available_cpus())
-    chunks.extend(_chunk(b"IDAT", idat[start : start + IDAT_CHUNK_BYTES]) for start in range(0, len(idat), IDAT_CHUNK_BYTES))
+    chunks.extend(
+        _chunk(b"IDAT", idat[start : start + IDAT_CHUNK_BYTES]) for start in range(0, len(idat), IDAT_CHUNK_BYTES)
+    )
     chunks.append(_chunk(b"IEND", b""))
     return b"".join(chunks)
 

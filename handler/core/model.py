@@ -9,8 +9,8 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from handler.config import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
-from handler.errors import ConfigurationError, InvalidParameter, ModelUnavailable
+from handler.core.errors import ConfigurationError, InvalidParameter, ModelUnavailable
+from handler.core.settings import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
 
 # BiRefNet's export names; other models (U-2-Net) fall back to their first input and output.
 PREFERRED_INPUT = "input_image"
@@ -20,12 +20,12 @@ PREFERRED_OUTPUT = "output_image"
 def session_options(threads: int) -> ort.SessionOptions:
     """Options chosen for one image at a time on a small, memory-billed CPU share.
 
-    - `intra_op_num_threads` = the CPU share we really have (see handler.cpu): more threads than
+    - `intra_op_num_threads` = the CPU share we really have (see handler.core.cpu): more threads than
       vCPUs only adds contention.
     - Sequential execution, one inter-op thread: BiRefNet's graph is a chain; parallel branches
       would add threads and memory for no gain on 1-6 vCPUs.
     - `enable_mem_pattern=False`: the memory pattern pre-plans one arena block for the whole run.
-      On a graph of BiRefNet-lite's exact structure at 1024x1024 (DESIGN.md §2) it took peak memory
+      On BiRefNet-lite itself at 1024x1024 (measured on the real export) it took peak memory
       from ~11.3 GB to ~7.0 GB — the difference between failing and fitting in Lambda's 10,240 MB.
       On our stand-in encoder/decoder graph (benchmarks/session_options.py) it took the peak from
       2.80 GB to 1.55 GB (-45%) at the same speed. The CPU arena itself stays on: turning it off
@@ -58,16 +58,20 @@ class _Normalisation:
 class BackgroundModel:
     """A loaded salient-object model: RGB image in, foreground probability mask out."""
 
-    def __init__(self, session: ort.InferenceSession, spec: ModelSpec | None = None) -> None:
+    def __init__(
+        self, session: ort.InferenceSession, spec: ModelSpec | None = None, *, path: Path | None = None
+    ) -> None:
         self.session = session
         self.spec = spec or ModelSpec()
+        # The file the session was loaded from (its identity is the file's hash), if any.
+        self.path = path
         inputs = {node.name: node for node in session.get_inputs()}
         outputs = [node.name for node in session.get_outputs()]
         self.input_name = PREFERRED_INPUT if PREFERRED_INPUT in inputs else next(iter(inputs))
         self.output_name = PREFERRED_OUTPUT if PREFERRED_OUTPUT in outputs else outputs[0]
         shape = inputs[self.input_name].shape
         # Dynamic H/W: the export runs at any size, so a caller may trade quality for speed.
-        self.dynamic = not _fixed(shape)
+        self.dynamic = _fixed_size(shape) is None
         self.input_size = _input_size(shape, self.spec.input_size)
         self._normalisation = _Normalisation.of(self.spec)
 
@@ -82,7 +86,7 @@ class BackgroundModel:
             )
         except Exception as error:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
             raise ModelUnavailable(f"cannot load the ONNX model {path}: {error}") from error
-        return cls(session, spec)
+        return cls(session, spec, path=path)
 
     def size_for(self, resolution: int | None) -> tuple[int, int]:
         """(width, height) of the input tensor for a requested square `resolution` (None: the default).
@@ -95,7 +99,8 @@ class BackgroundModel:
         if not self.dynamic:
             width, height = self.input_size
             raise InvalidParameter(
-                "resolution", f"this model's input is fixed at {width}x{height}; resolution applies only to dynamic-input models"
+                "resolution",
+                f"this model's input is fixed at {width}x{height}; resolution applies only to dynamic-input models",
             )
         return resolution, resolution
 
@@ -128,10 +133,6 @@ class BackgroundModel:
             return 0.5 * (np.tanh(values * 0.5) + 1.0)
         return np.clip(values, 0.0, 1.0)
 
-    def mask(self, rgb: Image.Image) -> Image.Image:
-        """The mode "L" mask at the input's own size: 255 foreground, 0 background."""
-        return to_mask(self.probabilities(rgb), rgb.size)
-
 
 def to_mask(probabilities: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """Probabilities at the model's size → mode "L" mask at `size`, bilinear, rounded.
@@ -142,24 +143,28 @@ def to_mask(probabilities: np.ndarray, size: tuple[int, int]) -> Image.Image:
     full size: 5 bytes per pixel instead of ~17.
     """
     levels = probabilities * np.float32(255.0) + np.float32(0.5)
-    return Image.fromarray(levels.astype(np.float32, copy=False), "F").resize(size, Image.Resampling.BILINEAR).convert("L")
+    return (
+        Image.fromarray(levels.astype(np.float32, copy=False), "F").resize(size, Image.Resampling.BILINEAR).convert("L")
+    )
 
 
 def _input_size(shape: list[int | str | None], override: int | None) -> tuple[int, int]:
     """(width, height) the model wants: fixed dims from the graph, else the override or 1024."""
     if len(shape) != 4:
         raise ConfigurationError(f"the model input must be [N, 3, H, W], the graph says {shape}")
-    height, width = shape[2], shape[3]
-    if _fixed(shape):
-        if override is not None and (override, override) != (width, height):
-            raise ConfigurationError(
-                f"MODEL_INPUT_SIZE={override} but the graph's input is fixed at {width}x{height}"
-            )
-        return int(width), int(height)
+    fixed = _fixed_size(shape)
+    if fixed is not None:
+        width, height = fixed
+        if override is not None and (override, override) != fixed:
+            raise ConfigurationError(f"MODEL_INPUT_SIZE={override} but the graph's input is fixed at {width}x{height}")
+        return fixed
     size = override or DEFAULT_DYNAMIC_INPUT_SIZE
     return size, size
 
 
-def _fixed(shape: list[int | str | None]) -> bool:
+def _fixed_size(shape: list[int | str | None]) -> tuple[int, int] | None:
+    """(width, height) when the graph fixes both, else None (named or unknown dims are dynamic)."""
     height, width = shape[-2:] if len(shape) >= 2 else (None, None)
-    return isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0
+    if isinstance(height, int) and isinstance(width, int) and height > 0 and width > 0:
+        return width, height
+    return None

@@ -28,8 +28,8 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
-from handler.config import StorageSettings
-from handler.errors import (
+from handler.aws.settings import StorageSettings
+from handler.core.errors import (
     ImageTooLarge,
     OutputUnavailable,
     SourceForbidden,

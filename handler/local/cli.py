@@ -10,11 +10,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from handler.config import RESOLUTIONS, ImageLimits, ModelSettings
-from handler.errors import BackgroundRemovalError
+from handler.core.errors import BackgroundRemovalError
+from handler.core.formats import TRANSPARENT_FORMATS, OutputFormat, format_named
+from handler.core.settings import RESOLUTIONS, ImageLimits, ModelSettings
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
-OUTPUT_SUFFIXES = {".png": "png", ".webp": "webp", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,28 +37,39 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, parents=[model_options], help=f"write the {kind} of each input")
         command.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
         command.add_argument(
-            "-o", "--output", type=Path, default=Path(f"{kind}s"),
+            "-o",
+            "--output",
+            type=Path,
+            default=Path(f"{kind}s"),
             help=f"output folder (default ./{kind}s), or a file name for a single input",
         )
-        command.add_argument("--format", choices=["png", "webp"], default=None, help="output format (default png)")
+        command.add_argument("--format", choices=TRANSPARENT_FORMATS, default=None, help="output format (default png)")
         command.add_argument(
-            "--resolution", type=int, choices=RESOLUTIONS, default=None,
+            "--resolution",
+            type=int,
+            choices=RESOLUTIONS,
+            default=None,
             help="model input size for exports with a dynamic input: smaller is faster, coarser (default MODEL_INPUT_SIZE)",
         )
         if kind == "cutout":
             command.add_argument(
-                "--keep-metadata", action="store_true",
+                "--keep-metadata",
+                action="store_true",
                 help="copy the input's EXIF (incl. GPS) and XMP to the cutout; off by default",
             )
             command.add_argument(
-                "--refine", action=argparse.BooleanOptionalAction, default=None,
+                "--refine",
+                action=argparse.BooleanOptionalAction,
+                default=None,
                 help="estimate the foreground colour of semi-transparent edge pixels (default: on)",
             )
         command.set_defaults(run=_run_images, kind=kind, refine=None, keep_metadata=False)
 
     download = commands.add_parser("download", parents=[model_options], help="fetch and verify the model (build step)")
     download.add_argument(
-        "--output", type=Path, default=None,
+        "--output",
+        type=Path,
+        default=None,
         help="also bake it into this folder as model.onnx (pre-optimised when that loads faster) + model.json",
     )
     download.set_defaults(run=_run_download)
@@ -87,7 +98,7 @@ def _run_invoke(args: argparse.Namespace) -> int:
     import importlib
     import json
 
-    from handler.local import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
+    from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
 
     try:
         event = json.loads(args.event.read_text())
@@ -95,7 +106,8 @@ def _run_invoke(args: argparse.Namespace) -> int:
         return _fail(f"cannot read the event {args.event}: {error}")
     is_api = isinstance(event, dict) and ("httpMethod" in event or "http" in event.get("requestContext", {}))
     context = LocalLambdaContext(
-        function_name="api" if is_api else "jobs", timeout_seconds=API_TIMEOUT_SECONDS if is_api else JOBS_TIMEOUT_SECONDS
+        function_name="api" if is_api else "jobs",
+        timeout_seconds=API_TIMEOUT_SECONDS if is_api else JOBS_TIMEOUT_SECONDS,
     )
     # Logs and EMF metrics go to stderr here, so stdout is only the response (pipe it to jq).
     with contextlib.redirect_stdout(sys.stderr):
@@ -109,10 +121,14 @@ def _run_invoke(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from handler.local import serve
+    from handler.local.server import serve
 
-    model = {"MODEL_PATH": args.model_path, "MODEL_REPO": args.repo, "MODEL_FILE": args.model_file,
-             "MODEL_REVISION": args.revision}
+    model = {
+        "MODEL_PATH": args.model_path,
+        "MODEL_REPO": args.repo,
+        "MODEL_FILE": args.model_file,
+        "MODEL_REVISION": args.revision,
+    }
     env = {name: str(value) for name, value in model.items() if value is not None}
     return serve(args.host, args.port, s3_port=args.s3_port, env=env)
 
@@ -135,8 +151,8 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from handler.bake import bake
-    from handler.model_store import download_model, sha256_of
+    from handler.core.bake import bake
+    from handler.core.model_store import download_model, sha256_of
 
     settings = _model_settings(args)
     try:
@@ -153,9 +169,9 @@ def _run_download(args: argparse.Namespace) -> int:
 
 def _run_images(args: argparse.Namespace) -> int:
     # Imported here so `--help` and `download` stay fast and do not load onnxruntime.
-    from handler.background import load_model
-    from handler.options import RenderOptions
-    from handler.render import process
+    from handler.core.background import load_model
+    from handler.core.options import RenderOptions
+    from handler.core.render import process
 
     jobs = list(_plan(args.inputs, args.output, args.format))
     if not jobs:
@@ -169,7 +185,7 @@ def _run_images(args: argparse.Namespace) -> int:
     limits = ImageLimits.from_env()
     failures = 0
     for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
-        options = RenderOptions(  # type: ignore[arg-type]
+        options = RenderOptions(
             format=fmt, keep_metadata=args.keep_metadata, resolution=args.resolution, refine=args.refine
         )
         try:
@@ -185,13 +201,10 @@ def _run_images(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _plan(inputs: list[Path], output: Path, fmt: str | None) -> Iterator[tuple[Path, Path, str]]:
+def _plan(inputs: list[Path], output: Path, fmt: OutputFormat | None) -> Iterator[tuple[Path, Path, OutputFormat]]:
     """(source, target, format) per image. Folders are walked and their structure kept under OUTPUT."""
-    single_file_target = (
-        len(inputs) == 1 and not inputs[0].is_dir() and output.suffix.lower() in OUTPUT_SUFFIXES
-    )
-    if single_file_target:
-        named = OUTPUT_SUFFIXES[output.suffix.lower()]
+    named = format_named(output.suffix) if output.suffix else None
+    if len(inputs) == 1 and not inputs[0].is_dir() and named is not None:
         if fmt is not None and fmt != named:
             raise SystemExit(f"error: --format {fmt} does not match the output name {output}")
         yield inputs[0], output, named

@@ -16,12 +16,12 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from handler.config import ModelSettings
-from handler.errors import ModelUnavailable
+from handler.core.errors import ModelUnavailable
+from handler.core.settings import ModelSettings
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _HASH_CHUNK = 8 * 1024 * 1024
-# The bake step's record of what it wrote, beside the baked model (handler.bake writes it).
+# The bake step's record of what it wrote, beside the baked model (handler.core.bake writes it).
 MANIFEST = "model.json"
 
 

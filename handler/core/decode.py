@@ -1,4 +1,4 @@
-"""Decoding any image Pillow can read into the one shape the pipeline works on, and encoding results.
+"""Decoding any image Pillow can read into the one shape the pipeline works on.
 
 Decoding is where untrusted bytes meet C code, so the limits are checked on the header alone,
 before a single pixel is decoded.
@@ -15,15 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal, Union
 
 import numpy as np
 import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from handler.config import ImageLimits
-from handler.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
-from handler.png import encode_png
+from handler.core.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
+from handler.core.settings import ImageLimits
 
 # Pillow quotes a few bytes of the file in some messages ("broken PNG file (chunk b'...')"). An
 # error message reaches the client and the jobs' logs, and image bytes belong in neither.
@@ -35,11 +33,7 @@ _MAX_DETAIL = 200
 # `_upright` never turns a HEIC twice. Thumbnails, depth maps and auxiliary images are never used.
 pillow_heif.register_heif_opener(thumbnails=False, depth_images=False, aux_images=False)
 
-ImageSource = Union[str, Path, bytes, bytearray, memoryview, Image.Image]
-OutputFormat = Literal["png", "webp", "jpeg"]
-
-CONTENT_TYPES: dict[str, str] = {"png": "image/png", "webp": "image/webp", "jpeg": "image/jpeg"}
-EXTENSIONS: dict[str, str] = {"png": "png", "webp": "webp", "jpeg": "jpg"}
+ImageSource = str | Path | bytes | bytearray | memoryview | Image.Image
 
 _EXIF_ORIENTATION_TAG = 0x0112
 # Offset of the "data colour space" field in an ICC profile header (ICC.1:2022 §7.2.6).
@@ -72,12 +66,6 @@ _JPEG_SIGNATURE = b"\xff\xd8\xff"
 _CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, LookupError, struct.error)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
-
-WEBP_QUALITY = 90
-# libwebp's effort (0-6). On a 12 MP cutout, method 0 took 0.66 s for 0.78 MB and the usual 4 took
-# 2.0 s for 0.56 MB: the fast option must stay fast, and is still ~8x smaller than the PNG.
-WEBP_METHOD = 0
-JPEG_QUALITY = 90
 
 
 @dataclass(frozen=True)
@@ -138,9 +126,7 @@ def load_picture(source: ImageSource, limits: ImageLimits | None = None) -> Pict
         raise InvalidImage(f"the image data is corrupt or truncated ({_detail(error)})") from error
 
 
-def load_model_input(
-    source: ImageSource, limits: ImageLimits, model_size: tuple[int, int]
-) -> Image.Image | None:
+def load_model_input(source: ImageSource, limits: ImageLimits, model_size: tuple[int, int]) -> Image.Image | None:
     """An upright RGB decode of a large JPEG at reduced size (libjpeg's DCT scaling), for the model.
 
     The model sees the photo squashed to ~1024x1024, so decoding 12 MP only to throw most of it
@@ -190,7 +176,7 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
         except OSError as error:
             raise InvalidImage(f"cannot read {path}: {error.strerror}") from error
         _check_bytes(size, limits)
-        stream: io.IOBase | Path = path
+        stream: io.BytesIO | Path = path
     else:
         data = bytes(source)
         _check_bytes(len(data), limits)
@@ -274,8 +260,8 @@ def _decodable_formats() -> tuple[str, ...]:
     return tuple(name for name in DECODABLE_FORMATS if name in Image.OPEN)
 
 
-def _heif_family(stream: io.IOBase | Path) -> str | None:
-    """"AVIF" or "HEIF" (Pillow's format names) when the header is an ISO-BMFF photo's, else None."""
+def _heif_family(stream: io.BytesIO | Path) -> str | None:
+    """ "AVIF" or "HEIF" (Pillow's format names) when the header is an ISO-BMFF photo's, else None."""
     if isinstance(stream, Path):
         with stream.open("rb") as file:
             header = file.read(12)
@@ -363,47 +349,9 @@ def _cmyk_to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
     if icc_profile is not None:
         try:
             source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-            converted = ImageCms.profileToProfile(
-                image, source, ImageCms.createProfile("sRGB"), outputMode="RGB"
-            )
+            converted = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
             if converted is not None:
                 return converted
         except (ImageCms.PyCMSError, OSError):
             pass
     return image.convert("RGB")
-
-
-def encode(
-    image: Image.Image,
-    fmt: OutputFormat = "png",
-    *,
-    icc_profile: bytes | None = None,
-    exif: bytes | None = None,
-    xmp: bytes | None = None,
-) -> bytes:
-    """Encode with settings chosen for cutouts: fast PNG, lossy WebP with exact alpha, JPEG.
-
-    Only the metadata given here is written (`exif` as Pillow's Exif.tobytes() gives it): never
-    what the image object still carries from its decoder.
-    """
-    buffer = io.BytesIO()
-    extra: dict[str, object] = {}
-    if icc_profile is not None and image.mode in ("RGB", "RGBA"):
-        extra["icc_profile"] = icc_profile
-    if exif is not None:
-        extra["exif"] = exif
-    if xmp is not None:
-        extra["xmp"] = xmp
-    if fmt == "png":
-        if image.mode in ("L", "RGB", "RGBA"):
-            return encode_png(image, icc_profile=icc_profile if image.mode != "L" else None, exif=exif, xmp=xmp)
-        image.save(buffer, "PNG", **extra)
-    elif fmt == "webp":
-        image.save(buffer, "WEBP", quality=WEBP_QUALITY, alpha_quality=100, method=WEBP_METHOD, **extra)
-    elif fmt == "jpeg":
-        if image.mode not in ("RGB", "L"):
-            raise UnsupportedMediaType("JPEG has no transparency: give a background colour")
-        image.save(buffer, "JPEG", quality=JPEG_QUALITY, optimize=False, **extra)
-    else:
-        raise UnsupportedMediaType(f"unknown output format {fmt!r}")
-    return buffer.getvalue()

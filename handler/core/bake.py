@@ -18,9 +18,9 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from handler.config import ModelSettings
-from handler.model import session_options
-from handler.model_store import MANIFEST, download_model, sha256_of
+from handler.core.model import session_options
+from handler.core.model_store import MANIFEST, download_model, sha256_of
+from handler.core.settings import ModelSettings
 
 BAKED_MODEL = "model.onnx"
 
@@ -30,7 +30,7 @@ class BakedModel:
     source: str
     source_sha256: str
     path: str
-    # The baked file's name, SHA-256 and size: the model's identity (handler.model_store.model_sha256).
+    # The baked file's name, SHA-256 and size: the model's identity (handler.core.model_store.model_sha256).
     file: str
     sha256: str
     size: int

@@ -1,22 +1,21 @@
 """Background removal, the public core: `remove()` gives the cutout, `mask()` the mask.
 
-The Python counterparts of the seed library's `Image.Background.remove/2` and `mask/2`. Free of
-AWS: the entry points, the command line and tests all come through here.
+Free of AWS: the entry points, the command line and tests all come through here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageChops
 
-from handler.config import ImageLimits, ModelSettings
-from handler.imaging import ImageSource, Picture, load_picture
-from handler.model import BackgroundModel, to_mask
-from handler.model_store import resolve_model_path
-from handler.refine import refine_foreground
+from handler.core.decode import ImageSource, Picture, load_picture
+from handler.core.model import BackgroundModel, to_mask
+from handler.core.model_store import resolve_model_path
+from handler.core.refine import refine_foreground
+from handler.core.settings import ImageLimits, ModelSettings
 
 # The mask value from which a pixel counts as subject when reporting the bounding box.
 FOREGROUND_THRESHOLD = 128
@@ -34,13 +33,18 @@ class Box:
     height: int
 
 
+@lru_cache(maxsize=1)
 def load_model(settings: ModelSettings) -> BackgroundModel:
+    """The model `settings` name, loaded once: the process's one model cache.
+
+    The Lambda runtime (handler.aws.runtime) and `remove`/`mask` without a `model` share it; other
+    settings load their model in its place (a session holds gigabytes for BiRefNet, so one is kept).
+    """
     return BackgroundModel.load(resolve_model_path(settings), settings.spec, threads=settings.threads)
 
 
-@cache
 def default_model() -> BackgroundModel:
-    """The model named by the environment, loaded once per process."""
+    """The model named by the environment (MODEL_* variables), loaded once per process."""
     return load_model(ModelSettings.from_env())
 
 
@@ -58,7 +62,7 @@ def alpha_from(picture: Picture, probabilities: np.ndarray) -> Image.Image:
 
 
 def refined(picture: Picture, alpha: Image.Image, *, source: ImageSource) -> Picture:
-    """`picture` with its edge pixels' foreground colour estimated (handler.refine).
+    """`picture` with its edge pixels' foreground colour estimated (handler.core.refine).
 
     Our own decode is changed in place (no full-size copy); a caller's PIL image is left alone.
     """
@@ -87,9 +91,7 @@ def foreground_box(alpha: Image.Image, threshold: int = FOREGROUND_THRESHOLD) ->
     return Box(left=left, top=top, width=right - left, height=bottom - top)
 
 
-def mask(
-    image: ImageSource, *, model: BackgroundModel | None = None, limits: ImageLimits | None = None
-) -> Image.Image:
+def mask(image: ImageSource, *, model: BackgroundModel | None = None, limits: ImageLimits | None = None) -> Image.Image:
     """The foreground mask, mode "L", at the input's size after EXIF orientation."""
     return segment(load_picture(image, limits), model or default_model())
 
@@ -104,7 +106,7 @@ def remove(
     """The input with its background made transparent: mode "RGBA", same size, ICC profile kept in `info`.
 
     With `refine` (the default) semi-transparent edge pixels get their estimated foreground colour
-    instead of the blend with the old background (handler.refine).
+    instead of the blend with the old background (handler.core.refine).
     """
     picture = load_picture(image, limits)
     alpha = segment(picture, model or default_model())
@@ -114,4 +116,3 @@ def remove(
     if picture.icc_profile is not None:
         cutout.info["icc_profile"] = picture.icc_profile
     return cutout
-

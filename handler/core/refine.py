@@ -91,7 +91,9 @@ class Plan:
         )
 
 
-def refine_foreground(rgb: Image.Image, alpha: Image.Image, *, in_place: bool = False, plan: Plan | None = None) -> Image.Image:
+def refine_foreground(
+    rgb: Image.Image, alpha: Image.Image, *, in_place: bool = False, plan: Plan | None = None
+) -> Image.Image:
     """`rgb` with each pixel of 0 < alpha < 255 replaced by its estimated foreground colour.
 
     Pixels where alpha is 0 or 255 keep their colour exactly. With `in_place` the pixels of `rgb`
@@ -127,7 +129,9 @@ def blur_fusion(image: np.ndarray, alpha: np.ndarray, coarse_box: int, fine_box:
     return _fusion_step(image, first, blurred_bg, a, fine_box)[0]
 
 
-def _fusion_step(image: np.ndarray, fg: np.ndarray, bg: np.ndarray, a: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _fusion_step(
+    image: np.ndarray, fg: np.ndarray, bg: np.ndarray, a: np.ndarray, width: int
+) -> tuple[np.ndarray, np.ndarray]:
     blurred_alpha = box_mean(a, width)
     blurred_fg = box_mean(fg * a, width) / (blurred_alpha + EPSILON)
     blurred_bg = box_mean(bg * (1 - a), width) / ((1 - blurred_alpha) + EPSILON)
@@ -154,7 +158,7 @@ def _box_axis(values: np.ndarray, width: int, axis: int) -> np.ndarray:
     length = values.shape[axis]
     before, after = (width - 1) // 2, width // 2  # the window is [i - before, i + after]
 
-    def span(start: int, stop: int) -> tuple[slice, ...]:
+    def span(start: int, stop: int | None) -> tuple[slice, ...]:
         return (slice(None),) * axis + (slice(start, stop),)
 
     # sums[k] = the sum of values[0 : k - before], clamped to 0 and to the total beyond both ends.
@@ -212,8 +216,13 @@ class _Grids:
             a = _KEEP_PHOTO[band.levels][:, None]
             colour_01 = band.colour / 255
             values = np.concatenate(
-                [a * colour_01, a, _FIRST_FG[band.levels][:, None], _FIRST_BG[band.levels][:, None],
-                 _CROSS[band.levels][:, None] * colour_01],
+                [
+                    a * colour_01,
+                    a,
+                    _FIRST_FG[band.levels][:, None],
+                    _FIRST_BG[band.levels][:, None],
+                    _CROSS[band.levels][:, None] * colour_01,
+                ],
                 axis=1,
             )
             sums = band.cell_sums(values, step, rows, shape[1]) / pixels
@@ -318,11 +327,13 @@ class _SampleGrid:
 
     def at(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
         """The colours (0-255, float32, N x 3) of the cells holding the given pixels."""
-        packed = self.cells[(rows // self.reduction) * self.width + columns // self.reduction]
+        packed: np.ndarray = self.cells[(rows // self.reduction) * self.width + columns // self.reduction]
         return packed.view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
 
 
-def _refine_strip(target: Image.Image, alpha: Image.Image, box: tuple[int, int, int, int], fg: _SampleGrid, bg: _SampleGrid) -> None:
+def _refine_strip(
+    target: Image.Image, alpha: Image.Image, box: tuple[int, int, int, int], fg: _SampleGrid, bg: _SampleGrid
+) -> None:
     """F = F̄(1 - α²) + αI - α(1 - α)B̄ at the band pixels of `box`, written into `target`."""
     left, top, right, bottom = box
     band = _Band.of(target.crop(box), np.asarray(alpha.crop(box)), box)
@@ -352,7 +363,8 @@ def _block_mean(grid: np.ndarray, factor: int) -> np.ndarray:
     height, width = grid.shape[:2]
     padded = np.pad(grid, ((0, -height % factor), (0, -width % factor), (0, 0)), mode="edge")
     blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor, grid.shape[2])
-    return blocks.mean(axis=(1, 3), dtype=np.float32)
+    means: np.ndarray = blocks.mean(axis=(1, 3), dtype=np.float32)
+    return means
 
 
 def _upsample(field: np.ndarray, reduction: int, shape: tuple[int, int]) -> np.ndarray:
@@ -361,7 +373,12 @@ def _upsample(field: np.ndarray, reduction: int, shape: tuple[int, int]) -> np.n
     # The region of the coarse grid that the finer one covers: cell centres stay aligned.
     box = (0.0, 0.0, min(field.shape[1], width / reduction), min(field.shape[0], height / reduction))
     channels = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(field[..., c]), "F").resize((width, height), Image.Resampling.BILINEAR, box=box))
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(field[..., c]), "F").resize(
+                (width, height), Image.Resampling.BILINEAR, box=box
+            )
+        )
         for c in range(field.shape[2])
     ]
-    return np.stack(channels, axis=-1)
+    upsampled: np.ndarray = np.stack(channels, axis=-1)
+    return upsampled

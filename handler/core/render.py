@@ -13,19 +13,21 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from handler.background import Box, alpha_from, compose_cutout, foreground_box, refined
-from handler.config import ImageLimits
-from handler.imaging import CONTENT_TYPES, EXTENSIONS, ImageSource, Picture, encode, load_model_input, load_picture
-from handler.model import BackgroundModel
-from handler.options import RenderOptions
-from handler.png import encode_png_cutout
+from handler.core.background import Box, alpha_from, compose_cutout, foreground_box, refined
+from handler.core.decode import ImageSource, Picture, load_model_input, load_picture
+from handler.core.encode import encode
+from handler.core.formats import FORMATS
+from handler.core.model import BackgroundModel
+from handler.core.options import RenderOptions
+from handler.core.png import encode_png_cutout
+from handler.core.settings import ImageLimits, OutputKind
 
 
 @dataclass(frozen=True)
 class Rendered:
     """An encoded output and what a client needs to know about it."""
 
-    kind: str
+    kind: OutputKind
     data: bytes
     content_type: str
     extension: str
@@ -37,7 +39,7 @@ class Rendered:
 class Result:
     input_size: tuple[int, int]
     box: Box | None
-    outputs: dict[str, Rendered]
+    outputs: dict[OutputKind, Rendered]
     inference_ms: float
     total_ms: float
 
@@ -48,7 +50,7 @@ class Result:
 
 def process(
     source: ImageSource,
-    kinds: Sequence[str],
+    kinds: Sequence[OutputKind],
     options: RenderOptions,
     model: BackgroundModel,
     limits: ImageLimits,
@@ -117,13 +119,15 @@ def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: Render
     return cropped, alpha.crop(region)
 
 
-def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
+def _render(kind: OutputKind, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
     # Masks are data derived from the photo, not the photo: no metadata, no colour profile.
     exif, xmp = picture.output_metadata() if options.keep_metadata and kind == "cutout" else (None, None)
     if kind == "cutout" and options.format == "png" and options.bg_color is None and options.max_size is None:
         # The common case, composed inside the PNG encoder's threads: no full-size RGBA copy.
         data = encode_png_cutout(picture.rgb, alpha, icc_profile=picture.icc_profile, exif=exif, xmp=xmp)
-        return Rendered(kind, data, CONTENT_TYPES["png"], "png", picture.size[0], picture.size[1])
+        return Rendered(
+            kind, data, FORMATS["png"].content_type, FORMATS["png"].extension, picture.size[0], picture.size[1]
+        )
     if kind == "mask":
         image = alpha
     elif options.bg_color is not None:
@@ -135,12 +139,14 @@ def _render(kind: str, picture: Picture, alpha: Image.Image, options: RenderOpti
     if options.max_size is not None and max(image.size) > options.max_size:
         # Lanczos: the sharpest of Pillow's downscaling filters; thumbnail keeps the aspect ratio.
         image.thumbnail((options.max_size, options.max_size), Image.Resampling.LANCZOS)
-    data = encode(image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile, exif=exif, xmp=xmp)
+    data = encode(
+        image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile, exif=exif, xmp=xmp
+    )
     return Rendered(
         kind=kind,
         data=data,
-        content_type=CONTENT_TYPES[options.format],
-        extension=EXTENSIONS[options.format],
+        content_type=FORMATS[options.format].content_type,
+        extension=FORMATS[options.format].extension,
         width=image.width,
         height=image.height,
     )

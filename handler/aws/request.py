@@ -18,8 +18,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from handler.errors import InvalidParameter, MissingImage, UnsupportedMediaType
-from handler.keys import climbs_out, is_encodable
+from handler.aws.keys import climbs_out, is_encodable
+from handler.core.errors import InvalidParameter, MissingImage, UnsupportedMediaType
 
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 IMAGE_FIELD = "image"
@@ -104,7 +104,11 @@ def _from_json(body: bytes) -> tuple[bytes | None, S3Reference | None, dict[str,
     if not isinstance(image, str):
         raise InvalidParameter(IMAGE_FIELD, "expected a base64 string")
     try:
-        return base64.b64decode(image.split(",", 1)[-1] if image.startswith("data:") else image, validate=True), None, fields
+        return (
+            base64.b64decode(image.split(",", 1)[-1] if image.startswith("data:") else image, validate=True),
+            None,
+            fields,
+        )
     except (binascii.Error, ValueError) as error:
         raise InvalidParameter(IMAGE_FIELD, "not valid base64") from error
 
@@ -138,7 +142,8 @@ def _from_multipart(content_type: str, body: bytes) -> tuple[bytes | None, dict[
         fields: dict[str, str] = {}
         for part in message.iter_parts():
             name = _form_field_name(part)
-            payload = part.get_payload(decode=True) or b""
+            decoded = part.get_payload(decode=True)  # bytes for a leaf part, None for a nested multipart
+            payload = decoded if isinstance(decoded, bytes) else b""
             if name == IMAGE_FIELD:
                 image = payload
             elif isinstance(name, str) and name:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from handler.config import RESOLUTIONS
-from handler.errors import InvalidParameter
-from handler.imaging import OutputFormat
+from handler.core.env import switch_word
+from handler.core.errors import InvalidParameter
+from handler.core.formats import FORMATS, OutputFormat, format_named
+from handler.core.settings import RESOLUTIONS, OutputKind
 
 # Longest side a caller may ask for; beyond it max_size would only upscale, which we never do.
 MAX_SIZE_LIMIT = 20_000
@@ -18,13 +19,6 @@ MAX_SIZE_LIMIT = 20_000
 _MAX_DIGITS = 9
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-_FORMATS: dict[str, OutputFormat] = {"png": "png", "webp": "webp", "jpeg": "jpeg", "jpg": "jpeg"}
-
-OPTION_NAMES = frozenset(
-    {"format", "bg_color", "crop", "margin", "max_size", "refine", "keep_metadata", "resolution"}
-)
 # Cutouts get their edge colour refined unless the caller says refine=false: benchmarks/refine.py
 # measured the cost on a 12 MP photo within the budget (a quarter of the pipeline's time, 8 bytes
 # per pixel of peak memory).
@@ -61,9 +55,11 @@ class RenderOptions:
         """Whether a cutout's semi-transparent pixels get their estimated foreground colour."""
         return REFINE_BY_DEFAULT if self.refine is None else self.refine
 
-    def check_for(self, kind: str) -> None:
-        if self.format == "jpeg" and kind == "cutout" and self.bg_color is None:
-            raise InvalidParameter("bg_color", "JPEG has no transparency: give a background colour (#rrggbb) or use png/webp")
+    def check_for(self, kind: OutputKind) -> None:
+        if kind == "cutout" and not FORMATS[self.format].transparent and self.bg_color is None:
+            raise InvalidParameter(
+                "bg_color", "JPEG has no transparency: give a background colour (#rrggbb) or use png/webp"
+            )
 
 
 def parse_options(raw: Mapping[str, Any]) -> RenderOptions:
@@ -71,23 +67,7 @@ def parse_options(raw: Mapping[str, Any]) -> RenderOptions:
     unknown = sorted(set(raw) - OPTION_NAMES)
     if unknown:
         raise InvalidParameter(unknown[0], f"unknown parameter; expected one of {', '.join(sorted(OPTION_NAMES))}")
-    values: dict[str, Any] = {}
-    if "format" in raw:
-        values["format"] = _format(raw["format"])
-    if "bg_color" in raw:
-        values["bg_color"] = _colour(raw["bg_color"])
-    if "crop" in raw:
-        values["crop"] = _bool("crop", raw["crop"])
-    if "margin" in raw:
-        values["margin"] = _margin(raw["margin"])
-    if "max_size" in raw:
-        values["max_size"] = _max_size(raw["max_size"])
-    if "refine" in raw:
-        values["refine"] = _bool("refine", raw["refine"])
-    if "keep_metadata" in raw:
-        values["keep_metadata"] = _bool("keep_metadata", raw["keep_metadata"])
-    if "resolution" in raw:
-        values["resolution"] = _resolution(raw["resolution"])
+    values: dict[str, Any] = {name: _PARSERS[name](name, value) for name, value in raw.items()}
     return RenderOptions(**values)
 
 
@@ -99,39 +79,38 @@ def _text(name: str, value: Any) -> str:
     raise InvalidParameter(name, f"expected a single value, got {type(value).__name__}")
 
 
-def _format(value: Any) -> OutputFormat:
-    text = _text("format", value).lower()
-    if text not in _FORMATS:
-        raise InvalidParameter("format", f"expected png, webp or jpeg, got {text!r}")
-    return _FORMATS[text]
+def _format(name: str, value: Any) -> OutputFormat:
+    text = _text(name, value)
+    fmt = format_named(text) if not text.startswith(".") else None
+    if fmt is None:
+        raise InvalidParameter(name, f"expected png, webp or jpeg, got {text.lower()!r}")
+    return fmt
 
 
-def _colour(value: Any) -> tuple[int, int, int]:
-    match = _HEX_COLOUR.match(_text("bg_color", value))
+def _colour(name: str, value: Any) -> tuple[int, int, int]:
+    match = _HEX_COLOUR.match(_text(name, value))
     if match is None:
-        raise InvalidParameter("bg_color", f"expected #rrggbb, got {value!r}")
+        raise InvalidParameter(name, f"expected #rrggbb, got {value!r}")
     digits = match.group(1)
     return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
 
 
-def _bool(name: str, value: Any) -> bool:
-    text = _text(name, value).lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise InvalidParameter(name, f"expected true or false, got {value!r}")
+def _switch(name: str, value: Any) -> bool:
+    switched = switch_word(_text(name, value))
+    if switched is None:
+        raise InvalidParameter(name, f"expected true or false, got {value!r}")
+    return switched
 
 
-def _margin(value: Any) -> Margin:
-    match = _MARGIN.match(_text("margin", value).lower())
+def _margin(name: str, value: Any) -> Margin:
+    match = _MARGIN.match(_text(name, value).lower())
     if match is None:
-        raise InvalidParameter("margin", f"expected pixels (20 or 20px) or a percentage (5%), got {value!r}")
+        raise InvalidParameter(name, f"expected pixels (20 or 20px) or a percentage (5%), got {value!r}")
     amount, unit = float(match.group(1)), match.group(2)
     if not math.isfinite(amount):  # hundreds of digits parse as infinity
-        raise InvalidParameter("margin", f"expected a finite number, got {value!r}")
+        raise InvalidParameter(name, f"expected a finite number, got {value!r}")
     if unit == "%" and amount > 100:
-        raise InvalidParameter("margin", f"a percentage margin must be at most 100%, got {value!r}")
+        raise InvalidParameter(name, f"a percentage margin must be at most 100%, got {value!r}")
     return Margin(amount, percent=unit == "%")
 
 
@@ -148,15 +127,29 @@ def _whole_number(name: str, value: Any) -> int | None:
     return None
 
 
-def _max_size(value: Any) -> int:
-    number = _whole_number("max_size", value)
+def _max_size(name: str, value: Any) -> int:
+    number = _whole_number(name, value)
     if number is None or not 0 < number <= MAX_SIZE_LIMIT:
-        raise InvalidParameter("max_size", f"expected a whole number of pixels from 1 to {MAX_SIZE_LIMIT}, got {value!r}")
+        raise InvalidParameter(name, f"expected a whole number of pixels from 1 to {MAX_SIZE_LIMIT}, got {value!r}")
     return number
 
 
-def _resolution(value: Any) -> int:
-    number = _whole_number("resolution", value)
+def _resolution(name: str, value: Any) -> int:
+    number = _whole_number(name, value)
     if number is None or number not in RESOLUTIONS:
-        raise InvalidParameter("resolution", f"expected one of {', '.join(map(str, RESOLUTIONS))}, got {value!r}")
+        raise InvalidParameter(name, f"expected one of {', '.join(map(str, RESOLUTIONS))}, got {value!r}")
     return number
+
+
+# Every option a request may set, by its name (RenderOptions' field), and the parser of its value.
+_PARSERS: dict[str, Callable[[str, Any], object]] = {
+    "format": _format,
+    "bg_color": _colour,
+    "crop": _switch,
+    "margin": _margin,
+    "max_size": _max_size,
+    "refine": _switch,
+    "keep_metadata": _switch,
+    "resolution": _resolution,
+}
+OPTION_NAMES = frozenset(_PARSERS)

@@ -34,11 +34,11 @@ def cgroup_cpus(cpu_max: Path = _CGROUP_CPU_MAX) -> int | None:
         return None
 
 
-def available_cpus(environ: Mapping[str, str] | None = None) -> int:
+def available_cpus(environ: Mapping[str, str] | None = None, *, cpu_max: Path = _CGROUP_CPU_MAX) -> int:
     """The smallest of: CPUs we may be scheduled on, the cgroup quota, and Lambda's memory share."""
     env = os.environ if environ is None else environ
     limits = [len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)]
-    quota = cgroup_cpus()
+    quota = cgroup_cpus(cpu_max)
     if quota is not None:
         limits.append(quota)
     memory = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")

@@ -1,0 +1,141 @@
+"""The core's settings: the model (where it comes from, what it expects) and the input limits.
+
+Read once from the environment into frozen objects and validated there; the function's own
+settings (outputs, S3) are handler.aws.settings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from handler.core.cpu import available_cpus
+from handler.core.env import Environment
+from handler.core.errors import ConfigurationError
+
+# What a model's graph returns: raw logits (BiRefNet) or probabilities already (U-2-Net).
+ModelOutput = Literal["logits", "probabilities"]
+MODEL_OUTPUTS: tuple[ModelOutput, ...] = ("logits", "probabilities")
+
+DEFAULT_MODEL_REPO = "onnx-community/BiRefNet_lite-ONNX"
+DEFAULT_MODEL_FILE = "onnx/model.onnx"
+DEFAULT_MODEL_REVISION = "main"
+
+# ImageNet statistics: BiRefNet (and U-2-Net) were trained on inputs normalised with these.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# Used only when the graph's spatial input dims are dynamic: BiRefNet was trained at 1024x1024.
+DEFAULT_DYNAMIC_INPUT_SIZE = 1024
+# The input sizes a request may ask of a dynamic-input export (`resolution`): each step down is
+# faster and coarser (benchmarks/README.md, "Resolution").
+RESOLUTIONS = (512, 768, 1024)
+
+# Input limits. 100 MB covers any camera JPEG; 64 MP covers phones' 48/50 MP modes while keeping a
+# full-resolution RGBA cutout (4 bytes/pixel) far below Lambda's memory.
+DEFAULT_MAX_INPUT_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_INPUT_PIXELS = 64_000_000
+# Only the first frame is ever decoded, but GIF and TIFF declare no frame count: counting means
+# walking the file (~2 µs a GIF frame, so a 100 MB GIF of tiny frames would take seconds). The walk
+# stops at this bound, and a file past it is an animation or a document rather than a photo.
+DEFAULT_MAX_INPUT_FRAMES = 1000
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model expects and returns; BiRefNet's contract is the default.
+
+    `input_size` overrides the graph's size only where the graph leaves it dynamic.
+    """
+
+    output: ModelOutput = "logits"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.output not in MODEL_OUTPUTS:
+            raise ConfigurationError(f"MODEL_OUTPUT must be 'logits' or 'probabilities', got {self.output!r}")
+        if any(value <= 0 for value in self.std):
+            raise ConfigurationError(f"MODEL_STD must be positive, got {self.std}")
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """Where the model comes from and how its session runs."""
+
+    path: Path | None = None
+    repo: str = DEFAULT_MODEL_REPO
+    file: str = DEFAULT_MODEL_FILE
+    revision: str = DEFAULT_MODEL_REVISION
+    cache_dir: Path | None = None
+    sha256: str | None = None
+    offline: bool = False
+    hub_endpoint: str | None = None
+    threads: int = field(default_factory=available_cpus)
+    spec: ModelSpec = field(default_factory=ModelSpec)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ModelSettings:
+        env = Environment(environ)
+        path = env.raw("MODEL_PATH")
+        cache_dir = env.raw("MODEL_CACHE_DIR")
+        sha256 = env.text("MODEL_SHA256").strip().lower() or None
+        if sha256 is not None and (len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256)):
+            raise ConfigurationError(f"MODEL_SHA256 must be 64 hex digits, got {sha256!r}")
+        return cls(
+            path=Path(path) if path else None,
+            repo=env.text("MODEL_REPO", DEFAULT_MODEL_REPO),
+            file=env.text("MODEL_FILE", DEFAULT_MODEL_FILE),
+            revision=env.text("MODEL_REVISION", DEFAULT_MODEL_REVISION),
+            cache_dir=Path(cache_dir) if cache_dir else None,
+            sha256=sha256,
+            # The hub's own switch counts too, so a container built with HF_HUB_OFFLINE=1 can
+            # never block a request on a download.
+            offline=env.switch("MODEL_OFFLINE", False) or env.switch("HF_HUB_OFFLINE", False),
+            hub_endpoint=env.raw("HF_ENDPOINT"),
+            threads=env.positive_int("MODEL_THREADS", available_cpus(environ)),
+            spec=ModelSpec(
+                output=env.choice("MODEL_OUTPUT", MODEL_OUTPUTS, "logits"),
+                mean=_rgb(env.numbers("MODEL_MEAN", 3, IMAGENET_MEAN)),
+                std=_rgb(env.numbers("MODEL_STD", 3, IMAGENET_STD)),
+                input_size=env.positive_int("MODEL_INPUT_SIZE", None),
+            ),
+        )
+
+    @property
+    def name(self) -> str:
+        """A short label for logs, metrics and output metadata."""
+        if self.path is not None:
+            return self.path.name
+        return f"{self.repo}/{self.file}@{self.revision}"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Limits checked before an image is fully decoded."""
+
+    max_bytes: int = DEFAULT_MAX_INPUT_BYTES
+    max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    max_frames: int = DEFAULT_MAX_INPUT_FRAMES
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ImageLimits:
+        env = Environment(environ)
+        return cls(
+            max_bytes=env.positive_int("MAX_INPUT_BYTES", DEFAULT_MAX_INPUT_BYTES),
+            max_pixels=env.positive_int("MAX_INPUT_PIXELS", DEFAULT_MAX_INPUT_PIXELS),
+            max_frames=env.positive_int("MAX_INPUT_FRAMES", DEFAULT_MAX_INPUT_FRAMES),
+        )
+
+
+def _rgb(values: tuple[float, ...]) -> tuple[float, float, float]:
+    red, green, blue = values  # Environment.numbers gave exactly three
+    return red, green, blue
+
+
+# What a request or a job may ask to be rendered: the cutout (RGBA) and/or the mask (L).
+OutputKind = Literal["cutout", "mask"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("cutout", "mask")
