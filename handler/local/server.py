@@ -320,7 +320,10 @@ def serve(
     def interrupt(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)
+    # SIGINT too: a process started in the background inherits SIGINT ignored, and Ctrl-C (or a
+    # supervisor's SIGINT) must still stop the server cleanly.
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, interrupt)
     access_log = logging.StreamHandler(sys.stderr)
     access_log.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(access_log)
