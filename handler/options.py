@@ -25,6 +25,8 @@ _FORMATS: dict[str, OutputFormat] = {"png": "png", "webp": "webp", "jpeg": "jpeg
 OPTION_NAMES = frozenset(
     {"format", "bg_color", "crop", "margin", "max_size", "refine", "keep_metadata", "resolution"}
 )
+# Options that only change a cutout: a mask is the alpha alone, without colour or metadata.
+CUTOUT_ONLY = frozenset({"bg_color", "refine", "keep_metadata"})
 # Cutouts get their edge colour refined unless the caller says refine=false: benchmarks/refine.py
 # measured the cost on a 12 MP photo within the budget (a quarter of the pipeline's time, 8 bytes
 # per pixel of peak memory).
@@ -40,6 +42,11 @@ class Margin:
         """The margin in pixels; a percentage is of the subject box's longer side."""
         return round(self.value * max(width, height) / 100.0) if self.percent else round(self.value)
 
+    def sides(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(top, right, bottom, left) in pixels around a `width` x `height` subject: here all equal."""
+        pixels = self.pixels(width, height)
+        return pixels, pixels, pixels, pixels
+
 
 @dataclass(frozen=True)
 class RenderOptions:
@@ -48,6 +55,8 @@ class RenderOptions:
     crop: bool = False
     margin: Margin = Margin(0)
     max_size: int | None = None
+    # Most pixels an output may have (remove.bg's `size`); scaled down, aspect kept, never up.
+    max_pixels: int | None = None
     # None: the service's default (REFINE_BY_DEFAULT); False turns refinement off.
     refine: bool | None = None
     # Copy the input's EXIF (Orientation reset to 1) and XMP to cutouts. Off by default: a cutout
@@ -66,11 +75,18 @@ class RenderOptions:
             raise InvalidParameter("bg_color", "JPEG has no transparency: give a background colour (#rrggbb) or use png/webp")
 
 
-def parse_options(raw: Mapping[str, Any]) -> RenderOptions:
-    """Build options from string-ish values; any unknown name or bad value names the parameter."""
+def parse_options(raw: Mapping[str, Any], kind: str | None = None) -> RenderOptions:
+    """Build options from string-ish values; any unknown name or bad value names the parameter.
+
+    With `kind` ("cutout" or "mask"), options that have no effect on that output are refused too,
+    as is a margin without crop: a caller who sent one expected it to do something.
+    """
     unknown = sorted(set(raw) - OPTION_NAMES)
     if unknown:
         raise InvalidParameter(unknown[0], f"unknown parameter; expected one of {', '.join(sorted(OPTION_NAMES))}")
+    if kind == "mask":
+        for name in sorted(set(raw) & CUTOUT_ONLY):
+            raise InvalidParameter(name, "applies to cutouts (/remove) only, not to masks")
     values: dict[str, Any] = {}
     if "format" in raw:
         values["format"] = _format(raw["format"])
@@ -88,6 +104,8 @@ def parse_options(raw: Mapping[str, Any]) -> RenderOptions:
         values["keep_metadata"] = _bool("keep_metadata", raw["keep_metadata"])
     if "resolution" in raw:
         values["resolution"] = _resolution(raw["resolution"])
+    if "margin" in raw and not values.get("crop", False):
+        raise InvalidParameter("margin", "applies only with crop=true")
     return RenderOptions(**values)
 
 

@@ -303,25 +303,29 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto 10 10 line
 
 
 def refused_formats() -> Iterator[Case]:
-    """Formats Pillow can read that uploads may not use: never decoded (EPS would run Ghostscript)."""
-    refused = frozenset({"invalid_image"})
+    """Formats Pillow can read that uploads may not use: never decoded (EPS would run Ghostscript).
+
+    Those with a magic number are named (415 unsupported_media_type); TGA, PCX and SPIDER have
+    none, and PDF and SVG are no format Pillow reads: those stay "not an image" (400 invalid_image).
+    """
+    named = frozenset({"unsupported_media_type"})
     rgb = _picture()
-    yield Case("refused_format", "eps", EPS, refused)
-    yield Case("refused_format", "postscript", b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", refused)
+    yield Case("refused_format", "eps", EPS, named)
+    yield Case("refused_format", "postscript", b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", named)
     # DOS EPS binary header (C5D0D3C6) with a TIFF preview: Pillow's EPS plugin would take it.
     postscript_offset = 30
     dos_eps = b"\xc5\xd0\xd3\xc6" + struct.pack("<IIIIIIH", postscript_offset, len(EPS), 0, 0, 0, 0, 0xFFFF) + EPS
-    yield Case("refused_format", "dos-eps", dos_eps, refused)
-    yield Case("refused_format", "pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", refused)
+    yield Case("refused_format", "dos-eps", dos_eps, named)
+    yield Case("refused_format", "pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", frozenset({"invalid_image"}))
     for fmt, mode in (("ICO", "RGB"), ("PPM", "RGB"), ("PCX", "RGB"), ("TGA", "RGB"), ("SGI", "RGB"),
                       ("XBM", "1"), ("DDS", "RGB"), ("MSP", "1"), ("SPIDER", "F"), ("QOI", "RGB")):
         try:
             data = _save(rgb.convert(mode), fmt)
         except (KeyError, OSError, ValueError):  # a writer this Pillow build lacks
             continue
-        yield Case("refused_format", fmt.lower(), data, refused)
-    yield Case("refused_format", "psd", _psd(), refused)
-    yield Case("refused_format", "svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', refused)
+        yield Case("refused_format", fmt.lower(), data, frozenset({"invalid_image"}) if fmt in ("PCX", "TGA", "SPIDER") else named)
+    yield Case("refused_format", "psd", _psd(), named)
+    yield Case("refused_format", "svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', frozenset({"invalid_image"}))
 
 
 def _psd() -> bytes:
