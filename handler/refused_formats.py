@@ -46,7 +46,6 @@ SIGNATURES: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
     ("FLI", _fli),
     ("PCD", lambda head: head[2048:2055] == b"PCD_IPI"),
     ("ICO", _starts(b"\x00\x00\x01\x00")),
-    ("CUR", _starts(b"\x00\x00\x02\x00")),
     ("DDS", _starts(b"DDS ")),
     ("ICNS", _starts(b"icns")),
     ("QOI", _starts(b"qoif")),

@@ -344,8 +344,9 @@ def wrong_containers(samples: dict[str, bytes], made: dict[str, bytes]) -> Itera
     riff = b"WEBP" + b"VP8 " + struct.pack("<I", len(jpeg)) + jpeg
     yield Case("wrong_container", "jpeg-in-riff-webp", b"RIFF" + struct.pack("<I", len(riff)) + riff, frozenset({"invalid_image"}))
     ico = _save(Image.open(io.BytesIO(png_data)).convert("RGBA"), "ICO", sizes=[(32, 32)])
-    yield Case("wrong_container", "png-in-ico", ico, frozenset({"invalid_image"}))
-    yield Case("wrong_container", "jpeg-in-eps", EPS + jpeg, frozenset({"invalid_image"}))
+    # An ICO and an EPS are what they are whatever they carry: formats we refuse, named (415).
+    yield Case("wrong_container", "png-in-ico", ico, frozenset({"unsupported_media_type"}))
+    yield Case("wrong_container", "jpeg-in-eps", EPS + jpeg, frozenset({"unsupported_media_type"}))
     yield Case("wrong_container", "jpeg-in-zip", _zip("photo.jpg", jpeg), frozenset({"invalid_image"}))
     yield Case("wrong_container", "base64-of-jpeg", base64.b64encode(jpeg), frozenset({"invalid_image"}))
     # A JPEG with trailing garbage (common from broken uploaders) still decodes.

@@ -106,3 +106,13 @@ def test_too_many_pixels_names_our_limit_not_pillows_warning() -> None:
 
     assert caught.value.message == "the image has too many pixels; the limit is 1,000"
     assert "decompression" not in caught.value.message.lower()
+
+
+@pytest.mark.parametrize("fmt", ["TGA", "PCX"])
+def test_a_format_without_magic_is_never_named_as_another(fmt: str) -> None:
+    # An uncompressed TGA starts 00 00 02 00, as a Windows cursor (CUR) does: naming it would be a guess
+    data = _written(fmt)
+
+    assert refused_format(data[:HEAD_BYTES]) is None
+    with pytest.raises(InvalidImage):
+        load_picture(data)
