@@ -1,5 +1,5 @@
-"""The API entry point: POST /remove (cutout) and POST /mask, for API Gateway HTTP API (v2),
-REST API (v1) and Function URL events.
+"""The API entry point: POST /remove (cutout), POST /mask, and POST /v1.0/removebg (remove.bg's API,
+handler/aws/removebg_api.py), for API Gateway HTTP API (v2), REST API (v1) and Function URL events.
 
 Thin by design: parse the request, call `render.process`, shape the response. Errors become JSON
 `{"error": {"code", "message"}}` with the status their class declares (handler.core.errors).
@@ -17,11 +17,17 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatew
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler.aws import runtime
+from handler.aws import removebg, removebg_api, runtime
 from handler.aws.headers import SECURITY_HEADERS
 from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.aws.request import ImageRequest, parse_request
-from handler.core.errors import BackgroundRemovalError, OutputTooLarge, SourceForbidden
+from handler.core.errors import (
+    BackgroundRemovalError,
+    MethodNotAllowed,
+    OutputTooLarge,
+    RouteNotFound,
+    SourceForbidden,
+)
 from handler.core.options import parse_options
 from handler.core.render import Rendered, Result, process
 from handler.core.settings import OutputKind
@@ -31,6 +37,8 @@ from handler.core.settings import OutputKind
 LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_RESERVE = 16 * 1024
 API_RESULTS_PREFIX = "api/"
+# Every route and the methods it takes: a known path with another method is 405, not 404.
+ROUTES: dict[str, tuple[str, ...]] = {"/remove": ("POST",), "/mask": ("POST",), removebg.PATH: ("POST",)}
 
 # Load the model during the init phase, once per execution environment.
 runtime.current()
@@ -39,7 +47,8 @@ runtime.current()
 def _error_response(error: BackgroundRemovalError) -> Response[Any]:
     count_error(error.code)
     logger.info("request refused", extra={"error_code": error.code, "status": error.status})
-    return _json(error.status, {"error": {"code": error.code, "message": error.message}})
+    headers = {"Allow": ", ".join(error.allowed)} if isinstance(error, MethodNotAllowed) else None
+    return _json(error.status, error.document(), headers)
 
 
 def _unexpected_error(error: Exception) -> Response[Any]:
@@ -61,7 +70,7 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
 def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response[Any]:
     current = runtime.current()
     request = parse_request(app.current_event)
-    options = parse_options(request.options)
+    options = parse_options(request.options, kind)
     data = _image_bytes(request, current)
     result = process(data, [kind], options, current.model, current.settings.limits)
     record_processed(result.megapixels, result.inference_ms, result.total_ms)
@@ -112,6 +121,11 @@ def _redirect_to_stored(
     return _json(303, document, headers={"Location": url, **_result_headers(result, rendered)})
 
 
+def _fits_inline(sent_length: int) -> bool:
+    """Whether a body of `sent_length` bytes as it travels (base64 for binary) fits the response."""
+    return sent_length + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT
+
+
 def _base64_length(size: int) -> int:
     return 4 * ((size + 2) // 3)
 
@@ -155,9 +169,19 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
     def mask_route() -> Response[Any]:
         return _respond(app, "mask")
 
+    @app.post(removebg.PATH)
+    def removebg_route() -> Response[Any]:
+        # remove.bg's vocabulary and error shape, for its existing clients (handler/aws/removebg.py).
+        return removebg_api.respond(app, runtime.current(), _redirect_to_stored, _fits_inline)
+
     @app.not_found
     def not_found(_error: Exception) -> Response[Any]:
-        return _json(404, {"error": {"code": "not_found", "message": "use POST /remove or POST /mask"}})
+        path = app.current_event.path
+        if path in ROUTES:
+            allowed = ROUTES[path]
+            error = MethodNotAllowed(f"{path} takes {' or '.join(allowed)} only", allowed)
+            return removebg_api.error_response(error) if path == removebg.PATH else _error_response(error)
+        return _error_response(RouteNotFound(f"use POST /remove, POST /mask or POST {removebg.PATH}"))
 
     app.exception_handler(BackgroundRemovalError)(_error_response)
     app.exception_handler(Exception)(_unexpected_error)

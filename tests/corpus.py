@@ -339,16 +339,21 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto 10 10 line
 
 
 def refused_formats() -> Iterator[Case]:
-    """Formats Pillow can read that uploads may not use: never decoded (EPS would run Ghostscript)."""
-    refused = frozenset({"invalid_image"})
+    """Formats Pillow can read that uploads may not use: never decoded (EPS would run Ghostscript).
+
+    Those with a magic number are named (415 unsupported_media_type); TGA, PCX and SPIDER have
+    none, and PDF and SVG are no format Pillow reads: those stay "not an image" (400 invalid_image).
+    """
+    named = frozenset({"unsupported_media_type"})
     rgb = _picture()
-    yield Case("refused_format", "eps", EPS, refused)
-    yield Case("refused_format", "postscript", b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", refused)
+    yield Case("refused_format", "eps", EPS, named)
+    yield Case("refused_format", "postscript", b"%!PS-Adobe-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", named)
     # DOS EPS binary header (C5D0D3C6) with a TIFF preview: Pillow's EPS plugin would take it.
     postscript_offset = 30
     dos_eps = b"\xc5\xd0\xd3\xc6" + struct.pack("<IIIIIIH", postscript_offset, len(EPS), 0, 0, 0, 0, 0xFFFF) + EPS
-    yield Case("refused_format", "dos-eps", dos_eps, refused)
-    yield Case("refused_format", "pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", refused)
+    yield Case("refused_format", "dos-eps", dos_eps, named)
+    not_an_image = frozenset({"invalid_image"})
+    yield Case("refused_format", "pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n", not_an_image)
     for fmt, mode in (
         ("ICO", "RGB"),
         ("PPM", "RGB"),
@@ -365,9 +370,14 @@ def refused_formats() -> Iterator[Case]:
             data = _save(rgb.convert(mode), fmt)
         except (KeyError, OSError, ValueError):  # a writer this Pillow build lacks
             continue
-        yield Case("refused_format", fmt.lower(), data, refused)
-    yield Case("refused_format", "psd", _psd(), refused)
-    yield Case("refused_format", "svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', refused)
+        yield Case("refused_format", fmt.lower(), data, not_an_image if fmt in ("PCX", "TGA", "SPIDER") else named)
+    yield Case("refused_format", "psd", _psd(), named)
+    yield Case(
+        "refused_format",
+        "svg",
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+        frozenset({"invalid_image"}),
+    )
 
 
 def _psd() -> bytes:
@@ -396,8 +406,9 @@ def wrong_containers(samples: dict[str, bytes], made: dict[str, bytes]) -> Itera
         frozenset({"invalid_image"}),
     )
     ico = _save(Image.open(io.BytesIO(png_data)).convert("RGBA"), "ICO", sizes=[(32, 32)])
-    yield Case("wrong_container", "png-in-ico", ico, frozenset({"invalid_image"}))
-    yield Case("wrong_container", "jpeg-in-eps", EPS + jpeg, frozenset({"invalid_image"}))
+    # An ICO and an EPS are what they are whatever they carry: formats we refuse, named (415).
+    yield Case("wrong_container", "png-in-ico", ico, frozenset({"unsupported_media_type"}))
+    yield Case("wrong_container", "jpeg-in-eps", EPS + jpeg, frozenset({"unsupported_media_type"}))
     yield Case("wrong_container", "jpeg-in-zip", _zip("photo.jpg", jpeg), frozenset({"invalid_image"}))
     yield Case("wrong_container", "base64-of-jpeg", base64.b64encode(jpeg), frozenset({"invalid_image"}))
     # A JPEG with trailing garbage (common from broken uploaders) still decodes.

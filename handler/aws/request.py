@@ -1,7 +1,7 @@
 """Turning an API event into an image (bytes or an S3 reference) and raw options.
 
-The image comes as the raw body, as a multipart form field `image`, or in JSON as base64
-`image` or an S3 `source`. Parsing is pure: no S3, no model.
+The image comes as the raw body, as a multipart form field `image` (or `image_file`, remove.bg's
+name, or `file`, rembg's), or in JSON as base64 `image` or an S3 `source`. Parsing is pure: no S3, no model.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from handler.core.errors import InvalidParameter, MissingImage, UnsupportedMedia
 
 RAW_IMAGE_TYPES = ("image/", "application/octet-stream")
 IMAGE_FIELD = "image"
+# Multipart file fields that carry the image: ours, remove.bg's and rembg's names.
+IMAGE_FIELDS = (IMAGE_FIELD, "image_file", "file")
 SOURCE_FIELD = "source"
 
 
@@ -144,7 +146,9 @@ def _from_multipart(content_type: str, body: bytes) -> tuple[bytes | None, dict[
             name = _form_field_name(part)
             decoded = part.get_payload(decode=True)  # bytes for a leaf part, None for a nested multipart
             payload = decoded if isinstance(decoded, bytes) else b""
-            if name == IMAGE_FIELD:
+            if name in IMAGE_FIELDS:
+                if image is not None:
+                    raise InvalidParameter(name, f"give one image, in one of the fields {', '.join(IMAGE_FIELDS)}")
                 image = payload
             elif isinstance(name, str) and name:
                 fields[name] = payload.decode("utf-8", errors="replace")

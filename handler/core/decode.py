@@ -21,6 +21,7 @@ import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from handler.core.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
+from handler.core.refused_formats import HEAD_BYTES, refused_format
 from handler.core.settings import ImageLimits
 
 # Pillow quotes a few bytes of the file in some messages ("broken PNG file (chunk b'...')"). An
@@ -42,6 +43,8 @@ _ICC_COLOUR_SPACE = slice(16, 20)
 # and EPS/PostScript would run Ghostscript. MPO is how Pillow names many camera and phone JPEGs.
 # HEIF is pillow-heif's plugin, AVIF Pillow's own; either counts only where its decoder is present.
 DECODABLE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "TIFF", "BMP", "AVIF", "HEIF")
+# What messages tell a caller to send instead (HEIC is how phones name their HEIF files).
+ACCEPTED_FORMATS = "JPEG, PNG, WebP, GIF, TIFF, BMP, HEIC/HEIF or AVIF"
 # ISO-BMFF brands of HEIC/HEIF and AVIF photos (bytes 8-12 after "ftyp"): recognised even without a
 # decoder, so that a phone photo gets "unsupported format" (415) rather than "not an image" (400).
 _AVIF_BRANDS = {b"avif", b"avis"}
@@ -191,16 +194,18 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
             _check_pixels(image, limits)
             _check_frames(image, limits)
     except Image.DecompressionBombError as error:
-        raise TooManyPixels(f"the image has too many pixels ({error}); the limit is {limits.max_pixels:,}") from error
+        # Pillow's own message speaks of attacks and its own threshold: ours names our limit only.
+        raise TooManyPixels(f"the image has too many pixels; the limit is {limits.max_pixels:,}") from error
     except UnidentifiedImageError as error:
         container = _heif_family(stream)
         if container is not None and container not in _decodable_formats():
             raise UnsupportedMediaType(f"this installation has no decoder for {container} images") from error
         if container is not None:
             raise InvalidImage(f"the {container} image is corrupt or truncated") from error
-        raise InvalidImage(
-            "the data is not an image in a format this service reads (JPEG, PNG, WebP, GIF, TIFF, BMP, AVIF)"
-        ) from error
+        refused = refused_format(_head(stream, HEAD_BYTES))
+        if refused is not None:
+            raise UnsupportedMediaType(f"{refused} images are not accepted; send {ACCEPTED_FORMATS}") from error
+        raise InvalidImage(f"the data is not an image in a format this service reads ({ACCEPTED_FORMATS})") from error
     except _CORRUPT_DATA_ERRORS as error:
         raise InvalidImage(f"the image header is corrupt ({_detail(error)})") from error
     return image
@@ -260,14 +265,17 @@ def _decodable_formats() -> tuple[str, ...]:
     return tuple(name for name in DECODABLE_FORMATS if name in Image.OPEN)
 
 
-def _heif_family(stream: io.BytesIO | Path) -> str | None:
-    """ "AVIF" or "HEIF" (Pillow's format names) when the header is an ISO-BMFF photo's, else None."""
+def _head(stream: io.BytesIO | Path, size: int) -> bytes:
     if isinstance(stream, Path):
         with stream.open("rb") as file:
-            header = file.read(12)
-    else:
-        stream.seek(0)
-        header = stream.read(12)
+            return file.read(size)
+    stream.seek(0)
+    return stream.read(size)
+
+
+def _heif_family(stream: io.BytesIO | Path) -> str | None:
+    """ "AVIF" or "HEIF" (Pillow's format names) when the header is an ISO-BMFF photo's, else None."""
+    header = _head(stream, 12)
     if header[4:8] != b"ftyp" or header[8:12] not in _HEIF_BRANDS:
         return None
     return "AVIF" if header[8:12] in _AVIF_BRANDS else "HEIF"

@@ -42,6 +42,9 @@ def encode(
         if image.mode in ("L", "RGB", "RGBA"):
             return encode_png(image, icc_profile=icc_profile if image.mode != "L" else None, exif=exif, xmp=xmp)
         image.save(buffer, "PNG", **extra)
+    elif fmt == "webp" and image.mode == "L":
+        # A mask is data, not a photo: lossy WebP turned pure background into faint non-zero alpha.
+        image.save(buffer, "WEBP", lossless=True, method=WEBP_METHOD, **extra)
     elif fmt == "webp":
         image.save(buffer, "WEBP", quality=WEBP_QUALITY, alpha_quality=100, method=WEBP_METHOD, **extra)
     elif fmt == "jpeg":

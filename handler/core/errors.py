@@ -21,6 +21,10 @@ class BackgroundRemovalError(Exception):
         super().__init__(message)
         self.message = message
 
+    def document(self) -> dict[str, dict[str, str]]:
+        """The JSON body every HTTP answer of ours carries for this error."""
+        return {"error": {"code": self.code, "message": self.message}}
+
 
 class InvalidParameter(BackgroundRemovalError):
     code = "invalid_parameter"
@@ -41,6 +45,38 @@ class InvalidImage(BackgroundRemovalError):
 
     code = "invalid_image"
     status = 400
+
+
+class RouteNotFound(BackgroundRemovalError):
+    """A path the API does not have."""
+
+    code = "not_found"
+    status = 404
+
+
+class MethodNotAllowed(BackgroundRemovalError):
+    """A path the API has, with a method it does not take; the answer names the ones it takes."""
+
+    code = "method_not_allowed"
+    status = 405
+
+    def __init__(self, message: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.allowed = allowed
+
+
+class RequestTooLarge(BackgroundRemovalError):
+    """A request body over what the transport takes (API Gateway's 10 MB, Lambda's 6 MB payload)."""
+
+    code = "request_too_large"
+    status = 413
+
+
+class LengthRequired(BackgroundRemovalError):
+    """A body without a Content-Length (chunked), which API Gateway's Lambda proxy does not take."""
+
+    code = "length_required"
+    status = 411
 
 
 class SourceForbidden(BackgroundRemovalError):

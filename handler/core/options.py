@@ -19,6 +19,8 @@ MAX_SIZE_LIMIT = 20_000
 _MAX_DIGITS = 9
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
+# Options that only change a cutout: a mask is the alpha alone, without colour or metadata.
+CUTOUT_ONLY = frozenset({"bg_color", "refine", "keep_metadata"})
 # Cutouts get their edge colour refined unless the caller says refine=false: benchmarks/refine.py
 # measured the cost on a 12 MP photo within the budget (a quarter of the pipeline's time, 8 bytes
 # per pixel of peak memory).
@@ -34,6 +36,11 @@ class Margin:
         """The margin in pixels; a percentage is of the subject box's longer side."""
         return round(self.value * max(width, height) / 100.0) if self.percent else round(self.value)
 
+    def sides(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(top, right, bottom, left) in pixels around a `width` x `height` subject: here all equal."""
+        pixels = self.pixels(width, height)
+        return pixels, pixels, pixels, pixels
+
 
 @dataclass(frozen=True)
 class RenderOptions:
@@ -42,6 +49,8 @@ class RenderOptions:
     crop: bool = False
     margin: Margin = Margin(0)
     max_size: int | None = None
+    # Most pixels an output may have (remove.bg's `size`); scaled down, aspect kept, never up.
+    max_pixels: int | None = None
     # None: the service's default (REFINE_BY_DEFAULT); False turns refinement off.
     refine: bool | None = None
     # Copy the input's EXIF (Orientation reset to 1) and XMP to cutouts. Off by default: a cutout
@@ -62,12 +71,21 @@ class RenderOptions:
             )
 
 
-def parse_options(raw: Mapping[str, Any]) -> RenderOptions:
-    """Build options from string-ish values; any unknown name or bad value names the parameter."""
+def parse_options(raw: Mapping[str, Any], kind: OutputKind | None = None) -> RenderOptions:
+    """Build options from string-ish values; any unknown name or bad value names the parameter.
+
+    With `kind` ("cutout" or "mask"), options that have no effect on that output are refused too,
+    as is a margin without crop: a caller who sent one expected it to do something.
+    """
     unknown = sorted(set(raw) - OPTION_NAMES)
     if unknown:
         raise InvalidParameter(unknown[0], f"unknown parameter; expected one of {', '.join(sorted(OPTION_NAMES))}")
+    if kind == "mask":
+        for name in sorted(set(raw) & CUTOUT_ONLY):
+            raise InvalidParameter(name, "applies to cutouts (/remove) only, not to masks")
     values: dict[str, Any] = {name: _PARSERS[name](name, value) for name, value in raw.items()}
+    if "margin" in raw and not values.get("crop", False):
+        raise InvalidParameter("margin", "applies only with crop=true")
     return RenderOptions(**values)
 
 

@@ -5,6 +5,7 @@ This is the single logic function both entry points and the command line call.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -103,13 +104,13 @@ def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: Render
     """Crop to the subject plus margin; with no subject there is nothing to crop to, so keep all."""
     if not options.crop or box is None:
         return picture, alpha
-    margin = options.margin.pixels(box.width, box.height)
+    top, right, bottom, left = options.margin.sides(box.width, box.height)
     width, height = picture.size
     region = (
-        max(0, box.left - margin),
-        max(0, box.top - margin),
-        min(width, box.left + box.width + margin),
-        min(height, box.top + box.height + margin),
+        max(0, box.left - left),
+        max(0, box.top - top),
+        min(width, box.left + box.width + right),
+        min(height, box.top + box.height + bottom),
     )
     cropped = replace(
         picture,
@@ -122,7 +123,13 @@ def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: Render
 def _render(kind: OutputKind, picture: Picture, alpha: Image.Image, options: RenderOptions) -> Rendered:
     # Masks are data derived from the photo, not the photo: no metadata, no colour profile.
     exif, xmp = picture.output_metadata() if options.keep_metadata and kind == "cutout" else (None, None)
-    if kind == "cutout" and options.format == "png" and options.bg_color is None and options.max_size is None:
+    if (
+        kind == "cutout"
+        and options.format == "png"
+        and options.bg_color is None
+        and options.max_size is None
+        and options.max_pixels is None
+    ):
         # The common case, composed inside the PNG encoder's threads: no full-size RGBA copy.
         data = encode_png_cutout(picture.rgb, alpha, icc_profile=picture.icc_profile, exif=exif, xmp=xmp)
         return Rendered(
@@ -139,6 +146,11 @@ def _render(kind: OutputKind, picture: Picture, alpha: Image.Image, options: Ren
     if options.max_size is not None and max(image.size) > options.max_size:
         # Lanczos: the sharpest of Pillow's downscaling filters; thumbnail keeps the aspect ratio.
         image.thumbnail((options.max_size, options.max_size), Image.Resampling.LANCZOS)
+    if options.max_pixels is not None and image.width * image.height > options.max_pixels:
+        scale = math.sqrt(options.max_pixels / (image.width * image.height))
+        # Floor, so the product stays within the bound; at least 1 pixel on each side.
+        fitted = (max(1, math.floor(image.width * scale)), max(1, math.floor(image.height * scale)))
+        image = image.resize(fitted, Image.Resampling.LANCZOS)
     data = encode(
         image, options.format, icc_profile=None if kind == "mask" else picture.icc_profile, exif=exif, xmp=xmp
     )

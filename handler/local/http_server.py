@@ -15,6 +15,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from handler.aws.headers import SECURITY_HEADERS
+from handler.core.errors import (
+    BackgroundRemovalError,
+    LengthRequired,
+    MethodNotAllowed,
+    RequestTooLarge,
+    RouteNotFound,
+)
 from handler.local.api_gateway import (
     API_GATEWAY_MAX_BODY,
     LAMBDA_PAYLOAD_LIMIT,
@@ -26,7 +33,7 @@ from handler.local.api_gateway import (
 if TYPE_CHECKING:  # the server module builds request handlers bound to itself
     from handler.local.server import LocalServer
 
-API_ROUTES = ("/remove", "/mask")
+API_ROUTES = ("/remove", "/mask", "/v1.0/removebg")
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
 log = logging.getLogger("handler.local.server")
@@ -54,7 +61,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # noqa: N815 (BaseHTTPRequestHandler's naming)
 
     def do_HEAD(self) -> None:
-        self._send(_json_response(405, {"message": "Method Not Allowed"}))
+        self._send(_error_response(MethodNotAllowed("HEAD is not served; use POST", ("POST",))))
 
     def _lambda_or_not_found(self) -> None:
         body = self._read_body()
@@ -62,19 +69,15 @@ class RequestHandler(BaseHTTPRequestHandler):
             return
         if urlsplit(self.path).path not in API_ROUTES:
             # API Gateway's own answer for a route the API does not have.
-            self._send(_json_response(404, {"message": "Not Found"}))
+            self._send(_error_response(RouteNotFound("use POST /remove, POST /mask or POST /v1.0/removebg")))
             return
         event = api_gateway_event(
             self.command, self.path, list(self.headers.items()), body, source_ip=self.client_address[0]
         )
         if len(json.dumps(event)) > LAMBDA_PAYLOAD_LIMIT:
             self._send(
-                _json_response(
-                    413,
-                    {
-                        "message": "Request Entity Too Large: the image in base64 exceeds "
-                        "Lambda's 6 MB request payload; send it through S3"
-                    },
+                _error_response(
+                    RequestTooLarge("the image in base64 exceeds Lambda's 6 MB request payload; send it through S3")
                 )
             )
             return
@@ -83,21 +86,25 @@ class RequestHandler(BaseHTTPRequestHandler):
         except Exception:
             # The entry point itself failed (not an error response): API Gateway answers so.
             log.exception("the API function failed")
-            self._send(_json_response(500, {"message": "Internal Server Error"}))
+            self._send(_error_response(_INTERNAL_ERROR))
             return
         if len(json.dumps(result)) > LAMBDA_PAYLOAD_LIMIT:
             log.error("the API response exceeds Lambda's 6 MB payload limit; deployed, this is a 500")
-            self._send(_json_response(500, {"message": "Internal Server Error"}))
+            self._send(_error_response(_INTERNAL_ERROR))
             return
         self._send(http_response(result))
 
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self._send(_json_response(411, {"message": "Length Required"}), close=True)
+            self._send(
+                _error_response(LengthRequired("send a Content-Length; chunked bodies are not taken")), close=True
+            )
             return None
         length = int(self.headers.get("Content-Length") or 0)
         if length > API_GATEWAY_MAX_BODY:
-            self._send(_json_response(413, {"message": "Request Entity Too Large"}), close=True)
+            self._send(
+                _error_response(RequestTooLarge("the body exceeds API Gateway's 10 MB; send it through S3")), close=True
+            )
             return None
         return self.rfile.read(length) if length else b""
 
@@ -126,3 +133,15 @@ class RequestHandler(BaseHTTPRequestHandler):
 
 def _json_response(status: int, document: dict[str, Any]) -> HttpResponse:
     return HttpResponse(status, [("Content-Type", "application/json")], json.dumps(document).encode())
+
+
+# What API Gateway answers when the function itself fails, in our error format.
+_INTERNAL_ERROR = BackgroundRemovalError("an unexpected error occurred")
+
+
+def _error_response(error: BackgroundRemovalError) -> HttpResponse:
+    """The server's own refusals in the same `{"error": {"code", "message"}}` format as the function's."""
+    response = _json_response(error.status, error.document())
+    if isinstance(error, MethodNotAllowed):
+        response.headers.append(("Allow", ", ".join(error.allowed)))
+    return response

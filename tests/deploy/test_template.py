@@ -60,7 +60,7 @@ def test_memory_default_fits_the_measured_peak(template: dict[str, Any]) -> None
     assert template["Globals"]["Function"]["MemorySize"] == {"Ref": "MemorySize"}
 
 
-def test_api_auth_is_a_choice_defaulting_to_iam_and_routes_are_the_two_posts(template: dict[str, Any]) -> None:
+def test_api_auth_is_a_choice_defaulting_to_iam_and_routes_are_the_three_posts(template: dict[str, Any]) -> None:
     # How each choice shows in the deployed API is asserted on the transformed template (test_transform.py).
     assert template["Parameters"]["ApiAuth"]["Default"] == "IAM"
     assert template["Parameters"]["ApiAuth"]["AllowedValues"] == ["IAM", "NONE"]
@@ -68,7 +68,7 @@ def test_api_auth_is_a_choice_defaulting_to_iam_and_routes_are_the_two_posts(tem
         (event["Properties"]["Method"], event["Properties"]["Path"])
         for event in template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
     }
-    assert routes == {("POST", "/remove"), ("POST", "/mask")}
+    assert routes == {("POST", "/remove"), ("POST", "/mask"), ("POST", "/v1.0/removebg")}
 
 
 def test_input_and_output_buckets_differ_so_outputs_cannot_retrigger(template: dict[str, Any]) -> None:

@@ -85,8 +85,8 @@ def _as_list(value: Any) -> list[Any]:
 
 def test_every_choice_parameter_is_covered() -> None:
     # The combinations come from the template; this pins that both choices exist to be combined.
-    assert {"ApiAuth", "Architecture"} <= set(_CHOICES)
-    assert len(COMBINATIONS) == len(list(itertools.product(*_CHOICES.values()))) >= 4
+    assert {"ApiAuth", "Architecture", "RemoveBgApiKeys"} <= set(_CHOICES)
+    assert len(COMBINATIONS) == len(list(itertools.product(*_CHOICES.values()))) >= 8
 
 
 def test_transform_accepts_the_template(
@@ -137,9 +137,12 @@ def _operations(body: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]
 def test_every_route_demands_iam_unless_none_was_chosen(deployed: dict[str, Any], combination: dict[str, str]) -> None:
     apis = _resources(deployed, "AWS::ApiGatewayV2::Api")
     assert set(apis) == {"HttpApi"}, "a second API would need its own auth"
-    # Routes exist only in the API's OpenAPI body: no route, authorizer or other API beside it.
-    for kind in ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Authorizer", "AWS::ApiGateway::RestApi"):
+    # Routes exist only in the API's OpenAPI body: no route, authorizer or other API beside it
+    # (the remove.bg REST API, only when chosen, is checked below).
+    for kind in ("AWS::ApiGatewayV2::Route", "AWS::ApiGatewayV2::Authorizer", "AWS::ApiGateway::Authorizer"):
         assert not _resources(deployed, kind), kind
+    rest_apis = set(_resources(deployed, "AWS::ApiGateway::RestApi"))
+    assert rest_apis == ({"RemoveBgApi"} if combination["RemoveBgApiKeys"] == "ENABLED" else set())
     # No side door: a Function URL would bypass the API's auth.
     assert not _resources(deployed, "AWS::Lambda::Url")
 
@@ -154,7 +157,7 @@ def test_every_route_demands_iam_unless_none_was_chosen(deployed: dict[str, Any]
             assert operation.get("security") == IAM_SECURITY, f"{route} does not demand IAM"
         else:
             assert "security" not in operation, f"{route}: ApiAuth=NONE did not take effect"
-    assert set(routes) == {("POST", "/remove"), ("POST", "/mask")}
+    assert set(routes) == {("POST", "/remove"), ("POST", "/mask"), ("POST", "/v1.0/removebg")}
     if combination["ApiAuth"] == "IAM":
         scheme = body["components"]["securitySchemes"]["AWS_IAM"]
         assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
@@ -162,17 +165,76 @@ def test_every_route_demands_iam_unless_none_was_chosen(deployed: dict[str, Any]
 
 def test_the_default_is_iam() -> None:
     assert _PARAMETERS["ApiAuth"]["Default"] == "IAM"
+    # API keys for remove.bg's clients are a deliberate choice at deploy time
+    assert _PARAMETERS["RemoveBgApiKeys"]["Default"] == "DISABLED"
 
 
-def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any]) -> None:
+def _template_json(template: str) -> dict[str, Any]:
+    """A gateway response template with API Gateway's `$context.error.messageString` (a JSON string)."""
+    return json.loads(template.replace("$context.error.messageString", '"message"'))
+
+
+def test_remove_bg_api_demands_an_api_key_in_x_api_key_throttled_per_key(
+    deployed: dict[str, Any], combination: dict[str, str]
+) -> None:
+    if combination["RemoveBgApiKeys"] != "ENABLED":
+        # Nothing of API Gateway's REST flavour exists unless chosen
+        assert not [name for name, body in deployed["Resources"].items() if body["Type"].startswith("AWS::ApiGateway::")]
+        return
+    api = deployed["Resources"]["RemoveBgApi"]["Properties"]
+    body = api["Body"]
+    assert "security" not in body, "an API-wide security block would apply to routes not checked below"
+    routes = {(method, path): operation for method, path, operation in _operations(body)}
+    # One route, remove.bg's, to the API function, demanding the key
+    assert set(routes) == {("POST", "/v1.0/removebg")}
+    operation = routes[("POST", "/v1.0/removebg")]
+    assert operation["security"] == [{"api_key": []}]
+    assert body["components"]["securitySchemes"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
+    assert api.get("ApiKeySourceType", "HEADER") == "HEADER"
+    integration = operation["x-amazon-apigateway-integration"]
+    assert integration["type"] == "aws_proxy"
+    assert integration["uri"]["Fn::Sub"].endswith("/functions/${ApiFunction.Arn}/invocations")
+    # Throttled per key (a usage plan's limits apply to each of its keys), on this API's stage
+    (plan,) = _resources(deployed, "AWS::ApiGateway::UsagePlan").values()
+    assert plan["Properties"]["Throttle"] == {"RateLimit": {"Ref": "RemoveBgKeyRate"}, "BurstLimit": {"Ref": "RemoveBgKeyBurst"}}
+    assert plan["Properties"]["Quota"] == {"Limit": {"Ref": "RemoveBgKeyDailyQuota"}, "Period": "DAY"}
+    ((stage_name, stage),) = _resources(deployed, "AWS::ApiGateway::Stage").items()
+    assert plan["Properties"]["ApiStages"] == [{"ApiId": {"Ref": "RemoveBgApi"}, "Stage": {"Ref": stage_name}}]
+    # ... and across all keys as the HTTP API is
+    assert stage["Properties"]["MethodSettings"] == [
+        {"HttpMethod": "*", "ResourcePath": "/*", "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+         "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}}
+    ]
+    (membership,) = _resources(deployed, "AWS::ApiGateway::UsagePlanKey").values()
+    (key_name,) = _resources(deployed, "AWS::ApiGateway::ApiKey")
+    assert membership["Properties"]["KeyId"] == {"Ref": key_name}
+    # The gateway's own refusals in remove.bg's error shape
+    responses = body["x-amazon-apigateway-gateway-responses"]
+    assert {"INVALID_API_KEY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
+    for name, response in responses.items():
+        (error,) = _template_json(response["responseTemplates"]["application/json"])["errors"]
+        assert set(error) == {"title", "code", "detail"}, name
+    assert responses["INVALID_API_KEY"]["statusCode"] == "403"
+    assert _template_json(responses["INVALID_API_KEY"]["responseTemplates"]["application/json"])["errors"][0]["code"] == "auth_failed"
+    assert responses["THROTTLED"]["statusCode"] == "429"
+
+
+def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any], combination: dict[str, str]) -> None:
     permissions = _resources(deployed, "AWS::Lambda::Permission")
     principals = {name: body["Properties"]["Principal"] for name, body in permissions.items()}
-    assert principals == {
+    expected = {
         "ApiFunctionRemovePermission": "apigateway.amazonaws.com",
         "ApiFunctionMaskPermission": "apigateway.amazonaws.com",
+        "ApiFunctionRemoveBgPermission": "apigateway.amazonaws.com",
         "JobsFunctionUploadPermission": "events.amazonaws.com",
     }
-    for name in ("ApiFunctionRemovePermission", "ApiFunctionMaskPermission"):
+    if combination["RemoveBgApiKeys"] == "ENABLED":
+        expected["RemoveBgApiPermission"] = "apigateway.amazonaws.com"
+        # The REST API may invoke for its one route and method only
+        source = permissions["RemoveBgApiPermission"]["Properties"]["SourceArn"]["Fn::Sub"]
+        assert source.endswith(":${RemoveBgApi}/*/POST/v1.0/removebg")
+    assert principals == expected
+    for name in ("ApiFunctionRemovePermission", "ApiFunctionMaskPermission", "ApiFunctionRemoveBgPermission"):
         source, values = permissions[name]["Properties"]["SourceArn"]["Fn::Sub"]
         assert values["__ApiId__"] == {"Ref": "HttpApi"}, name
     upload = permissions["JobsFunctionUploadPermission"]["Properties"]

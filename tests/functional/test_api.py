@@ -137,6 +137,9 @@ def test_function_url_event_gives_json_with_a_cropped_cutout(service: Service) -
         pytest.param(lambda source: http_event(content_type="application/octet-stream"), id="octet-stream"),
         pytest.param(lambda source: http_event(content_type=None), id="no-content-type"),
         pytest.param(lambda source: multipart_event({"image": EVENT_IMAGE}), id="multipart"),
+        # remove.bg's and rembg's field names, as their clients send them
+        pytest.param(lambda source: multipart_event({"image_file": EVENT_IMAGE}), id="multipart-image_file"),
+        pytest.param(lambda source: multipart_event({"file": EVENT_IMAGE}), id="multipart-file"),
         pytest.param(lambda source: json_event({"image": base64.b64encode(EVENT_IMAGE).decode()}), id="json-base64"),
         pytest.param(lambda source: json_event({"source": source}), id="json-s3-source"),
     ],
@@ -329,7 +332,7 @@ def test_crop_to_the_subject_with_a_margin(
 
 
 def test_crop_false_keeps_the_whole_image(service: Service) -> None:
-    reply = service.invoke(http_event(query={"crop": "false", "margin": "5"}))
+    reply = service.invoke(http_event(query={"crop": "false"}))
 
     assert assert_image_reply(reply, pil_format="PNG", content_type="image/png").size == EVENT_SIZE
 
@@ -483,7 +486,39 @@ OCTETS = "application/octet-stream"
         ),
         _error_case("GET /", lambda: http_event(method="GET", path="/"), 404, "not_found", "POST /remove"),
         _error_case("POST /other", lambda: http_event(path="/other"), 404, "not_found"),
-        _error_case("GET /remove", lambda: http_event(method="GET", path="/remove"), 404, "not_found"),
+        _error_case("GET /remove", lambda: http_event(method="GET", path="/remove"), 405, "method_not_allowed", "POST"),
+        _error_case("PUT /mask", lambda: http_event(method="PUT", path="/mask"), 405, "method_not_allowed", "POST"),
+        _error_case(
+            "bg_color on /mask",
+            lambda: http_event(path="/mask", query={"bg_color": "#ffffff"}),
+            400,
+            "invalid_parameter",
+            "bg_color:",
+        ),
+        _error_case(
+            "refine on /mask",
+            lambda: http_event(path="/mask", query={"refine": "false"}),
+            400,
+            "invalid_parameter",
+            "refine:",
+        ),
+        _error_case(
+            "margin without crop", lambda: http_event(query={"margin": "5"}), 400, "invalid_parameter", "margin:"
+        ),
+        _error_case(
+            "margin with crop=false",
+            lambda: http_event(query={"crop": "false", "margin": "5"}),
+            400,
+            "invalid_parameter",
+            "margin:",
+        ),
+        _error_case(
+            "two images",
+            lambda: multipart_event({"image": EVENT_IMAGE, "file": EVENT_IMAGE}),
+            400,
+            "invalid_parameter",
+            "one image",
+        ),
         _error_case(
             "rest-POST /other",
             lambda: rest_event(path="/other", headers={"Content-Type": "image/jpeg"}),
@@ -498,6 +533,29 @@ def test_errors_have_a_stable_code_and_status(
     reply = service.invoke(make_event())
 
     assert_error(reply, status, code, mentions=mentions)
+
+
+@pytest.mark.parametrize("path", ["/remove", "/mask"])
+@pytest.mark.parametrize("make", [http_event, lambda **kw: rest_event(headers={"Content-Type": "image/jpeg"}, **kw)])
+def test_a_wrong_method_is_405_naming_the_allowed_one(
+    service: Service, make: Callable[..., dict[str, Any]], path: str
+) -> None:
+    reply = service.invoke(make(method="GET", path=path))
+
+    assert_error(reply, 405, "method_not_allowed", mentions=path)
+    assert reply.headers["allow"] == "POST"
+
+
+def test_a_webp_mask_is_lossless(service: Service) -> None:
+    # GIVEN the PNG mask (lossless) of the example photo, and its pure background
+    expected = np.asarray(service.invoke(http_event(path="/mask")).image.convert("L"))
+    assert (expected == 0).sum() > 1000
+
+    reply = service.invoke(http_event(path="/mask", query={"format": "webp"}))
+
+    # THEN the WebP mask has exactly the same values: no background pixel turned faintly visible
+    image = assert_image_reply(reply, pil_format="WEBP", content_type="image/webp")
+    assert np.array_equal(np.asarray(image.convert("L")), expected)
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ ERROR_STATUSES = {
     "invalid_image": 400,
     "missing_image": 400,
     "not_found": 404,
+    "method_not_allowed": 405,
     "source_forbidden": 403,
     "image_too_large": 413,
     "too_many_pixels": 413,
@@ -39,6 +40,21 @@ ERROR_STATUSES = {
     "output_too_large": 413,
     "unsupported_media_type": 415,
 }
+# remove.bg's route answers in its own shape, with its codes where they apply (handler/aws/removebg.py).
+REMOVEBG_STATUSES = {**ERROR_STATUSES, "file_too_large": 413, "unknown_foreground": 400}
+REMOVEBG_FIELDS = [
+    "image_file",
+    "image_file_b64",
+    "image_url",
+    "size",
+    "format",
+    "channels",
+    "bg_color",
+    "crop",
+    "crop_margin",
+    "type",
+    "roi",
+]
 PROPERTIES = settings(
     max_examples=150,
     deadline=None,
@@ -242,6 +258,48 @@ def assert_defined(reply: Reply) -> None:
 @given(event=events())
 def test_any_event_gets_a_defined_status(service: Service, event: dict[str, Any]) -> None:
     assert_defined(service.invoke(event))
+
+
+@st.composite
+def removebg_events(draw: st.DrawFn) -> dict[str, Any]:
+    """remove.bg requests: its fields (and others) with any values, in any of its body kinds."""
+    fields = draw(
+        st.dictionaries(
+            st.one_of(st.sampled_from(REMOVEBG_FIELDS), st.text(max_size=10)),
+            st.one_of(
+                images, st.binary(max_size=64), option_values, st.sampled_from(["preview", "zip", "alpha", "10px 5%"])
+            ),
+            max_size=4,
+        )
+    )
+    kind = draw(st.sampled_from(["multipart", "json", "form"]))
+    if kind == "multipart":
+        boundary = "----removebg-property"
+        return http_event(
+            multipart_body(fields, boundary),
+            content_type=f"multipart/form-data; boundary={boundary}",
+            path="/v1.0/removebg",
+        )
+    texts = {
+        name: base64.b64encode(value).decode() if isinstance(value, bytes) else value for name, value in fields.items()
+    }
+    if kind == "json":
+        return http_event(json.dumps(texts), content_type="application/json", path="/v1.0/removebg")
+    from urllib.parse import urlencode
+
+    return http_event(urlencode(texts), content_type="application/x-www-form-urlencoded", path="/v1.0/removebg")
+
+
+@PROPERTIES
+@given(event=removebg_events())
+def test_any_removebg_request_gets_a_defined_status_in_its_error_shape(service: Service, event: dict[str, Any]) -> None:
+    reply = service.invoke(event)
+
+    assert reply.status in {200, 303} | set(REMOVEBG_STATUSES.values()), reply.body[:300]
+    if reply.status >= 400:
+        (error,) = reply.json["errors"]
+        assert REMOVEBG_STATUSES.get(error["code"]) == reply.status, error
+        assert set(error) == {"title", "code", "detail"} and all(error.values())
 
 
 @PROPERTIES

@@ -97,7 +97,7 @@ def test_a_route_the_api_does_not_have_is_a_404(server: LocalServer) -> None:
     status, _headers, body = post(f"{server.url}/resize", b"x")
 
     assert status == 404
-    assert json.loads(body) == {"message": "Not Found"}
+    assert json.loads(body)["error"]["code"] == "not_found"
 
 
 def test_the_web_page_is_served_and_self_contained(server: LocalServer) -> None:
@@ -148,11 +148,18 @@ def test_every_local_answer_is_nosniff_and_never_cached(
         else:
             connection.request(method, path, body=payload, headers=headers)
         response = connection.getresponse()
-        response.read()
+        answer = response.read()
     finally:
         connection.close()
 
     assert response.status == status
+    if status >= 400 and method != "HEAD":  # a HEAD answer has no body
+        # One error format, whoever answers: the function or the server itself (404, 413, 411)
+        document = json.loads(answer)
+        assert set(document) == {"error"} and set(document["error"]) == {"code", "message"}
+        assert document["error"]["message"]
+    if status == 405:
+        assert response.getheader("Allow") == "POST"
     assert response.getheader("X-Content-Type-Options") == "nosniff"
     assert response.getheader("Cache-Control") == "no-store"
     assert len(response.headers.get_all("Cache-Control") or []) == 1

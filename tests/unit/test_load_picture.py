@@ -414,10 +414,13 @@ def test_formats_outside_the_allow_list_are_not_decoded(monkeypatch: pytest.Monk
     Image.new("RGB", (16, 16), "red").save(ppm, "PPM")
     eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
 
-    # THEN each is refused as not an image this service reads
-    for data in (ico.getvalue(), ppm.getvalue(), eps):
-        with pytest.raises(InvalidImage):
+    # THEN each is refused as a format this service does not take, named from its magic number
+    for data, name in ((ico.getvalue(), "ICO"), (ppm.getvalue(), "PPM"), (eps, "EPS")):
+        with pytest.raises(UnsupportedMediaType) as caught:
             load_picture(data)
+        assert caught.value.status == 415
+        assert caught.value.message.startswith(f"{name} images are not accepted")
+        assert "HEIC" in caught.value.message and "AVIF" in caught.value.message
 
 
 # The ISO-BMFF header of an iPhone photo (size, "ftyp", major brand "heic") with nothing after it.
