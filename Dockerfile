@@ -16,18 +16,26 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/requ
 # 2. The model, baked at build time with the same code path users run: `python -m handler download`.
 #    Only the modules the download step imports are copied here, so edits to the rest of the code
 #    do not invalidate this layer. The file's checksum is verified (MODEL_SHA256 when given, else
-#    the hub's own content hash) and a pre-optimised copy is kept when it loads faster.
+#    the hub's own content hash), its decomposed deformable convolutions are made native DeformConv
+#    when the result is verified to agree, and a pre-optimised copy is kept when it loads faster.
 ARG MODEL_REPO=onnx-community/BiRefNet_lite-ONNX
 ARG MODEL_FILE=onnx/model.onnx
 ARG MODEL_REVISION=main
 ARG MODEL_SHA256=
 COPY handler/__init__.py handler/__main__.py handler/cli.py handler/config.py handler/cpu.py \
      handler/errors.py handler/model_store.py handler/model.py handler/bake.py /tmp/bake/handler/
-RUN cd /tmp/bake \
+# The native-DeformConv rewrite (handler/deform_bake.py): its modules, the photos it is verified
+# on, and onnx (pinned, hashed) installed into a folder this step deletes: never in the image.
+COPY handler/deform_rewrite.py handler/deform_bake.py /tmp/bake/handler/
+COPY samples/*.jpg /tmp/bake/samples/
+COPY layers/bake-requirements-${TARGETARCH}.txt /tmp/bake-requirements.txt
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r /tmp/bake-requirements.txt \
+        --target /tmp/bake-deps \
+    && cd /tmp/bake \
     && HF_HUB_DISABLE_TELEMETRY=1 MODEL_REPO="${MODEL_REPO}" MODEL_FILE="${MODEL_FILE}" \
        MODEL_REVISION="${MODEL_REVISION}" MODEL_SHA256="${MODEL_SHA256}" MODEL_CACHE_DIR=/tmp/hub-cache \
-       PYTHONPATH="${LAMBDA_TASK_ROOT}" python -m handler download --output /opt/model \
-    && rm -rf /tmp/bake /tmp/hub-cache
+       PYTHONPATH="${LAMBDA_TASK_ROOT}:/tmp/bake-deps" python -m handler download --output /opt/model \
+    && rm -rf /tmp/bake /tmp/hub-cache /tmp/bake-deps /tmp/bake-requirements.txt
 
 # At run time nothing is downloaded: the baked file is the model, the hub is switched off, and
 # only /tmp (Lambda's one writable place) is used.

@@ -49,12 +49,17 @@ chromium:
 		echo "note: /usr/bin/chromium is missing and installing it needs root; the browser tests will be skipped"; \
 	fi
 
-# The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.
+# The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12; and the
+# model step's build-only ones (layers/bake.in).
 lock: $(TOOLS_STAMP)
 	$(TOOLS)/bin/uv pip compile pyproject.toml --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
 		--generate-hashes --no-annotate -o layers/requirements-amd64.txt
 	$(TOOLS)/bin/uv pip compile pyproject.toml --python-version 3.12 --python-platform aarch64-manylinux_2_28 \
 		--generate-hashes --no-annotate -o layers/requirements-arm64.txt
+	$(TOOLS)/bin/uv pip compile layers/bake.in --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes --no-annotate --no-emit-package numpy -o layers/bake-requirements-amd64.txt
+	$(TOOLS)/bin/uv pip compile layers/bake.in --python-version 3.12 --python-platform aarch64-manylinux_2_28 \
+		--generate-hashes --no-annotate --no-emit-package numpy -o layers/bake-requirements-arm64.txt
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .cache demo-output .pytest_cache

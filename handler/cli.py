@@ -59,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", parents=[model_options], help="fetch and verify the model (build step)")
     download.add_argument(
         "--output", type=Path, default=None,
-        help="also bake it into this folder as model.onnx (pre-optimised when that loads faster) + model.json",
+        help="also bake it into this folder as model.onnx (deformable convolutions made native when verified, "
+        "pre-optimised when that loads faster) + model.json",
     )
     download.set_defaults(run=_run_download)
 
@@ -142,7 +143,9 @@ def _run_download(args: argparse.Namespace) -> int:
     try:
         if args.output is not None:
             baked = bake(settings, args.output)
-            print(f"{baked.path}  source_sha256={baked.source_sha256}  preoptimised={baked.preoptimised}")
+            deform = "applied" if baked.native_deform["applied"] else "not applied"
+            print(f"{baked.path}  source_sha256={baked.source_sha256}  preoptimised={baked.preoptimised}  native_deform={deform}")
+            print(f"native DeformConv: {baked.native_deform['reason']}")
         else:
             path = download_model(settings)
             print(f"{path}  sha256={sha256_of(path)}")

@@ -196,7 +196,11 @@ class _Graph:
         return len(sources)
 
     def feeds_from_gather(self, conv_index: int) -> bool:
-        """Whether a GatherND lies a few nodes upstream of this Conv (so a failed match is worth reporting)."""
+        """Whether this Conv reads a Reshape with a GatherND a few nodes upstream: the end of a chain,
+        so a failed match is worth reporting."""
+        tiles = self.producer.get(self.graph.node[conv_index].input[0])
+        if tiles is None or self.graph.node[tiles].op_type != "Reshape":
+            return False
         frontier, seen = [conv_index], set()
         for _ in range(12):
             following = []

@@ -121,6 +121,10 @@ class BackgroundModel:
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """The model on a preprocessed tensor, as probabilities (float32 [H, W])."""
         (raw,) = self.session.run([self.output_name], {self.input_name: tensor})
+        return self.to_probabilities(raw)
+
+    def to_probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """The graph's raw output ([..., H, W] logits or probabilities) as probabilities, float32 [H, W]."""
         values = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2:])
         if self.spec.output == "logits":
             # sigmoid via tanh: never overflows for large negative logits. No min-max stretch, so an

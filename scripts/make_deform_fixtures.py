@@ -109,6 +109,36 @@ class Net(nn.Module):
         return x
 
 
+class TinyBiRefNet(nn.Module):
+    """BiRefNet's I/O contract (`input_image` [1, 3, H, W] -> `output_image` [1, 1, H, W] logits)
+    around two of its kind of deformable convolution (3x3, padding 1, mask and bias): a model the
+    bake step can run on photos, as it runs the real one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        v = replace(BASE, channels=8, out_channels=8)
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.deform = nn.ModuleList([DeformBlock(v, 8), DeformBlock(v, 8)])
+        self.head = nn.Conv2d(8, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.stem(x))
+        for block in self.deform:
+            x = torch.relu(block(x))
+        return self.head(x)
+
+
+def make_tiny_birefnet(out: Path, size: int = 32) -> dict[str, object]:
+    torch.manual_seed(SEED)
+    net = TinyBiRefNet().eval()
+    path = out / "birefnet_tiny.onnx"
+    torch.onnx.export(
+        net, (torch.randn(1, 3, size, size),), str(path), opset_version=17,
+        input_names=["input_image"], output_names=["output_image"], do_constant_folding=True, dynamo=False,
+    )
+    return {"name": "birefnet_tiny", "size": size, "layers": 2, "bytes": path.stat().st_size}
+
+
 def make(v: Variant, out: Path) -> dict[str, object]:
     torch.manual_seed(SEED)
     net = Net(v).eval()
@@ -139,8 +169,12 @@ def main() -> None:
     index = [make(v, args.out) for v in VARIANTS]
     versions = {"torch": torch.__version__, "torchvision": __import__("torchvision").__version__,
                 "deform-conv2d-onnx-exporter": "1.2.0"}
-    (args.out / "fixtures.json").write_text(json.dumps({"made_with": versions, "fixtures": index}, indent=1) + "\n")
-    print(f"{len(index)} fixtures, {sum(int(f['bytes']) for f in index)} bytes of ONNX, in {args.out}")
+    models = [make_tiny_birefnet(args.out)]
+    (args.out / "fixtures.json").write_text(
+        json.dumps({"made_with": versions, "fixtures": index, "models": models}, indent=1) + "\n"
+    )
+    made = index + models
+    print(f"{len(made)} fixtures, {sum(int(f['bytes']) for f in made)} bytes of ONNX, in {args.out}")
 
 
 if __name__ == "__main__":

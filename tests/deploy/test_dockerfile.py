@@ -75,29 +75,62 @@ def test_requirements_are_pinned_with_hashes_and_match_pyproject() -> None:
             assert pins.get(name.lower().replace("_", "-")) == version, f"{lock.name}: {requirement}"
 
 
+def _model_step_tree(tmp_path: Path) -> Path:
+    """A folder holding exactly what the Dockerfile COPYs into /tmp/bake (modules and probe photos)."""
+    copies = [args.split() for args in _arguments("COPY")]
+    into_bake = [(sources, destination) for *sources, destination in copies if destination.startswith("/tmp/bake/")]
+    assert "/tmp/bake/handler/" in {destination for _, destination in into_bake}
+    for sources, destination in into_bake:
+        folder = tmp_path / destination.removeprefix("/tmp/bake/")
+        folder.mkdir(parents=True, exist_ok=True)
+        for source in sources:
+            matches = sorted(ROOT.glob(source))
+            assert matches, f"COPY {source} matches nothing"
+            for match in matches:
+                shutil.copy(match, folder)
+    return tmp_path
+
+
+def _run_model_step(tree: Path, model: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "MODEL_PATH": str(model), "HF_HUB_DISABLE_TELEMETRY": "1", "PYTHONPATH": ""}
+    return subprocess.run(
+        [sys.executable, "-m", "handler", "download", "--output", str(tree / "model")],
+        cwd=tree, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
 def test_the_model_step_runs_with_only_the_files_it_copies(tmp_path: Path) -> None:
     """Run the Dockerfile's model step from a folder holding exactly the modules it COPYs."""
-    (model_copy,) = [args for args in _arguments("COPY") if "handler/model_store.py" in args]
-    *sources, destination = model_copy.split()
-    assert destination == "/tmp/bake/handler/"
-    package = tmp_path / "handler"
-    package.mkdir()
-    for source in sources:
-        shutil.copy(ROOT / source, package)
-    env = {
-        **os.environ,
-        "MODEL_PATH": str(ensure_u2netp()),
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "PYTHONPATH": "",
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "handler", "download", "--output", str(tmp_path / "model")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )
+    tree = _model_step_tree(tmp_path)
+    result = _run_model_step(tree, ensure_u2netp())
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "model" / "model.json").read_text())
     assert manifest["source_sha256"] == "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
     assert (tmp_path / "model" / "model.onnx").stat().st_size > 1_000_000
+    assert manifest["native_deform"]["reason"] == "no decomposed deformable convolutions in this graph"
+
+
+def test_the_model_step_makes_deformable_convolutions_native(tmp_path: Path) -> None:
+    """With a decomposed-DeformConv model, the step as copied rewrites it and checks it on the photos it copies."""
+    tree = _model_step_tree(tmp_path)
+    result = _run_model_step(tree, ROOT / "tests" / "model" / "deform_fixtures" / "birefnet_tiny.onnx")
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "model" / "model.json").read_text())["native_deform"]
+    assert record["applied"] is True, record["reason"]
+    assert record["check"]["probes"] == sorted(p.name for p in (ROOT / "samples").glob("*.jpg"))
+
+
+def test_bake_requirements_pin_onnx_as_pyproject_does_and_stay_out_of_the_image() -> None:
+    tests_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    (onnx_pin,) = [requirement for requirement in tests_extra if requirement.startswith("onnx==")]
+    for arch in ("amd64", "arm64"):
+        text = (ROOT / "layers" / f"bake-requirements-{arch}.txt").read_text()
+        assert f"{onnx_pin} \\\n    --hash=sha256:" in text, arch
+        assert "numpy==" not in text  # the runtime's numpy serves the step
+    (run,) = [args for args in _arguments("RUN") if "python -m handler download" in args]
+    assert "--require-hashes" in run and "--target /tmp/bake-deps" in run
+    assert re.search(r"rm -rf [^&]*/tmp/bake-deps", run)
+    assert "/tmp/bake-deps" not in " ".join(_arguments("ENV"))
 
 
 @pytest.mark.parametrize("argument", ["MODEL_REPO", "MODEL_FILE", "MODEL_REVISION", "MODEL_SHA256"])

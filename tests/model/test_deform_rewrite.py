@@ -259,3 +259,13 @@ def test_graph_without_deformable_convolutions_is_returned_as_is() -> None:
     rewritten, result = rewrite_model(model)
     assert rewritten is model
     assert (result.candidates, result.rewritten, result.opset_to) == (0, 0, graphs.OPSET)
+
+
+def test_graph_whose_opset_cannot_be_raised_is_refused() -> None:
+    # An op onnx's version converter has no schema (so no adapter) for: the rewrite would need the
+    # graph at opset 19 and cannot get it there without guessing.
+    model = load("k3")
+    model.graph.node.append(helper.make_node("Frobnicate", ["y"], ["z"]))
+    model.graph.output.append(helper.make_empty_tensor_value_info("z"))
+    with pytest.raises(RewriteRefused, match="cannot raise the opset from 17 to 19"):
+        rewrite_model(model)
