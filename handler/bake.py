@@ -60,7 +60,10 @@ def bake(settings: ModelSettings, output_dir: Path, probes: Sequence[Path] | Non
         except Exception:  # an export onnxruntime cannot pre-optimise still works unoptimised
             optimised_seconds = None
         preoptimised = optimised_seconds is not None and optimised_seconds < raw_seconds
-        shutil.copyfile(optimised if preoptimised else model_file, target)
+        # Written whole or not at all: local runs take any model.onnx in a bake folder as finished.
+        partial = Path(scratch) / "partial.onnx"
+        shutil.copyfile(optimised if preoptimised else model_file, partial)
+        partial.replace(target)
     baked = BakedModel(
         source=settings.name,
         source_sha256=sha256_of(source),

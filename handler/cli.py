@@ -149,9 +149,34 @@ def _run_download(args: argparse.Namespace) -> int:
         else:
             path = download_model(settings)
             print(f"{path}  sha256={sha256_of(path)}")
+            _bake_for_local_runs(settings, path)
     except BackgroundRemovalError as error:
         return _fail(error.message)
     return 0
+
+
+def _bake_for_local_runs(settings: ModelSettings, path: Path) -> None:
+    """Bake the downloaded hub file beside the cache, so local runs get what the image gets.
+
+    Best effort: the download itself succeeded, so a bake that cannot be made (a file onnxruntime
+    cannot load, say) leaves the plain download in use and says so on stderr.
+    """
+    from handler.bake import MANIFEST, bake
+    from handler.model_store import LOCAL_BAKED_MODEL, local_bake_dir
+
+    folder = local_bake_dir(settings, path)
+    if folder is None:
+        return
+    if (folder / LOCAL_BAKED_MODEL).is_file() and (folder / MANIFEST).is_file():
+        print(f"local runs use {folder / LOCAL_BAKED_MODEL} (baked before)", file=sys.stderr)
+        return
+    try:
+        # The file just downloaded and verified, as a local path: no second request to the hub.
+        baked = bake(dataclasses.replace(settings, path=path), folder)
+    except Exception as error:  # onnxruntime and onnx raise their own untyped errors for unusable files
+        print(f"note: local runs use the download as is; it could not be baked: {error}", file=sys.stderr)
+        return
+    print(f"local runs use {baked.path}; native DeformConv: {baked.native_deform['reason']}", file=sys.stderr)
 
 
 def _run_images(args: argparse.Namespace) -> int:
