@@ -13,10 +13,11 @@ each a 3x3 conv to 64 channels and an ASPPDeformable — four modulated deformab
 input, as BiRefNet's DeformableConv2d), a global-pool branch, a 1x1 fusion — so 20 deformable
 convolutions, the largest a 7x7 on 64 channels at 256x256 for a 1024x1024 input. The backbone is
 replaced by convolution stages with Swin-T's channels (96, 192, 384, 768) and depths (2, 2, 6, 2)
-and about its multiply-adds; weights are random.
+and about its multiply-adds; weights are random; a centred subject is added to the logits so the
+mask is photo-like (for the pipeline's cost around the model).
 
-Measured, each in a fresh process (peak RSS is a high-water mark), with the service's session
-options: the decomposed graph as the bake kept it before (pre-optimised original) and as it bakes
+Measured, each in a fresh process (peak RSS is a high-water mark), before and after alternating
+and the fastest steady run kept (the machine is shared), with the service's session options: the decomposed graph as the bake kept it before (pre-optimised original) and as it bakes
 it now (`python -m handler download --output`: rewritten, checked, pre-optimised), at 1 and 2
 threads; outputs compared on a sample photo; the bake's own time with and without the rewrite;
 the whole pipeline on a 12 MP photo against the bare model run (benchmarks/pipeline.py's
@@ -142,6 +143,12 @@ def build(path: Path, size: int) -> None:
             self.block1 = DecoderBlock(96, 48)
             self.lateral = nn.ModuleList(nn.Conv2d(c, c, 1) for c in channels[:3][::-1])
             self.head = nn.Conv2d(48, 1, 1)
+            # A photo-like mask (heavy_graph's centred subject with soft edges) under the random
+            # network's own faint texture, so that the pipeline's cost around the model (refine
+            # band, PNG size) is that of a real cutout.
+            from benchmarks.heavy_graph import _subject_logits
+
+            self.register_buffer("subject", torch.from_numpy(_subject_logits(size)))
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
             x1 = self.stages[0](image)
@@ -156,7 +163,7 @@ def build(path: Path, size: int) -> None:
                 p = F.interpolate(p, size=hw(skip), mode="bilinear", align_corners=True)
                 p = block(p + lateral(skip))
             p = F.interpolate(p, size=hw(image), mode="bilinear", align_corners=True)
-            return self.head(p)
+            return 0.25 * self.head(p) + self.subject
 
     if exporter.JitScalarType is None:  # see scripts/make_deform_fixtures.py
         from torch.onnx._internal.torchscript_exporter._type_utils import JitScalarType
@@ -204,7 +211,16 @@ def child_run(model_path: str, threads: int, runs: int, output: str) -> dict[str
 
 
 def _bake(model: Path, folder: Path, *, rewrite: bool) -> tuple[dict[str, Any], float]:
-    """The build step's own code; without the rewrite, as it baked before (onnx made unimportable)."""
+    """The build step's own code; without the rewrite, as it baked before (onnx made unimportable).
+
+    A bake of this very stand-in already in `folder` is reused (with its recorded time): re-measuring
+    the models on a busier machine then costs no second bake."""
+    timing = folder / "bake_seconds.json"
+    if timing.exists() and (folder / "model.json").exists():
+        manifest = json.loads((folder / "model.json").read_text())
+        recorded = json.loads(timing.read_text())
+        if recorded["source_bytes"] == model.stat().st_size and recorded["source_mtime_ns"] == model.stat().st_mtime_ns:
+            return manifest, recorded["seconds"]
     code = "import sys\nfrom handler.cli import main\nsys.exit(main(sys.argv[1:]))"
     if not rewrite:
         code = "import sys\nsys.modules['onnx'] = None\n" + code
@@ -213,33 +229,78 @@ def _bake(model: Path, folder: Path, *, rewrite: bool) -> tuple[dict[str, Any], 
         [sys.executable, "-c", code, "download", "--output", str(folder)],
         check=True, cwd=ROOT, env={**os.environ, "MODEL_PATH": str(model)}, capture_output=True,
     )
-    return json.loads((folder / "model.json").read_text()), time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    timing.write_text(json.dumps({"seconds": seconds, "source_bytes": model.stat().st_size,
+                                  "source_mtime_ns": model.stat().st_mtime_ns}))
+    return json.loads((folder / "model.json").read_text()), seconds
+
+
+def _quiet_parallel_fraction() -> float:
+    """Amdahl's parallel fraction from benchmarks/threads.py's run of the heavy stand-in (1 and 2 threads)."""
+    runs = {m["threads"]: m["run_s"] for m in json.loads((RESULTS / "threads.json").read_text())["threads"]}
+    return min(1.0, max(0.0, 2.0 * (1.0 - runs[2] / runs[1])))
 
 
 def sizing(measured: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Time per image on each Lambda memory size: Amdahl's law fitted to each graph's 1 and 2-thread runs."""
+    """Time per image on each Lambda memory size: Amdahl's law fitted to each graph's 1 and 2-thread
+    runs, scaled from its 2-thread time. Two threads no faster than one (by 10%) means the machine
+    was too busy for a fit: threads.py's fit is used then, and the row says so."""
     rows = []
     for export, by_threads in measured.items():
         one, two = by_threads[1]["run_s"], by_threads[2]["run_s"]
-        parallel = min(1.0, max(0.0, 2.0 * (1.0 - two / one)))
+        if two < one / 1.1:
+            parallel, fitted = min(1.0, max(0.0, 2.0 * (1.0 - two / one))), "these runs"
+        else:
+            parallel, fitted = _quiet_parallel_fraction(), "threads.py (these runs were too busy to fit)"
         peak = max(m["peak_mb"] for m in by_threads.values())
         for memory in MEMORY_SIZES_MB:
             vcpus = min(6.0, memory / 1769)
             seconds = two * ((1 - parallel) + parallel / vcpus) / ((1 - parallel) + parallel / 2)
             fits = peak + HEADROOM_MB <= memory
             cost = seconds * memory / 1024 * PRICE_PER_GB_SECOND + PRICE_PER_REQUEST
-            rows.append({"export": export, "peak_mb": round(peak), "parallel_fraction": round(parallel, 3),
+            rows.append({"export": export, "peak_mb": round(peak), "parallel_fraction": round(parallel, 3), "fitted_on": fitted,
                          "memory_mb": memory, "vcpus": round(vcpus, 2), "seconds": round(seconds, 2), "fits": fits,
                          "usd_per_1000_images": round(cost * 1000, 3) if fits else None})
     return rows
 
 
+def _tables(report: dict[str, Any]) -> list[str]:
+    bake = report["bake"]
+    lines = ["| graph | threads | session creation (s) | first run (s) | steady run (s) | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    for name, runs in report["measured"].items():
+        for m in runs:
+            lines.append(f"| {name} | {m['threads']} | {m['create_s']:.2f} | {m['first_s']:.2f} | {m['run_s']:.2f} | {m['peak_mb']:.0f} |")
+    lines += [
+        "",
+        f"native / decomposed at 2 threads: time {report['time_ratio']:.2f}x, peak {report['peak_ratio']:.2f}x; "
+        f"outputs: max logit difference {report['outputs']['max_logit_difference']:.2g}, "
+        f"max probability difference {report['outputs']['max_probability_difference']:.2g}",
+        f"12 MP pipeline / bare model run (native): {report['pipeline_12mp']['ratio']:.3f}x "
+        f"({report['pipeline_12mp']['pipeline_s']:.2f} s vs {report['pipeline_12mp']['session_run_s']:.2f} s)",
+        f"bake: {bake['before_s']:.1f} s before, {bake['after_s']:.1f} s with the rewrite (+{bake['added_s']:.1f} s: "
+        f"rewrite {bake['rewrite_s']} s, check {bake['check']['original_seconds']} + {bake['check']['rewritten_seconds']} s "
+        f"on {len(bake['check']['probes'])} photos); {bake['reason']}",
+        "",
+        "| export | peak (MB) | memory (MB) | vCPUs | s / image | fits | USD / 1000 images | Amdahl fit from |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["lambda_sizing"]:
+        cost = f"{row['usd_per_1000_images']:.3f}" if row["fits"] else "—"
+        lines.append(f"| {row['export']} | {row['peak_mb']} | {row['memory_mb']} | {row['vcpus']} | {row['seconds']} | "
+                     f"{'yes' if row['fits'] else 'no'} | {cost} | {row['fitted_on']} |")
+    machine = report["machine"]
+    lines.append(f"\nMachine: {machine['cpu_count']} x {machine['cpu_model']}, load {machine['loadavg_1_5_15']}.")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=2, help="steady runs per child")
+    parser.add_argument("--rounds", type=int, default=2, help="children per graph and thread count, alternating")
     parser.add_argument("--build", type=Path, help="(torch venv) write the stand-in to this path")
     parser.add_argument("--child", nargs="+")
+    parser.add_argument("--report-only", action="store_true", help="recompute the sizing and tables from deform.json")
     args = parser.parse_args(argv)
     if args.build:
         build(args.build, args.size)
@@ -247,6 +308,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         model, threads, runs, output = args.child
         print(json.dumps(child_run(model, int(threads), int(runs), output)))
+        return
+    if args.report_only:
+        report = json.loads((RESULTS / "deform.json").read_text())
+        measured = {name: {m["threads"]: m for m in runs} for name, runs in report["measured"].items()}
+        report["lambda_sizing"] = sizing(measured)
+        write_json(RESULTS / "deform.json", report)
+        print("\n".join(_tables(report)))
         return
 
     import numpy as np
@@ -261,12 +329,21 @@ def main(argv: list[str] | None = None) -> None:
     after_manifest, after_bake_s = _bake(source, WORK / "deform_after", rewrite=True)
     models = {"decomposed (baked before)": WORK / "deform_before" / "model.onnx",
               "native DeformConv (baked now)": WORK / "deform_after" / "model.onnx"}
-    measured: dict[str, dict[int, dict[str, Any]]] = {}
-    for index, (name, path) in enumerate(models.items()):
-        measured[name] = {
-            threads: run_child(SCRIPT, str(path), str(threads), str(args.runs), str(WORK / f"logits_{index}_{threads}.npy"), timeout=1800)
-            for threads in (2, 1)
-        }
+    # Before and after alternate, twice, and each keeps its fastest steady run: this machine is
+    # shared, and a load spike during one graph's turn would otherwise read as that graph's cost.
+    rounds: dict[str, dict[int, list[dict[str, Any]]]] = {name: {2: [], 1: []} for name in models}
+    for _ in range(args.rounds):
+        for threads in (2, 1):
+            for index, (name, path) in enumerate(models.items()):
+                rounds[name][threads].append(run_child(
+                    SCRIPT, str(path), str(threads), str(args.runs), str(WORK / f"logits_{index}_{threads}.npy"), timeout=1800,
+                ))
+    measured = {
+        name: {threads: {**min(runs, key=lambda m: m["run_s"]), "peak_mb": max(m["peak_mb"] for m in runs),
+                         "rounds_run_s": [m["run_s"] for m in runs]}
+               for threads, runs in by_threads.items()}
+        for name, by_threads in rounds.items()
+    }
     before_logits, after_logits = (np.load(WORK / f"logits_{i}_2.npy") for i in (0, 1))
     sigmoid = lambda x: 0.5 * (np.tanh(0.5 * x) + 1.0)  # noqa: E731
     agreement = {"max_logit_difference": float(np.abs(before_logits - after_logits).max()),
@@ -292,31 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     write_json(RESULTS / "deform.json", report)
 
-    lines = ["| graph | threads | session creation (s) | first run (s) | steady run (s) | peak RSS (MB) |", "|---|---|---|---|---|---|"]
-    for name, by_threads in measured.items():
-        for threads, m in sorted(by_threads.items(), reverse=True):
-            lines.append(f"| {name} | {threads} | {m['create_s']:.2f} | {m['first_s']:.2f} | {m['run_s']:.2f} | {m['peak_mb']:.0f} |")
-    lines += [
-        "",
-        f"native / decomposed at 2 threads: time {report['time_ratio']:.2f}x, peak {report['peak_ratio']:.2f}x; "
-        f"outputs: max logit difference {agreement['max_logit_difference']:.2g}, "
-        f"max probability difference {agreement['max_probability_difference']:.2g}",
-        f"12 MP pipeline / bare model run (native): {pipeline['ratio']:.3f}x "
-        f"({pipeline['pipeline_s']:.2f} s vs {pipeline['session_run_s']:.2f} s)",
-        f"bake: {before_bake_s:.1f} s before, {after_bake_s:.1f} s with the rewrite (+{after_bake_s - before_bake_s:.1f} s: "
-        f"rewrite {deform['rewrite_seconds']} s, check {deform['check']['original_seconds']} + "
-        f"{deform['check']['rewritten_seconds']} s on {len(deform['check']['probes'])} photos); {deform['reason']}",
-        "",
-        "| export | peak (MB) | memory (MB) | vCPUs | s / image | fits | USD / 1000 images |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in report["lambda_sizing"]:
-        cost = f"{row['usd_per_1000_images']:.3f}" if row["fits"] else "—"
-        lines.append(f"| {row['export']} | {row['peak_mb']} | {row['memory_mb']} | {row['vcpus']} | {row['seconds']} | "
-                     f"{'yes' if row['fits'] else 'no'} | {cost} |")
-    machine = report["machine"]
-    lines.append(f"\nMachine: {machine['cpu_count']} x {machine['cpu_model']}, load {machine['loadavg_1_5_15']}.")
-    print("\n".join(lines))
+    print("\n".join(_tables(report)))
 
 
 if __name__ == "__main__":
