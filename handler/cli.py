@@ -170,6 +170,7 @@ def _bake_for_local_runs(settings: ModelSettings, path: Path) -> None:
     if (folder / LOCAL_BAKED_MODEL).is_file() and (folder / MANIFEST).is_file():
         print(f"local runs use {folder / LOCAL_BAKED_MODEL} (baked before)", file=sys.stderr)
         return
+    print(f"baking {path.name} for local runs into {folder} (once; checking a rewrite runs the model a few times)...", file=sys.stderr)
     try:
         # The file just downloaded and verified, as a local path: no second request to the hub.
         baked = bake(dataclasses.replace(settings, path=path), folder)
