@@ -17,8 +17,9 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/requ
 #    Only what the download step imports is copied here: the command line and the AWS-free core,
 #    whole (a folder cannot go stale as modules are added), so edits to the AWS and local code do
 #    not invalidate this layer (tests/deploy/test_image_build.py runs this step with exactly these
-#    files). The file's checksum is verified (MODEL_SHA256 when given, else
-#    the hub's own content hash) and a pre-optimised copy is kept when it loads faster.
+#    files). The file's checksum is verified (MODEL_SHA256 when given, else the hub's own content
+#    hash), its decomposed deformable convolutions are made native DeformConv when the result is
+#    verified to agree, and a pre-optimised copy is kept when it loads faster.
 ARG MODEL_REPO=onnx-community/BiRefNet_lite-ONNX
 ARG MODEL_FILE=onnx/model.onnx
 ARG MODEL_REVISION=main
@@ -26,14 +27,21 @@ ARG MODEL_SHA256=
 COPY handler/__init__.py handler/__main__.py /tmp/bake/handler/
 COPY handler/local/__init__.py handler/local/cli.py /tmp/bake/handler/local/
 COPY handler/core/ /tmp/bake/handler/core/
+# The native-DeformConv rewrite (handler/core/deform_bake.py) is verified on the sample photos (the
+# context holds only their .jpg files), and needs onnx (pinned, hashed), installed into a folder
+# this step deletes: never in the image.
+COPY samples/ /tmp/bake/samples/
+COPY layers/bake-requirements-${TARGETARCH}.txt /tmp/bake-requirements.txt
 #    onnxruntime sends telemetry by default and, with it, writes a device id under $HOME/.cache
 #    and a session file /tmp/.ses: ORT_DISABLE_TELEMETRY=1 stops all three, so the layer holds
 #    only /opt/model.
-RUN cd /tmp/bake \
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r /tmp/bake-requirements.txt \
+        --target /tmp/bake-deps \
+    && cd /tmp/bake \
     && ORT_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_TELEMETRY=1 MODEL_REPO="${MODEL_REPO}" MODEL_FILE="${MODEL_FILE}" \
        MODEL_REVISION="${MODEL_REVISION}" MODEL_SHA256="${MODEL_SHA256}" MODEL_CACHE_DIR=/tmp/hub-cache \
-       PYTHONPATH="${LAMBDA_TASK_ROOT}" python -m handler download --output /opt/model \
-    && rm -rf /tmp/bake /tmp/hub-cache
+       PYTHONPATH="${LAMBDA_TASK_ROOT}:/tmp/bake-deps" python -m handler download --output /opt/model \
+    && rm -rf /tmp/bake /tmp/hub-cache /tmp/bake-deps /tmp/bake-requirements.txt
 
 # At run time nothing is downloaded: the baked file is the model, the hub is switched off, and
 # only /tmp (Lambda's one writable place) is used. Nothing is uploaded either: both libraries'

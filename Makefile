@@ -76,12 +76,17 @@ sandbox-tools:
 		echo "note: bubblewrap/strace are missing and installing them needs root; the image and Lambda runtime tests cannot run"; \
 	fi
 
-# The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12.
+# The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12; and the
+# model step's build-only ones (layers/bake.in).
 lock: $(TOOLS_STAMP)
 	$(TOOLS)/bin/uv pip compile pyproject.toml --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
 		--generate-hashes --no-annotate -o layers/requirements-amd64.txt
 	$(TOOLS)/bin/uv pip compile pyproject.toml --python-version 3.12 --python-platform aarch64-manylinux_2_28 \
 		--generate-hashes --no-annotate -o layers/requirements-arm64.txt
+	$(TOOLS)/bin/uv pip compile layers/bake.in --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+		--generate-hashes --no-annotate --no-emit-package numpy -o layers/bake-requirements-amd64.txt
+	$(TOOLS)/bin/uv pip compile layers/bake.in --python-version 3.12 --python-platform aarch64-manylinux_2_28 \
+		--generate-hashes --no-annotate --no-emit-package numpy -o layers/bake-requirements-arm64.txt
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .cache demo-output .pytest_cache
@@ -128,3 +133,23 @@ fuzz: $(FUZZ_STAMP)
 		echo "fuzzing $$target for $(FUZZ_SECONDS) s"; \
 		FUZZ_SECONDS=$(FUZZ_SECONDS) $(FUZZ)/bin/python fuzz/$$target.py || exit 1; \
 	done
+
+# The deformable-convolution fixtures (tests/model/deform_fixtures): small graphs exported by the
+# public exporter from torch modules, with torchvision's outputs. torch, torchvision and the exporter
+# live in a venv of their own, never in the image or `make test`'s install; the fixtures are
+# committed, so the tests need none of them. (torch 2.14.1 is the CPU-capable CUDA wheel, ~5.5 GB.)
+FIXTURES_VENV := .venv-fixtures
+FIXTURES_STAMP := $(FIXTURES_VENV)/.installed-torch-2.14.1-exporter-1.2.0
+
+.PHONY: fixtures
+
+$(FIXTURES_STAMP):
+	$(PYTHON) -m venv $(FIXTURES_VENV)
+	echo '*' > $(FIXTURES_VENV)/.gitignore
+	$(FIXTURES_VENV)/bin/pip install --quiet --upgrade pip
+	$(FIXTURES_VENV)/bin/pip install --quiet torch==2.14.1 torchvision==0.29.1 \
+		deform-conv2d-onnx-exporter==1.2.0 onnx==1.23.2 numpy==2.4.6
+	rm -f $(FIXTURES_VENV)/.installed-* && touch $@
+
+fixtures: $(FIXTURES_STAMP)
+	$(FIXTURES_VENV)/bin/python scripts/make_deform_fixtures.py

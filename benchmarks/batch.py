@@ -128,8 +128,8 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
     clock.install()
     started = time.perf_counter()
     from handler import jobs  # the init phase: settings, model session, S3 client
-    from handler.local.context import LocalLambdaContext
     from handler.aws.observability import logger
+    from handler.local.context import LocalLambdaContext
 
     init_s = time.perf_counter() - started
     rss_after_init = rss_mb()

@@ -132,9 +132,9 @@ def measure_server(clients: int, requests: int, model_path: str) -> dict[str, An
 def model_child(model_path: str, output: str, threads: int, runs: int, serialised: bool) -> dict[str, Any]:
     from PIL import Image
 
-    from handler.core.settings import ModelSpec
     from handler.core.cpu import available_cpus
     from handler.core.model import BackgroundModel
+    from handler.core.settings import ModelSpec
 
     model = BackgroundModel.load(model_path, ModelSpec(output=output), threads=available_cpus())  # type: ignore[arg-type]
     photo = Image.open(ROOT / "samples" / "astronaut.jpg").convert("RGB")

@@ -55,11 +55,11 @@ def photo(name: str) -> Path:
 
 
 def child(model_path: str, image_path: str, kinds: list[str]) -> dict[str, Any]:
-    from handler.core.settings import ImageLimits, ModelSpec
     from handler.core.cpu import available_cpus
     from handler.core.model import BackgroundModel
     from handler.core.options import RenderOptions
     from handler.core.render import process
+    from handler.core.settings import ImageLimits, ModelSpec
 
     model = BackgroundModel.load(model_path, ModelSpec(), threads=available_cpus())
     after_load = rss_mb()

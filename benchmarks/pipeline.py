@@ -33,8 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.heavy_graph import build_heavy_graph, build_many_node_graph  # noqa: E402
-from benchmarks.measure import (  # noqa: E402
+from benchmarks.heavy_graph import build_heavy_graph, build_many_node_graph
+from benchmarks.measure import (
     RESULTS,
     ROOT,
     SAMPLES,
@@ -51,9 +51,9 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "compose", "encode
 
 
 def _model(path: str) -> Any:
-    from handler.core.settings import ModelSpec
     from handler.core.cpu import available_cpus
     from handler.core.model import BackgroundModel
+    from handler.core.settings import ModelSpec
 
     return BackgroundModel.load(path, ModelSpec(), threads=available_cpus())
 
@@ -61,12 +61,12 @@ def _model(path: str) -> Any:
 def child_ratio(model_path: str, image_path: str, runs: int) -> dict[str, Any]:
     """Interleave bare session.run and the whole pipeline; one staged run for the breakdown."""
     from handler.core.background import compose_cutout
-    from handler.core.settings import ImageLimits
     from handler.core.decode import load_picture
     from handler.core.encode import encode
     from handler.core.model import to_mask
     from handler.core.options import RenderOptions
     from handler.core.render import process
+    from handler.core.settings import ImageLimits
 
     model = _model(model_path)
     data = Path(image_path).read_bytes()
@@ -111,9 +111,9 @@ def child_ratio(model_path: str, image_path: str, runs: int) -> dict[str, Any]:
 
 
 def child_memory(model_path: str, image_path: str) -> dict[str, Any]:
-    from handler.core.settings import ImageLimits
     from handler.core.options import RenderOptions
     from handler.core.render import process
+    from handler.core.settings import ImageLimits
 
     model = _model(model_path)
     after_load = rss_mb()

@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.measure import (  # noqa: E402
+from benchmarks.measure import (
     RESULTS,
     ROOT,
     machine_info,
@@ -65,9 +65,9 @@ def _u2netp() -> Any:
 
 def _model(name: str) -> Any:
     """U-2-Net-p, or the stand-in with BiRefNet-lite's cost at 1024x1024 (benchmarks/heavy_graph.py)."""
-    from handler.core.settings import ModelSpec
     from handler.core.cpu import available_cpus
     from handler.core.model import BackgroundModel
+    from handler.core.settings import ModelSpec
 
     if name == "heavy":
         return BackgroundModel.load(HEAVY, ModelSpec(), threads=available_cpus())
@@ -87,10 +87,10 @@ def _picture_and_alpha(model: Any) -> tuple[Any, Any]:
 
 
 def child_time(model_name: str, rounds: int) -> dict[str, Any]:
-    from handler.core.settings import ImageLimits
     from handler.core.options import RenderOptions
     from handler.core.refine import refine_foreground
     from handler.core.render import process
+    from handler.core.settings import ImageLimits
 
     model = _model(model_name)
     data = PHOTO.read_bytes()
@@ -124,9 +124,9 @@ def child_time(model_name: str, rounds: int) -> dict[str, Any]:
 
 
 def child_pipeline_peak(refine: str) -> dict[str, Any]:
-    from handler.core.settings import ImageLimits
     from handler.core.options import RenderOptions
     from handler.core.render import process
+    from handler.core.settings import ImageLimits
 
     model = _u2netp()
     after_load = rss_mb()
@@ -160,7 +160,7 @@ def child_accuracy() -> dict[str, Any]:
     from PIL import Image
 
     from handler.core.refine import Plan, blur_fusion, refine_foreground
-    from tests.composites import compose, _smooth_colour
+    from tests.composites import _smooth_colour, compose
 
     alpha = _saved_alpha()
     photo = Image.open(PHOTO).convert("RGB")

@@ -25,19 +25,14 @@ after the warm-up and at the end, and temp files left behind. Writes benchmarks/
 from __future__ import annotations
 
 import argparse
-import contextlib
 import io
 import json
 import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote_plus
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -47,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from measure import loadavg, machine_info, peak_rss_mb, rss_mb, spawn_json, start_local_s3, write_json  # noqa: E402
 
 # The soak loop itself is shared with tests/functional/test_soak.py (100 invocations, in CI).
-from tests.helpers.soak import INPUT_PREFIX, soak, varied_photos  # noqa: E402, F401
+from tests.helpers.soak import INPUT_PREFIX, soak, varied_photos  # noqa: E402
 
 RESULTS = HERE / "results" / "soak.json"
 INPUT_BUCKET = "soak-uploads"

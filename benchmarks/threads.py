@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.heavy_graph import build_heavy_graph  # noqa: E402
-from benchmarks.measure import RESULTS, machine_info, run_child  # noqa: E402
+from benchmarks.heavy_graph import build_heavy_graph
+from benchmarks.measure import RESULTS, machine_info, run_child
 
 SCRIPT = Path(__file__).resolve()
 THREADS = (1, 2, 4, 8)

@@ -42,8 +42,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -97,10 +97,10 @@ def _load_ours(model: str):
     import PIL
 
     from handler.core.background import load_model
-    from handler.core.settings import ImageLimits, ModelSettings
     from handler.core.decode import load_picture
     from handler.core.options import RenderOptions
     from handler.core.render import process
+    from handler.core.settings import ImageLimits, ModelSettings
 
     settings = ModelSettings.from_env()
     model_obj = load_model(settings)
@@ -130,10 +130,10 @@ def _load_rembg(model: str):
     """rembg's documented library use: one session, then remove(bytes, session=...) -> PNG bytes."""
     # rembg only accepts a model_path under its home folder (REMBG_HOME); the parent points that
     # at the folder that holds the file, so both sides read the very same file.
-    import onnxruntime
-    import PIL
     from importlib.metadata import version
 
+    import onnxruntime
+    import PIL
     from rembg import new_session, remove
 
     session = new_session("u2net_custom", model_path=model)

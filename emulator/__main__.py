@@ -27,9 +27,9 @@ from typing import Any
 
 from emulator import configuration, events, runner
 from emulator.bench import Bench
+from emulator.image import REPO_ROOT as ROOT
 from emulator.images import cached_image
 from emulator.local_s3 import LocalS3
-from emulator.image import REPO_ROOT as ROOT
 
 WORK = ROOT / ".cache" / "lambda"
 OUTPUT = ROOT / "demo-output" / "lambda"

@@ -10,8 +10,8 @@ from typing import Any
 
 from emulator import configuration, images
 from emulator.function import FunctionConfig, LambdaFunction, lambda_environment
-from emulator.local_s3 import CREDENTIALS, REGION, LocalS3
 from emulator.image import Image
+from emulator.local_s3 import CREDENTIALS, REGION, LocalS3
 
 STACK = "background-remover"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator import sandbox, syscalls
-from emulator.runtime_api import REQUEST_LIMIT, Invocation, Outcome, RuntimeAPI, error_document, new_request_id
+from emulator.runtime_api import REQUEST_LIMIT, Invocation, RuntimeAPI, error_document, new_request_id
 
 INIT_LIMIT_S = 10.0
 ACCOUNT = "123456789012"

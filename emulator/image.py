@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import posixpath
+import re
 import shutil
 import stat
 import subprocess
@@ -111,8 +112,8 @@ def build_image(
     dest: Path,
     *,
     context: Path = REPO_ROOT,
-    build_args: Mapping[str, str] = {},  # noqa: B006 - read only
-    step_env: Mapping[str, str] = {},  # noqa: B006 - read only
+    build_args: Mapping[str, str] = {},
+    step_env: Mapping[str, str] = {},
     dockerfile: str = "Dockerfile",
     cache_dir: Path | None = None,
 ) -> Image:
@@ -162,7 +163,7 @@ def build_image(
     return Image(root=state.root, env=dict(state.env), cmd=state.cmd, python=python_home / "bin" / "python3")
 
 
-def copy_sources(context: Path = REPO_ROOT, build_args: Mapping[str, str] = {}) -> list[str]:  # noqa: B006
+def copy_sources(context: Path = REPO_ROOT, build_args: Mapping[str, str] = {}) -> list[str]:
     """Every COPY's sources, with variables substituted as the build would (for checking the context)."""
     state = _State(root=context, env={})
     known_args = {**_platform_args(), **build_args}
@@ -288,7 +289,7 @@ def _run(
     layers: Path,
 ) -> None:
     command = instruction.exec_form() or ["/bin/sh", "-c", instruction.arguments]
-    cached = layers / key if HASH_PINNED in instruction.arguments else None
+    cached = layers / key if _only_pinned_installs(instruction.arguments) else None
     if cached is not None and (cached / "root").is_dir():
         _replace_tree(cached / "root", state.root)
         return
@@ -310,6 +311,15 @@ def _run(
         raise BuildError(f"{instruction}\nexited with {result.returncode}:\n{result.stdout[-6000:]}")
     if cached is not None:
         _store(state.root, cached)
+
+
+def _only_pinned_installs(command: str) -> bool:
+    """Whether a RUN's downloads are all hash-pinned pip installs, so that its inputs decide its
+    outcome: it pins with --require-hashes and runs no project code (the model step's
+    `python -m handler download` fetches from the hub, so it must run every time)."""
+    steps = [step.strip() for step in re.split(r"&&|;|\|\|", command) if step.strip()]
+    programs = [next((word for word in step.split() if "=" not in word), "") for step in steps]  # after VAR=value
+    return HASH_PINNED in command and not any(program in ("python", "python3") for program in programs)
 
 
 def sandbox_args(

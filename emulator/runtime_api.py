@@ -153,7 +153,7 @@ def _handler_for(api: RuntimeAPI) -> type[BaseHTTPRequestHandler]:
         # HTTP/1.1: the runtime client keeps one connection open across invocations.
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's naming)
+        def do_GET(self) -> None:
             if self.path != f"{_PREFIX}/invocation/next":
                 self._json(HTTPStatus.NOT_FOUND, error_document("NotFound", f"no route {self.path}"))
                 return
@@ -163,7 +163,7 @@ def _handler_for(api: RuntimeAPI) -> type[BaseHTTPRequestHandler]:
                 return
             self._send(HTTPStatus.OK, invocation.payload, invocation.headers())
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = self._body()
             if self.path == f"{_PREFIX}/init/error":
                 error_type = self.headers.get(_ERROR_TYPE_HEADER) or "Runtime.Unknown"

@@ -1,10 +1,12 @@
 """The container build's model step: fetch and verify the model, then bake it into a fixed path.
 
-`python -m handler download --output /opt/model` writes `/opt/model/model.onnx` — a copy of the
-graph pre-optimised at onnxruntime's EXTENDED level when loading it is measured to be faster
-(EXTENDED rewrites are portable across CPUs; the CPU-specific layout passes still run at load) —
-and `/opt/model/model.json`, a manifest of where it came from and of the baked file's SHA-256 and
-size, which the functions read as the model's identity instead of hashing the file at cold start.
+`python -m handler download --output /opt/model` writes `/opt/model/model.onnx` — the graph, with
+its decomposed deformable convolutions made native DeformConv when that is verified to give the
+same outputs (handler.core.deform_bake), pre-optimised at onnxruntime's EXTENDED level when loading
+it is measured to be faster (EXTENDED rewrites are portable across CPUs; the CPU-specific layout
+passes still run at load) — and `/opt/model/model.json`, a manifest of where it came from and of
+the baked file's SHA-256 and size, which the functions read as the model's identity instead of
+hashing the file at cold start.
 """
 
 from __future__ import annotations
@@ -13,16 +15,20 @@ import json
 import shutil
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import onnxruntime as ort
 
+from handler.core.deform_bake import default_probes, native_deform
 from handler.core.model import session_options
 from handler.core.model_store import MANIFEST, download_model, sha256_of
 from handler.core.settings import ModelSettings
 
 BAKED_MODEL = "model.onnx"
+# The checkout (or the build's /tmp/bake), whose samples/ holds the photos the rewrite is checked on.
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -37,23 +43,34 @@ class BakedModel:
     preoptimised: bool
     raw_load_seconds: float
     optimised_load_seconds: float | None
+    native_deform: dict[str, object]
 
 
-def bake(settings: ModelSettings, output_dir: Path) -> BakedModel:
+def bake(settings: ModelSettings, output_dir: Path, probes: Sequence[Path] | None = None) -> BakedModel:
     source = download_model(settings)
     output_dir.mkdir(parents=True, exist_ok=True)
     target = output_dir / BAKED_MODEL
-    raw_seconds = _load_seconds(source, settings.threads)
     optimised_seconds: float | None = None
     with tempfile.TemporaryDirectory(dir=output_dir) as scratch:
+        model_file, deform = native_deform(
+            source,
+            Path(scratch),
+            threads=settings.threads,
+            spec=settings.spec,
+            probes=default_probes(_ROOT) if probes is None else probes,
+        )
+        raw_seconds = _load_seconds(model_file, settings.threads)
         optimised = Path(scratch) / BAKED_MODEL
         try:
-            _write_optimised(source, optimised, settings.threads)
+            _write_optimised(model_file, optimised, settings.threads)
             optimised_seconds = _load_seconds(optimised, settings.threads)
         except Exception:  # an export onnxruntime cannot pre-optimise still works unoptimised
             optimised_seconds = None
         preoptimised = optimised_seconds is not None and optimised_seconds < raw_seconds
-        shutil.copyfile(optimised if preoptimised else source, target)
+        # Written whole or not at all: local runs take any model.onnx in a bake folder as finished.
+        partial = Path(scratch) / "partial.onnx"
+        shutil.copyfile(optimised if preoptimised else model_file, partial)
+        partial.replace(target)
     baked = BakedModel(
         source=settings.name,
         source_sha256=sha256_of(source),
@@ -64,6 +81,7 @@ def bake(settings: ModelSettings, output_dir: Path) -> BakedModel:
         preoptimised=preoptimised,
         raw_load_seconds=round(raw_seconds, 3),
         optimised_load_seconds=None if optimised_seconds is None else round(optimised_seconds, 3),
+        native_deform=deform.record(),
     )
     (output_dir / MANIFEST).write_text(json.dumps(asdict(baked), indent=2) + "\n")
     return baked

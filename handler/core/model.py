@@ -126,12 +126,18 @@ class BackgroundModel:
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """The model on a preprocessed tensor, as probabilities (float32 [H, W])."""
         (raw,) = self.session.run([self.output_name], {self.input_name: tensor})
+        return self.to_probabilities(raw)
+
+    def to_probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """The graph's raw output ([..., H, W] logits or probabilities) as probabilities, float32 [H, W]."""
         values = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2:])
         if self.spec.output == "logits":
             # sigmoid via tanh: never overflows for large negative logits. No min-max stretch, so an
             # image with no subject keeps a near-empty mask.
-            return 0.5 * (np.tanh(values * 0.5) + 1.0)
-        return np.clip(values, 0.0, 1.0)
+            probabilities: np.ndarray = 0.5 * (np.tanh(values * 0.5) + 1.0)
+        else:
+            probabilities = np.clip(values, 0.0, 1.0)
+        return probabilities
 
 
 def to_mask(probabilities: np.ndarray, size: tuple[int, int]) -> Image.Image:

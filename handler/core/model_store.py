@@ -27,12 +27,35 @@ MANIFEST = "model.json"
 
 def resolve_model_path(settings: ModelSettings) -> Path:
     """The local model file: `MODEL_PATH` as is, else the hub file from the cache (downloading it
-    only when not offline)."""
+    only when not offline) — or its local bake, when `python -m handler download` made one."""
     if settings.path is not None:
         if not settings.path.is_file():
             raise ModelUnavailable(f"MODEL_PATH {settings.path} does not exist or is not a file")
         return settings.path
-    return _fetch(settings, local_files_only=settings.offline)
+    path = _fetch(settings, local_files_only=settings.offline)
+    folder = local_bake_dir(settings, path)
+    if folder is not None and (folder / LOCAL_BAKED_MODEL).is_file():
+        return folder / LOCAL_BAKED_MODEL
+    return path
+
+
+# The bake's file name (handler.core.bake.BAKED_MODEL; bake imports this module, not the other way).
+LOCAL_BAKED_MODEL = "model.onnx"
+
+
+def local_bake_dir(settings: ModelSettings, source: Path) -> Path | None:
+    """Where `python -m handler download` bakes a hub file for local runs (None for MODEL_PATH).
+
+    Beside the hub's cache, named by the file's SHA-256 — its blob's name — so finding it costs no
+    hashing, and a new revision never picks up the bake of an old one.
+    """
+    if settings.path is not None or not source.is_symlink():
+        return None
+    blob = source.resolve().name
+    if not _SHA256_HEX.match(blob):
+        return None
+    root = settings.cache_dir if settings.cache_dir is not None else Path(hub_constants.HF_HUB_CACHE)
+    return root / "baked" / blob
 
 
 def download_model(settings: ModelSettings) -> Path:

@@ -70,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         default=None,
-        help="also bake it into this folder as model.onnx (pre-optimised when that loads faster) + model.json",
+        help="also bake it into this folder as model.onnx (deformable convolutions made native when verified, "
+        "pre-optimised when that loads faster) + model.json",
     )
     download.set_defaults(run=_run_download)
 
@@ -158,13 +159,46 @@ def _run_download(args: argparse.Namespace) -> int:
     try:
         if args.output is not None:
             baked = bake(settings, args.output)
-            print(f"{baked.path}  source_sha256={baked.source_sha256}  preoptimised={baked.preoptimised}")
+            deform = "applied" if baked.native_deform["applied"] else "not applied"
+            print(
+                f"{baked.path}  source_sha256={baked.source_sha256}  preoptimised={baked.preoptimised}  native_deform={deform}"
+            )
+            print(f"native DeformConv: {baked.native_deform['reason']}")
         else:
             path = download_model(settings)
             print(f"{path}  sha256={sha256_of(path)}")
+            _bake_for_local_runs(settings, path)
     except BackgroundRemovalError as error:
         return _fail(error.message)
     return 0
+
+
+def _bake_for_local_runs(settings: ModelSettings, path: Path) -> None:
+    """Bake the downloaded hub file beside the cache, so local runs get what the image gets.
+
+    Best effort: the download itself succeeded, so a bake that cannot be made (a file onnxruntime
+    cannot load, say) leaves the plain download in use and says so on stderr.
+    """
+    from handler.core.bake import bake
+    from handler.core.model_store import LOCAL_BAKED_MODEL, MANIFEST, local_bake_dir
+
+    folder = local_bake_dir(settings, path)
+    if folder is None:
+        return
+    if (folder / LOCAL_BAKED_MODEL).is_file() and (folder / MANIFEST).is_file():
+        print(f"local runs use {folder / LOCAL_BAKED_MODEL} (baked before)", file=sys.stderr)
+        return
+    print(
+        f"baking {path.name} for local runs into {folder} (once; checking a rewrite runs the model a few times)...",
+        file=sys.stderr,
+    )
+    try:
+        # The file just downloaded and verified, as a local path: no second request to the hub.
+        baked = bake(dataclasses.replace(settings, path=path), folder)
+    except Exception as error:  # noqa: BLE001 - onnxruntime and onnx raise their own untyped errors for unusable files
+        print(f"note: local runs use the download as is; it could not be baked: {error}", file=sys.stderr)
+        return
+    print(f"local runs use {baked.path}; native DeformConv: {baked.native_deform['reason']}", file=sys.stderr)
 
 
 def _run_images(args: argparse.Namespace) -> int:

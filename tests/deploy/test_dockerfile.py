@@ -63,6 +63,19 @@ def test_the_model_step_copies_the_core_whole() -> None:
     assert ["handler/core/", "/tmp/bake/handler/core/"] in model_copies
 
 
+def test_bake_requirements_pin_onnx_as_pyproject_does_and_stay_out_of_the_image() -> None:
+    tests_extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    (onnx_pin,) = [requirement for requirement in tests_extra if requirement.startswith("onnx==")]
+    for arch in ("amd64", "arm64"):
+        text = (ROOT / "layers" / f"bake-requirements-{arch}.txt").read_text()
+        assert f"{onnx_pin} \\\n    --hash=sha256:" in text, arch
+        assert "numpy==" not in text  # the runtime's numpy serves the step
+    (run,) = [args for args in _arguments("RUN") if "python -m handler download" in args]
+    assert "--require-hashes" in run and "--target /tmp/bake-deps" in run
+    assert re.search(r"rm -rf [^&]*/tmp/bake-deps", run)
+    assert "/tmp/bake-deps" not in " ".join(_arguments("ENV"))
+
+
 @pytest.mark.parametrize("argument", ["MODEL_REPO", "MODEL_FILE", "MODEL_REVISION", "MODEL_SHA256"])
 def test_model_source_is_a_build_argument(argument: str) -> None:
     assert any(args.startswith(f"{argument}=") for args in _arguments("ARG"))

@@ -19,12 +19,12 @@ import pytest
 from emulator.dockerfile import read, words
 from emulator.dockerignore import DockerIgnore
 from emulator.image import BuildError, Image, build_image, copy_sources, sandbox_args
-from tests import graphs
 from tests.fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[2]
-# A constant logit: the manifest and the import need a loadable graph, not a meaningful mask.
-GRAPH = graphs.constant(3.0).SerializeToString()
+# A tiny graph with BiRefNet's contract whose deformable convolution is decomposed the way the
+# public export spells it: the model step must make it native and verify it on the photos it copies.
+GRAPH = (ROOT / "tests" / "model" / "deform_fixtures" / "birefnet_tiny.onnx").read_bytes()
 
 
 def _default(argument: str) -> str:
@@ -66,6 +66,10 @@ def test_the_model_is_baked_from_the_hub(build: Image | BuildError, hub: FakeHub
     assert manifest["source"] == f"{_default('MODEL_REPO')}/{_default('MODEL_FILE')}@{_default('MODEL_REVISION')}"
     assert manifest["path"] == "/opt/model/model.onnx"
     assert (model / "model.onnx").stat().st_size > 0
+    # The native-DeformConv rewrite ran with what the step copies (onnx from the bake requirements,
+    # the sample photos) and was verified before it was kept.
+    assert manifest["native_deform"]["applied"] is True, manifest["native_deform"]["reason"]
+    assert manifest["native_deform"]["check"]["probes"] == sorted(path.name for path in (ROOT / "samples").glob("*.jpg"))
     assert ("GET", f"/{_default('MODEL_REPO')}/resolve/{_default('MODEL_REVISION')}/{_default('MODEL_FILE')}") in hub.requests
 
 

@@ -26,9 +26,9 @@ from PIL import Image as PILImage
 from emulator import configuration, events, runner
 from emulator.bench import Bench
 from emulator.function import LambdaFunction
+from emulator.image import Image
 from emulator.images import cached_image
 from emulator.local_s3 import LocalS3
-from emulator.image import Image
 from emulator.runtime_api import REQUEST_LIMIT, RESPONSE_LIMIT
 from emulator.sandbox import LAMBDA_GID, LAMBDA_UID
 from tests import graphs
