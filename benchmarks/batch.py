@@ -142,7 +142,10 @@ def run_child(keys: list[str], output_bucket: str, latency_ms: float) -> dict[st
         with contextlib.redirect_stdout(io.StringIO()):  # EMF metrics
             began = time.perf_counter()
             summary = jobs.lambda_handler(
-                event, LocalLambdaContext(function_name="background-remover-jobs", timeout_seconds=300, memory_limit_in_mb=10240)
+                event,
+                LocalLambdaContext(
+                    function_name="background-remover-jobs", timeout_seconds=300, memory_limit_in_mb=10240
+                ),
             )
             return time.perf_counter() - began, summary
 
@@ -238,8 +241,12 @@ def _size(data: bytes) -> tuple[int, int]:
 
 
 def _spawn(env: dict[str, str], keys: list[str], output_bucket: str, latency_ms: float) -> dict[str, Any]:
-    command = [sys.executable, __file__, "--child", json.dumps({"keys": keys, "output_bucket": output_bucket,
-                                                                  "latency_ms": latency_ms})]
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        json.dumps({"keys": keys, "output_bucket": output_bucket, "latency_ms": latency_ms}),
+    ]
     return spawn_json(command, timeout=CHILD_TIMEOUT_S, env=env, cwd=ROOT)
 
 
@@ -271,7 +278,7 @@ def _summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         # the machine's load drifting between rounds than the ratio of the medians.
         pairs = [
             on["objects_per_s"] / off["objects_per_s"]
-            for on, off in zip(runs["on"], runs["off"])
+            for on, off in zip(runs["on"], runs["off"], strict=False)
             if "error" not in on and "error" not in off
         ]
         summary["speedup_paired_median"] = round(statistics.median(pairs), 3) if pairs else None
@@ -334,8 +341,9 @@ def main(argv: list[str] | None = None) -> None:
             photos = _photos(Path(tmp))
             for key, data in photos.items():
                 s3.put_object(Bucket=INPUT_BUCKET, Key=key, Body=data)
-            inputs = [{"key": key, "bytes": len(data), "size": _size(data)} for key, data in photos.items()]
-            megapixels = sum(width * height for width, height in (item["size"] for item in inputs)) / 1e6
+            sizes = {key: _size(data) for key, data in photos.items()}
+            inputs = [{"key": key, "bytes": len(data), "size": sizes[key]} for key, data in photos.items()]
+            megapixels = sum(width * height for width, height in sizes.values()) / 1e6
             keys = list(photos)
             heavy = Path(tmp) / f"heavy-{args.heavy_size}.onnx"
             build_heavy_graph(str(heavy), size=args.heavy_size)
@@ -377,15 +385,20 @@ def main(argv: list[str] | None = None) -> None:
                         if "error" in result:
                             print(f"  error: {result['error']}", file=sys.stderr, flush=True)
                         else:
-                            print(f"  {result['objects_per_s']:.2f} objects/s, peak RSS {result['peak_rss_mb']:.0f} MB",
-                                  file=sys.stderr, flush=True)
-                scenarios.append({
-                    "name": name,
-                    "model": label,
-                    "latency_ms": latency_ms,
-                    "summary": _summarise(runs),
-                    "runs": runs,
-                })
+                            print(
+                                f"  {result['objects_per_s']:.2f} objects/s, peak RSS {result['peak_rss_mb']:.0f} MB",
+                                file=sys.stderr,
+                                flush=True,
+                            )
+                scenarios.append(
+                    {
+                        "name": name,
+                        "model": label,
+                        "latency_ms": latency_ms,
+                        "summary": _summarise(runs),
+                        "runs": runs,
+                    }
+                )
     finally:
         server.stop()
 

@@ -87,7 +87,11 @@ def _percentile(values: list[float], fraction: float) -> float:
 def measure_server(clients: int, requests: int, model_path: str) -> dict[str, Any]:
     child = subprocess.Popen(
         [sys.executable, __file__, "--serve-child", model_path],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert child.stdout is not None and child.stdin is not None
@@ -138,7 +142,7 @@ def model_child(model_path: str, output: str, threads: int, runs: int, serialise
 
     model = BackgroundModel.load(model_path, ModelSpec(output=output), threads=available_cpus())  # type: ignore[arg-type]
     photo = Image.open(ROOT / "samples" / "astronaut.jpg").convert("RGB")
-    model.mask(photo)  # warm-up
+    model.probabilities(photo)  # warm-up
     rss_loaded = rss_mb()
     lock = threading.Lock()
     start = threading.Barrier(threads)
@@ -148,9 +152,9 @@ def model_child(model_path: str, output: str, threads: int, runs: int, serialise
         for _ in range(runs):
             if serialised:
                 with lock:
-                    model.mask(photo)
+                    model.probabilities(photo)
             else:
-                model.mask(photo)
+                model.probabilities(photo)
 
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
@@ -172,13 +176,18 @@ def _model_children(models: dict[str, tuple[str, str]], levels: list[int], runs:
     rows = []
     for label, (path, output) in models.items():
         for threads in levels:
-            for serialised in ([True] if threads == 1 else [True, False]):
-                spec = json.dumps({"model": path, "output": output, "threads": threads, "runs": runs,
-                                   "serialised": serialised})
-                print(f"model {label}: {threads} threads, {'serialised' if serialised else 'concurrent'} ...",
-                      file=sys.stderr, flush=True)
-                result = spawn_json([sys.executable, __file__, "--model-child", spec], timeout=REQUEST_TIMEOUT_S,
-                                    cwd=ROOT)
+            for serialised in [True] if threads == 1 else [True, False]:
+                spec = json.dumps(
+                    {"model": path, "output": output, "threads": threads, "runs": runs, "serialised": serialised}
+                )
+                print(
+                    f"model {label}: {threads} threads, {'serialised' if serialised else 'concurrent'} ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                result = spawn_json(
+                    [sys.executable, __file__, "--model-child", spec], timeout=REQUEST_TIMEOUT_S, cwd=ROOT
+                )
                 rows.append({"model": label, **result})
     return rows
 
@@ -254,8 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="concurrency-bench-") as tmp:
             heavy = os.path.join(tmp, f"heavy-{args.heavy_size}.onnx")
             build_heavy_graph(heavy, size=args.heavy_size)
-            models = {"U-2-Net-p": (u2netp, "probabilities"),
-                      f"heavy_graph {args.heavy_size}": (heavy, "logits")}
+            models = {"U-2-Net-p": (u2netp, "probabilities"), f"heavy_graph {args.heavy_size}": (heavy, "logits")}
             report["model"] = _model_children(models, args.model_threads, args.model_runs)
     machine = machine_info()
     machine["loadavg_before_1_5_15"] = loadavg_before

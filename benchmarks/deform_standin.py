@@ -67,7 +67,7 @@ HEADROOM_MB = 1024  # the decoded photo (up to 64 MP at ~6 bytes/pixel), its cut
 def build(path: Path, size: int) -> None:
     import deform_conv2d_onnx_exporter as exporter
     import torch
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # noqa: N812 - torch's own spelling
     from torch import nn
     from torchvision.ops import deform_conv2d
 
@@ -86,8 +86,12 @@ def build(path: Path, size: int) -> None:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return deform_conv2d(
-                x, self.offset_conv(x), self.regular_conv.weight, self.regular_conv.bias,
-                padding=self.padding, mask=2.0 * torch.sigmoid(self.modulator_conv(x)),
+                x,
+                self.offset_conv(x),
+                self.regular_conv.weight,
+                self.regular_conv.bias,
+                padding=self.padding,
+                mask=2.0 * torch.sigmoid(self.modulator_conv(x)),
             )
 
     def hw(x: torch.Tensor) -> tuple[int, int]:
@@ -142,9 +146,14 @@ def build(path: Path, size: int) -> None:
         def __init__(self) -> None:
             super().__init__()
             channels = (96, 192, 384, 768)
-            self.stages = nn.ModuleList([
-                Stage(3, 96, 2, 4), Stage(96, 192, 2, 2), Stage(192, 384, 6, 2), Stage(384, 768, 2, 2),
-            ])
+            self.stages = nn.ModuleList(
+                [
+                    Stage(3, 96, 2, 4),
+                    Stage(96, 192, 2, 2),
+                    Stage(192, 384, 6, 2),
+                    Stage(384, 768, 2, 2),
+                ]
+            )
             self.squeeze = DecoderBlock(768 + 96 + 192 + 384, 768)
             self.block4 = DecoderBlock(768, 384)
             self.block3 = DecoderBlock(384, 192)
@@ -168,7 +177,9 @@ def build(path: Path, size: int) -> None:
             context = [F.interpolate(x, size=at, mode="bilinear", align_corners=True) for x in (x1, x2, x3)]
             p = self.squeeze(torch.cat([x4, *context], dim=1))
             p = self.block4(p)
-            for block, lateral, skip in zip((self.block3, self.block2, self.block1), self.lateral, (x3, x2, x1), strict=True):
+            for block, lateral, skip in zip(
+                (self.block3, self.block2, self.block1), self.lateral, (x3, x2, x1), strict=True
+            ):
                 p = F.interpolate(p, size=hw(skip), mode="bilinear", align_corners=True)
                 p = block(p + lateral(skip))
             p = F.interpolate(p, size=hw(image), mode="bilinear", align_corners=True)
@@ -183,8 +194,14 @@ def build(path: Path, size: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
-            net, (torch.randn(1, 3, size, size),), str(path), opset_version=17,
-            input_names=["input_image"], output_names=["output_image"], do_constant_folding=True, dynamo=False,
+            net,
+            (torch.randn(1, 3, size, size),),
+            str(path),
+            opset_version=17,
+            input_names=["input_image"],
+            output_names=["output_image"],
+            do_constant_folding=True,
+            dynamo=False,
         )
 
 
@@ -202,7 +219,9 @@ def child_run(model_path: str, threads: int, runs: int, output: str) -> dict[str
     with Image.open(SAMPLES / "astronaut.jpg") as image:
         rgb = image.convert("RGB")
     started = time.perf_counter()
-    session = ort.InferenceSession(model_path, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        model_path, sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+    )
     create_s = time.perf_counter() - started
     model = BackgroundModel(session)
     feeds = {model.input_name: model.preprocess(rgb)}
@@ -215,8 +234,14 @@ def child_run(model_path: str, threads: int, runs: int, output: str) -> dict[str
         session.run([model.output_name], feeds)
         steady.append(time.perf_counter() - started)
     np.save(output, logits)
-    return {"threads": threads, "create_s": create_s, "first_s": first_s, "run_s": statistics.median(steady),
-            "all_s": steady, "peak_mb": peak_rss_mb()}
+    return {
+        "threads": threads,
+        "create_s": create_s,
+        "first_s": first_s,
+        "run_s": statistics.median(steady),
+        "all_s": steady,
+        "peak_mb": peak_rss_mb(),
+    }
 
 
 def _bake(model: Path, folder: Path, *, rewrite: bool) -> tuple[dict[str, Any], float]:
@@ -236,11 +261,17 @@ def _bake(model: Path, folder: Path, *, rewrite: bool) -> tuple[dict[str, Any], 
     started = time.perf_counter()
     subprocess.run(
         [sys.executable, "-c", code, "download", "--output", str(folder)],
-        check=True, cwd=ROOT, env={**os.environ, "MODEL_PATH": str(model)}, capture_output=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PATH": str(model)},
+        capture_output=True,
     )
     seconds = time.perf_counter() - started
-    timing.write_text(json.dumps({"seconds": seconds, "source_bytes": model.stat().st_size,
-                                  "source_mtime_ns": model.stat().st_mtime_ns}))
+    timing.write_text(
+        json.dumps(
+            {"seconds": seconds, "source_bytes": model.stat().st_size, "source_mtime_ns": model.stat().st_mtime_ns}
+        )
+    )
     return json.loads((folder / "model.json").read_text()), seconds
 
 
@@ -267,18 +298,33 @@ def sizing(measured: dict[str, dict[int, dict[str, Any]]]) -> list[dict[str, Any
             seconds = two * ((1 - parallel) + parallel / vcpus) / ((1 - parallel) + parallel / 2)
             fits = peak + HEADROOM_MB <= memory
             cost = seconds * memory / 1024 * PRICE_PER_GB_SECOND + PRICE_PER_REQUEST
-            rows.append({"export": export, "peak_mb": round(peak), "parallel_fraction": round(parallel, 3), "fitted_on": fitted,
-                         "memory_mb": memory, "vcpus": round(vcpus, 2), "seconds": round(seconds, 2), "fits": fits,
-                         "usd_per_1000_images": round(cost * 1000, 3) if fits else None})
+            rows.append(
+                {
+                    "export": export,
+                    "peak_mb": round(peak),
+                    "parallel_fraction": round(parallel, 3),
+                    "fitted_on": fitted,
+                    "memory_mb": memory,
+                    "vcpus": round(vcpus, 2),
+                    "seconds": round(seconds, 2),
+                    "fits": fits,
+                    "usd_per_1000_images": round(cost * 1000, 3) if fits else None,
+                }
+            )
     return rows
 
 
 def _tables(report: dict[str, Any]) -> list[str]:
     bake = report["bake"]
-    lines = ["| graph | threads | session creation (s) | first run (s) | steady run (s) | peak RSS (MB) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| graph | threads | session creation (s) | first run (s) | steady run (s) | peak RSS (MB) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, runs in report["measured"].items():
         for m in runs:
-            lines.append(f"| {name} | {m['threads']} | {m['create_s']:.2f} | {m['first_s']:.2f} | {m['run_s']:.2f} | {m['peak_mb']:.0f} |")
+            lines.append(
+                f"| {name} | {m['threads']} | {m['create_s']:.2f} | {m['first_s']:.2f} | {m['run_s']:.2f} | {m['peak_mb']:.0f} |"
+            )
     lines += [
         "",
         f"native / decomposed at 2 threads: time {report['time_ratio']:.2f}x, peak {report['peak_ratio']:.2f}x; "
@@ -295,8 +341,10 @@ def _tables(report: dict[str, Any]) -> list[str]:
     ]
     for row in report["lambda_sizing"]:
         cost = f"{row['usd_per_1000_images']:.3f}" if row["fits"] else "—"
-        lines.append(f"| {row['export']} | {row['peak_mb']} | {row['memory_mb']} | {row['vcpus']} | {row['seconds']} | "
-                     f"{'yes' if row['fits'] else 'no'} | {cost} | {row['fitted_on']} |")
+        lines.append(
+            f"| {row['export']} | {row['peak_mb']} | {row['memory_mb']} | {row['vcpus']} | {row['seconds']} | "
+            f"{'yes' if row['fits'] else 'no'} | {cost} | {row['fitted_on']} |"
+        )
     machine = report["machine"]
     lines.append(f"\nMachine: {machine['cpu_count']} x {machine['cpu_model']}, load {machine['loadavg_1_5_15']}.")
     return lines
@@ -333,32 +381,57 @@ def main(argv: list[str] | None = None) -> None:
     if not source.exists():
         if not FIXTURES_PYTHON.exists():
             raise SystemExit("the stand-in is made with torch: run `make fixtures` first")
-        subprocess.run([str(FIXTURES_PYTHON), str(SCRIPT), "--build", str(source), "--size", str(args.size)], check=True)
+        subprocess.run(
+            [str(FIXTURES_PYTHON), str(SCRIPT), "--build", str(source), "--size", str(args.size)], check=True
+        )
     before_manifest, before_bake_s = _bake(source, WORK / "deform_before", rewrite=False)
     after_manifest, after_bake_s = _bake(source, WORK / "deform_after", rewrite=True)
-    models = {"decomposed (baked before)": WORK / "deform_before" / "model.onnx",
-              "native DeformConv (baked now)": WORK / "deform_after" / "model.onnx"}
+    models = {
+        "decomposed (baked before)": WORK / "deform_before" / "model.onnx",
+        "native DeformConv (baked now)": WORK / "deform_after" / "model.onnx",
+    }
     # Before and after alternate, twice, and each keeps its fastest steady run: this machine is
     # shared, and a load spike during one graph's turn would otherwise read as that graph's cost.
     rounds: dict[str, dict[int, list[dict[str, Any]]]] = {name: {2: [], 1: []} for name in models}
     for _ in range(args.rounds):
         for threads in (2, 1):
             for index, (name, path) in enumerate(models.items()):
-                rounds[name][threads].append(run_child(
-                    SCRIPT, str(path), str(threads), str(args.runs), str(WORK / f"logits_{index}_{threads}.npy"), timeout=1800,
-                ))
+                rounds[name][threads].append(
+                    run_child(
+                        SCRIPT,
+                        str(path),
+                        str(threads),
+                        str(args.runs),
+                        str(WORK / f"logits_{index}_{threads}.npy"),
+                        timeout=1800,
+                    )
+                )
     measured = {
-        name: {threads: {**min(runs, key=lambda m: m["run_s"]), "peak_mb": max(m["peak_mb"] for m in runs),
-                         "rounds_run_s": [m["run_s"] for m in runs]}
-               for threads, runs in by_threads.items()}
+        name: {
+            threads: {
+                **min(runs, key=lambda m: m["run_s"]),
+                "peak_mb": max(m["peak_mb"] for m in runs),
+                "rounds_run_s": [m["run_s"] for m in runs],
+            }
+            for threads, runs in by_threads.items()
+        }
         for name, by_threads in rounds.items()
     }
     before_logits, after_logits = (np.load(WORK / f"logits_{i}_2.npy") for i in (0, 1))
     sigmoid = lambda x: 0.5 * (np.tanh(0.5 * x) + 1.0)  # noqa: E731
-    agreement = {"max_logit_difference": float(np.abs(before_logits - after_logits).max()),
-                 "max_probability_difference": float(np.abs(sigmoid(before_logits) - sigmoid(after_logits)).max())}
+    agreement = {
+        "max_logit_difference": float(np.abs(before_logits - after_logits).max()),
+        "max_probability_difference": float(np.abs(sigmoid(before_logits) - sigmoid(after_logits)).max()),
+    }
     photo = twelve_megapixel_jpeg(WORK / "photo_12mp.jpg")
-    pipeline = run_child(ROOT / "benchmarks" / "pipeline.py", "ratio", str(models["native DeformConv (baked now)"]), str(photo), "3", timeout=1800)
+    pipeline = run_child(
+        ROOT / "benchmarks" / "pipeline.py",
+        "ratio",
+        str(models["native DeformConv (baked now)"]),
+        str(photo),
+        "3",
+        timeout=1800,
+    )
     before, after = (measured[name][2] for name in models)
     deform = after_manifest["native_deform"]
     report = {
@@ -370,10 +443,18 @@ def main(argv: list[str] | None = None) -> None:
         "peak_ratio": after["peak_mb"] / before["peak_mb"],
         "outputs": agreement,
         "pipeline_12mp": pipeline,
-        "bake": {"before_s": before_bake_s, "after_s": after_bake_s, "added_s": after_bake_s - before_bake_s,
-                 "rewrite_s": deform["rewrite_seconds"], "check": deform["check"], "applied": deform["applied"],
-                 "reason": deform["reason"], "rewritten": deform["rewrite"]["rewritten"] if deform["rewrite"] else None,
-                 "preoptimised_before": before_manifest["preoptimised"], "preoptimised_after": after_manifest["preoptimised"]},
+        "bake": {
+            "before_s": before_bake_s,
+            "after_s": after_bake_s,
+            "added_s": after_bake_s - before_bake_s,
+            "rewrite_s": deform["rewrite_seconds"],
+            "check": deform["check"],
+            "applied": deform["applied"],
+            "reason": deform["reason"],
+            "rewritten": deform["rewrite"]["rewritten"] if deform["rewrite"] else None,
+            "preoptimised_before": before_manifest["preoptimised"],
+            "preoptimised_after": after_manifest["preoptimised"],
+        },
         "lambda_sizing": sizing(measured),
     }
     write_json(RESULTS / "deform.json", report)

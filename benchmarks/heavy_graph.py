@@ -21,6 +21,7 @@ the graph also works with dynamic (and odd) H/W, where a fixed scale of 2 would 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import numpy as np
 import onnx
@@ -50,7 +51,7 @@ class _GraphBuilder:
         self.inits.append(numpy_helper.from_array(value, name))
         return name
 
-    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: object) -> str:
+    def op(self, op_type: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
         out = out or self._name(op_type.lower())
         self.nodes.append(helper.make_node(op_type, inputs, [out], **attrs))
         return out
@@ -73,9 +74,7 @@ class _GraphBuilder:
         nc = self.op("Slice", [self.op("Shape", [x]), self._i64([0]), self._i64([2])])
         hw = self.op("Slice", [self.op("Shape", [like]), self._i64([2]), self._i64([4])])
         sizes = self.op("Concat", [nc, hw], axis=0)
-        return self.op(
-            "Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode="align_corners"
-        )
+        return self.op("Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode="align_corners")
 
     def gate(self, x: str, c: int) -> str:
         # Cheap channel-attention-like gating (x * sigmoid(1x1 conv(x))): adds the
@@ -89,30 +88,30 @@ class _GraphBuilder:
 
 def _body(g: _GraphBuilder, x: str, subject_size: int | None = None) -> str:
     # ---- encoder: full res (32ch) -> 1/2 (96ch) -> 1/4 (128ch) -> 1/8 (256ch)
-    f0 = g.conv(x, 3, 32)                            # 1/1, 32ch: 128 MiB per map at 1024^2
+    f0 = g.conv(x, 3, 32)  # 1/1, 32ch: 128 MiB per map at 1024^2
     f1 = g.conv(f0, 32, 32)
-    f2 = g.conv(f1, 32, 96, stride=2)                # 1/2, 96ch: 96 MiB
+    f2 = g.conv(f1, 32, 96, stride=2)  # 1/2, 96ch: 96 MiB
     f2 = g.conv(g.conv(f2, 96, 96), 96, 96)
-    f3 = g.conv(f2, 96, 128, stride=2)               # 1/4, 128ch: 32 MiB
+    f3 = g.conv(f2, 96, 128, stride=2)  # 1/4, 128ch: 32 MiB
     f3 = g.conv(g.conv(g.conv(f3, 128, 128), 128, 128), 128, 128)
-    f4 = g.conv(f3, 128, 256, stride=2)              # 1/8, 256ch (bottleneck)
+    f4 = g.conv(f3, 128, 256, stride=2)  # 1/8, 256ch (bottleneck)
     f4 = g.conv(g.conv(f4, 256, 256), 256, 256)
 
     # ---- decoder: upsample, concat skip, fuse; f0..f3 stay alive until used here,
     # which is what makes segmentation nets memory-hungry.
-    d3 = g.op("Concat", [g.up_to(g.conv(f4, 256, 128, k=1), f3), f3], axis=1)   # 256ch @1/4
+    d3 = g.op("Concat", [g.up_to(g.conv(f4, 256, 128, k=1), f3), f3], axis=1)  # 256ch @1/4
     d3 = g.gate(g.conv(g.conv(d3, 256, 128), 128, 128), 128)
-    d2 = g.op("Concat", [g.up_to(d3, f2), f2], axis=1)                          # 224ch @1/2
+    d2 = g.op("Concat", [g.up_to(d3, f2), f2], axis=1)  # 224ch @1/2
     d2 = g.gate(g.conv(g.conv(d2, 224, 96), 96, 96), 96)
     # Upsample *before* reducing channels (96ch @1/1 = 384 MiB), as decoders that
     # interpolate feature maps then convolve do. Multi-level fusion: the 1/4-res
     # decoder output is lifted to full res too (128ch @1/1 = 512 MiB), like
     # hypercolumn/FPN-style heads; these transients set the peak.
-    d1 = g.op("Add", [g.conv(g.up_to(d2, f1), 96, 32, k=1), f1])                # 32ch @1/1
+    d1 = g.op("Add", [g.conv(g.up_to(d2, f1), 96, 32, k=1), f1])  # 32ch @1/1
     d1 = g.op("Add", [g.conv(g.up_to(d3, f1), 128, 32, k=1), d1])
     # BiRefNet re-injects the raw image in its decoder; concat it (and the stem
     # features, kept alive since the start) at full res.
-    d1 = g.op("Concat", [d1, f0, x], axis=1)                                    # 67ch @1/1
+    d1 = g.op("Concat", [d1, f0, x], axis=1)  # 67ch @1/1
     d1 = g.conv(g.conv(g.conv(d1, 67, 32), 32, 32), 32, 16)
 
     # ---- head: bounded logits so sigmoid(logits) is a usable soft mask.
@@ -143,10 +142,7 @@ def build_heavy_graph(path: str, size: int | None = 1024, dynamic: bool = False,
     'height'/'width' instead.
     """
     dims: list[int | str]
-    if dynamic or size is None:
-        dims = ["height", "width"]
-    else:
-        dims = [size, size]
+    dims = ["height", "width"] if dynamic or size is None else [size, size]
     g = _GraphBuilder(SEED)
     if subject and (dynamic or size is None):
         raise ValueError("subject=True needs a fixed size")
@@ -203,7 +199,12 @@ def build_many_node_graph(path: str, size: int = 1024, blocks: int = 400) -> Non
         reshaped = g.op("Reshape", [normalised, g.op("Concat", dims, axis=0)])
         features = g.op("Add", [features, g.op("Relu", [reshaped])])
     logits = g.conv(features, 16, 1, k=1, relu=False)
-    g.op("Resize", [logits, "", g.const("scales", np.array([1, 1, 8, 8], dtype=np.float32))], out=OUTPUT_NAME, mode="linear")
+    g.op(
+        "Resize",
+        [logits, "", g.const("scales", np.array([1, 1, 8, 8], dtype=np.float32))],
+        out=OUTPUT_NAME,
+        mode="linear",
+    )
     graph = helper.make_graph(
         g.nodes,
         "many_node_birefnet_standin",

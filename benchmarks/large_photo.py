@@ -22,10 +22,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+if TYPE_CHECKING:
+    from handler.core.settings import OutputKind
 
 from measure import ROOT, SAMPLES, machine_info, peak_rss_mb, rss_mb, run_child, write_json  # noqa: E402
 
@@ -54,7 +57,7 @@ def photo(name: str) -> Path:
     return path
 
 
-def child(model_path: str, image_path: str, kinds: list[str]) -> dict[str, Any]:
+def child(model_path: str, image_path: str, kinds: list[OutputKind]) -> dict[str, Any]:
     from handler.core.cpu import available_cpus
     from handler.core.model import BackgroundModel
     from handler.core.options import RenderOptions
@@ -105,14 +108,16 @@ def main(argv: list[str] | None = None) -> None:
             for name in ("12mp", "50mp"):
                 row = measured[name]
                 added = row["peak_mb"] - measured["tiny"]["peak_mb"]
-                rows.append({
-                    "outputs": label,
-                    "image": name,
-                    **row,
-                    "tiny_peak_mb": measured["tiny"]["peak_mb"],
-                    "added_mb": added,
-                    "added_bytes_per_pixel": round(added * 1024 * 1024 / row["pixels"], 1),
-                })
+                rows.append(
+                    {
+                        "outputs": label,
+                        "image": name,
+                        **row,
+                        "tiny_peak_mb": measured["tiny"]["peak_mb"],
+                        "added_mb": added,
+                        "added_bytes_per_pixel": round(added * 1024 * 1024 / row["pixels"], 1),
+                    }
+                )
     print("| outputs | photo | peak RSS | 64x64 peak | added by the photo | bytes / input pixel | total time |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
@@ -120,12 +125,15 @@ def main(argv: list[str] | None = None) -> None:
             f"| {row['outputs']} | {row['image']} | {row['peak_mb']} MB | {row['tiny_peak_mb']} MB | {row['added_mb']} MB "
             f"| {row['added_bytes_per_pixel']} | {row['total_s']} s |"
         )
-    write_json(RESULTS, {
-        "machine": machine_info(),
-        "model": "benchmarks/heavy_graph.py (static 1024x1024, photo-like subject mask)",
-        "inputs": {name: list(size) for name, size in SIZES.items()},
-        "results": rows,
-    })
+    write_json(
+        RESULTS,
+        {
+            "machine": machine_info(),
+            "model": "benchmarks/heavy_graph.py (static 1024x1024, photo-like subject mask)",
+            "inputs": {name: list(size) for name, size in SIZES.items()},
+            "results": rows,
+        },
+    )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
 
 

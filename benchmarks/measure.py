@@ -120,8 +120,9 @@ def twelve_megapixel_jpeg(path: Path) -> Path:
     return path
 
 
-def spawn_json(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None,
-               cwd: Path | str | None = None) -> dict[str, Any]:
+def spawn_json(
+    cmd: list[str], *, timeout: float, env: dict[str, str] | None = None, cwd: Path | str | None = None
+) -> dict[str, Any]:
     """Run `cmd` and return the JSON object on the last line of its stdout.
 
     A failure comes back as {"error": ...} (a timeout, or a non-zero exit - e.g. -9 from the OOM
@@ -139,8 +140,9 @@ def spawn_json(cmd: list[str], *, timeout: float, env: dict[str, str] | None = N
 
 def run_child(script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
     """Run `python script --child ...` from the repository root and return its JSON; raise if it fails."""
-    result = spawn_json([sys.executable, str(script), "--child", *args], timeout=timeout,
-                        env={**os.environ, **(env or {})}, cwd=ROOT)
+    result = spawn_json(
+        [sys.executable, str(script), "--child", *args], timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT
+    )
     if "error" in result:
         raise RuntimeError(f"{script.name} {' '.join(args)} failed: {result['error']}")
     return result

@@ -119,7 +119,12 @@ def child_memory(model_path: str, image_path: str) -> dict[str, Any]:
     after_load = rss_mb()
     result = process(Path(image_path).read_bytes(), ["cutout"], RenderOptions(), model, ImageLimits())
     width, height = result.input_size
-    return {"image": Path(image_path).name, "pixels": width * height, "after_load_mb": after_load, "peak_mb": peak_rss_mb()}
+    return {
+        "image": Path(image_path).name,
+        "pixels": width * height,
+        "after_load_mb": after_load,
+        "peak_mb": peak_rss_mb(),
+    }
 
 
 def child_create(model_path: str, repeats: int) -> dict[str, Any]:
@@ -131,7 +136,9 @@ def child_create(model_path: str, repeats: int) -> dict[str, Any]:
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        ort.InferenceSession(model_path, sess_options=session_options(available_cpus()), providers=["CPUExecutionProvider"])
+        ort.InferenceSession(
+            model_path, sess_options=session_options(available_cpus()), providers=["CPUExecutionProvider"]
+        )
         times.append(time.perf_counter() - started)
     return {"create_s": statistics.median(times), "all_s": times}
 
@@ -139,7 +146,13 @@ def child_create(model_path: str, repeats: int) -> dict[str, Any]:
 def _cli_seconds(model_path: str, image: Path, output: Path) -> float:
     env = {**os.environ, "MODEL_PATH": model_path, "MODEL_OUTPUT": "logits"}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "handler", "remove", str(image), "-o", str(output)], check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "handler", "remove", str(image), "-o", str(output)],
+        check=True,
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+    )
     return time.perf_counter() - started
 
 
@@ -147,7 +160,10 @@ def _bake(model: Path, folder: Path) -> Path:
     """The build step's own code: `python -m handler download --output` (pre-optimised when faster)."""
     subprocess.run(
         [sys.executable, "-m", "handler", "download", "--output", str(folder)],
-        check=True, cwd=ROOT, env={**os.environ, "MODEL_PATH": str(model)}, capture_output=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "MODEL_PATH": str(model)},
+        capture_output=True,
     )
     return folder / "model.onnx"
 
@@ -186,7 +202,9 @@ def main(argv: list[str] | None = None) -> None:
 
     images = [*sorted(SAMPLES.glob("*.jpg")), big]
     ratios = [run_child(SCRIPT, "ratio", str(baked), str(image), str(args.runs)) for image in images]
-    memory = {name: run_child(SCRIPT, "memory", str(baked), str(path)) for name, path in (("tiny", tiny), ("12mp", big))}
+    memory = {
+        name: run_child(SCRIPT, "memory", str(baked), str(path)) for name, path in (("tiny", tiny), ("12mp", big))
+    }
     added_mb = memory["12mp"]["peak_mb"] - memory["tiny"]["peak_mb"]
     creation = {
         name: run_child(SCRIPT, "create", str(path), "5")

@@ -131,7 +131,11 @@ def child_pipeline_peak(refine: str) -> dict[str, Any]:
     model = _u2netp()
     after_load = rss_mb()
     result = process(PHOTO.read_bytes(), ["cutout"], RenderOptions(refine=refine == "on"), model, ImageLimits())
-    return {"after_load_mb": after_load, "peak_mb": peak_rss_mb(), "pixels": result.input_size[0] * result.input_size[1]}
+    return {
+        "after_load_mb": after_load,
+        "peak_mb": peak_rss_mb(),
+        "pixels": result.input_size[0] * result.input_size[1],
+    }
 
 
 def _saved_alpha() -> Any:
@@ -151,8 +155,12 @@ def child_refine_peak() -> dict[str, Any]:
     before_peak, before = peak_rss_mb(), rss_mb()
     refine_foreground(picture.rgb, alpha, in_place=True)
     # If the peak did not move, refine stayed below the decode's own peak: its rise is at most that gap.
-    return {"rss_before_mb": before, "peak_before_mb": before_peak, "peak_mb": peak_rss_mb(),
-            "pixels": picture.size[0] * picture.size[1]}
+    return {
+        "rss_before_mb": before,
+        "peak_before_mb": before_peak,
+        "peak_mb": peak_rss_mb(),
+        "pixels": picture.size[0] * picture.size[1],
+    }
 
 
 def child_accuracy() -> dict[str, Any]:
@@ -195,14 +203,16 @@ def child_accuracy() -> dict[str, Any]:
         started = time.perf_counter()
         refined = refine_foreground(composite.image, composite.alpha, plan=plan)
         seconds = time.perf_counter() - started
-        rows.append({
-            "fine_reduction": fine,
-            "coarse_reduction": plan.coarse_reduction,
-            "default": fine == default.fine_reduction,
-            "seconds": seconds,
-            "vs_full_resolution": float(np.abs(np.asarray(refined, dtype=np.float32)[band] - exact_band).mean()),
-            "band_error": composite.band_error(refined),
-        })
+        rows.append(
+            {
+                "fine_reduction": fine,
+                "coarse_reduction": plan.coarse_reduction,
+                "default": fine == default.fine_reduction,
+                "seconds": seconds,
+                "vs_full_resolution": float(np.abs(np.asarray(refined, dtype=np.float32)[band] - exact_band).mean()),
+                "band_error": composite.band_error(refined),
+            }
+        )
     return {
         "size": list(size),
         "band_share": float(band.mean()),
@@ -272,7 +282,7 @@ def _time_summary(timing: dict[str, Any]) -> dict[str, Any]:
     alone = statistics.median(timing["refine_alone_s"])
     # Each round ran off and on back to back: the median of those differences is steadier than
     # the difference of the medians when other work on the machine comes and goes.
-    paired = statistics.median(b - a for a, b in zip(timing["pipeline_off_s"], timing["pipeline_on_s"]))
+    paired = statistics.median(b - a for a, b in zip(timing["pipeline_off_s"], timing["pipeline_on_s"], strict=False))
     return {
         **timing,
         "pipeline_off_median_s": off,
@@ -319,8 +329,10 @@ def _tables(report: dict[str, Any]) -> str:
             f"{row['vs_full_resolution']:.2f} | {row['band_error']:.2f} | {row['seconds']:.3f} |"
         )
     machine = report["machine"]
-    lines.append(f"\nMachine: {machine['cpu_count']} x {machine['cpu_model']}, load {machine['loadavg_1_5_15']} -> "
-                 f"{report['machine_after']['loadavg_1_5_15']}.")
+    lines.append(
+        f"\nMachine: {machine['cpu_count']} x {machine['cpu_model']}, load {machine['loadavg_1_5_15']} -> "
+        f"{report['machine_after']['loadavg_1_5_15']}."
+    )
     return "\n".join(lines)
 
 

@@ -113,8 +113,7 @@ def run_child(config: str, model: str, size: int, runs: int) -> dict[str, Any]:
 
 
 def _spawn(config: str, model: str, size: int, runs: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--child", config, "--model", model,
-           "--size", str(size), "--runs", str(runs)]
+    cmd = [sys.executable, __file__, "--child", config, "--model", model, "--size", str(size), "--runs", str(runs)]
     result = spawn_json(cmd, timeout=CHILD_TIMEOUT_S)
     if "error" in result:
         # e.g. killed by the OOM killer (-9): record it instead of aborting the rest.
@@ -123,8 +122,10 @@ def _spawn(config: str, model: str, size: int, runs: int) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("| config | options | create (s) | warm-up (s) | run median (s) "
-            "| RSS after create (MB) | RSS after runs (MB) | peak RSS (MB) |")
+    head = (
+        "| config | options | create (s) | warm-up (s) | run median (s) "
+        "| RSS after create (MB) | RSS after runs (MB) | peak RSS (MB) |"
+    )
     lines = [head, "|" + "---|" * 8]
     for r in rows:
         if "error" in r:

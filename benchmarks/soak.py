@@ -117,8 +117,12 @@ def main(argv: list[str] | None = None) -> None:
             }
             print(f"soak: {args.invocations} invocations in one process ...", file=sys.stderr, flush=True)
             began = time.perf_counter()
-            command = [sys.executable, __file__, "--child",
-                       json.dumps({"invocations": args.invocations, "warmup": args.warmup})]
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                json.dumps({"invocations": args.invocations, "warmup": args.warmup}),
+            ]
             result = spawn_json(command, timeout=CHILD_TIMEOUT_S, env=env, cwd=ROOT)
             wall_s = time.perf_counter() - began
     finally:
@@ -131,8 +135,9 @@ def main(argv: list[str] | None = None) -> None:
     inputs = []
     for key, data in photos.items():
         with Image.open(io.BytesIO(data)) as picture:
-            inputs.append({"key": key, "format": picture.format, "mode": picture.mode, "size": picture.size,
-                           "bytes": len(data)})
+            inputs.append(
+                {"key": key, "format": picture.format, "mode": picture.mode, "size": picture.size, "bytes": len(data)}
+            )
     machine = machine_info()
     machine["loadavg_before_1_5_15"] = loadavg_before
     report = {
@@ -154,15 +159,17 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _table(result: dict[str, Any]) -> str:
-    return "\n".join([
-        "| invocations | warm-up | RSS after init (MB) | after warm-up (MB) | end (MB) | max after warm-up (MB) "
-        "| slope after warm-up (KB/invocation) | fds after warm-up / end | temp files left | median invocation (ms) |",
-        "|" + "---:|" * 10,
-        f"| {result['invocations']} | {result['warmup']} | {result['rss_after_init_mb']:.0f} "
-        f"| {result['rss_after_warmup_mb']:.0f} | {result['rss_end_mb']:.0f} | {result['rss_max_after_warmup_mb']:.0f} "
-        f"| {result['rss_slope_after_warmup_kb_per_invocation']:+.1f} | {result['fds_after_warmup']} / {result['fds_end']} "
-        f"| {len(result['temp_files_left'])} | {result['invocation_ms_median']:.0f} |",
-    ])
+    return "\n".join(
+        [
+            "| invocations | warm-up | RSS after init (MB) | after warm-up (MB) | end (MB) | max after warm-up (MB) "
+            "| slope after warm-up (KB/invocation) | fds after warm-up / end | temp files left | median invocation (ms) |",
+            "|" + "---:|" * 10,
+            f"| {result['invocations']} | {result['warmup']} | {result['rss_after_init_mb']:.0f} "
+            f"| {result['rss_after_warmup_mb']:.0f} | {result['rss_end_mb']:.0f} | {result['rss_max_after_warmup_mb']:.0f} "
+            f"| {result['rss_slope_after_warmup_kb_per_invocation']:+.1f} | {result['fds_after_warmup']} / {result['fds_end']} "
+            f"| {len(result['temp_files_left'])} | {result['invocation_ms_median']:.0f} |",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -111,19 +111,25 @@ def main(argv: list[str] | None = None) -> None:
         build_heavy_graph(str(model), size=args.size)
     measured = {n: run_child(SCRIPT, str(model), str(args.size), str(n), str(args.runs)) for n in THREADS}
     rows = sizing(measured[1]["run_s"], measured[2]["run_s"])
-    report = {"machine": machine_info(), "threads": list(measured.values()), "lambda_sizing": rows}
+    report: dict[str, Any] = {"machine": machine_info(), "threads": list(measured.values()), "lambda_sizing": rows}
     (RESULTS / "threads.json").write_text(json.dumps(report, indent=2) + "\n")
 
     lines = ["| intra-op threads | run (s) | vs 2 threads |", "|---|---|---|"]
     lines += [f"| {n} | {m['run_s']:.2f} | {m['run_s'] / measured[2]['run_s']:.2f}x |" for n, m in measured.items()]
-    lines += ["", "| export | memory (MB) | vCPUs | threads | s / image | fits | USD / 1000 images |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| export | memory (MB) | vCPUs | threads | s / image | fits | USD / 1000 images |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         cost = f"{row['usd_per_1000_images']:.3f}" if row["fits"] else "—"
         lines.append(
             f"| {row['export']} | {row['memory_mb']} | {row['vcpus']} | {row['threads']} | {row['seconds']} | "
             f"{'yes' if row['fits'] else 'no'} | {cost} |"
         )
-    lines.append(f"\nMachine: {report['machine']['cpu_count']} x {report['machine']['cpu_model']}, load {report['machine']['loadavg_1_5_15']}.")
+    lines.append(
+        f"\nMachine: {report['machine']['cpu_count']} x {report['machine']['cpu_model']}, load {report['machine']['loadavg_1_5_15']}."
+    )
     print("\n".join(lines))
 
 

@@ -121,8 +121,7 @@ def _load_ours(model: str):
             "refined_ms": lambda: process(data, ["cutout"], RenderOptions(), model_obj, limits),
         }
 
-    versions = {"onnxruntime": onnxruntime.__version__, "pillow": PIL.__version__,
-                "session_threads": settings.threads}
+    versions = {"onnxruntime": onnxruntime.__version__, "pillow": PIL.__version__, "session_threads": settings.threads}
     return cutout, versions, extras
 
 
@@ -141,8 +140,7 @@ def _load_rembg(model: str):
     def cutout(data: bytes) -> bytes:
         return remove(data, session=session)
 
-    return cutout, {"onnxruntime": onnxruntime.__version__, "pillow": PIL.__version__,
-                    "rembg": version("rembg")}, None
+    return cutout, {"onnxruntime": onnxruntime.__version__, "pillow": PIL.__version__, "rembg": version("rembg")}, None
 
 
 def run_child(side: str, model: str, image: str, runs: int, save: str | None) -> dict[str, Any]:
@@ -215,8 +213,8 @@ def _large_photo() -> Path:
     target = CACHE / f"{Path(LARGE_SOURCE).stem}-{w}x{h}-n{LARGE_NOISE_SIGMA:g}-q{LARGE_QUALITY}.jpg"
     if target.is_file():
         return target
-    with Image.open(REPO / "samples" / LARGE_SOURCE) as source:
-        source = source.convert("RGB")
+    with Image.open(REPO / "samples" / LARGE_SOURCE) as opened:
+        source = opened.convert("RGB")
         sw, sh = source.size
         # Centre crop to the target's aspect ratio, then upscale.
         cw, ch = (sw, round(sw * h / w)) if sw * h <= sh * w else (round(sh * w / h), sh)
@@ -236,7 +234,7 @@ def _cases() -> list[tuple[str, Path, int]]:
     """(name, photo, megapixels*1e6) for each sample and the 12 MP JPEG."""
     from PIL import Image
 
-    photos = sorted((REPO / "samples").glob("*.jpg")) + [_large_photo()]
+    photos = [*sorted((REPO / "samples").glob("*.jpg")), _large_photo()]
     cases = []
     for photo in photos:
         with Image.open(photo) as image:
@@ -258,8 +256,20 @@ def _child_env(side: str, model: Path) -> dict[str, str]:
 
 def _spawn(side: str, model: Path, image: Path, runs: int, save: Path) -> dict[str, Any]:
     python = OURS_PYTHON if side == "ours" else _bench_python()
-    cmd = [str(python), __file__, "--child", side, "--model", str(model), "--image", str(image),
-           "--runs", str(runs), "--save", str(save)]
+    cmd = [
+        str(python),
+        __file__,
+        "--child",
+        side,
+        "--model",
+        str(model),
+        "--image",
+        str(image),
+        "--runs",
+        str(runs),
+        "--save",
+        str(save),
+    ]
     result = spawn_json(cmd, timeout=CHILD_TIMEOUT_S, env=_child_env(side, model), cwd=REPO)
     return {"side": side, **result} if "error" in result else result
 
@@ -267,8 +277,16 @@ def _spawn(side: str, model: Path, image: Path, runs: int, save: Path) -> dict[s
 def _cli_command(side: str, model: Path, image: Path, out: Path) -> list[str]:
     if side == "ours":
         return [str(OURS_PYTHON), "-m", "handler", "remove", str(image), "-o", str(out)]
-    return [str(_rembg_cli()), "i", "-m", "u2net_custom", "-x", json.dumps({"model_path": str(model)}),
-            str(image), str(out)]
+    return [
+        str(_rembg_cli()),
+        "i",
+        "-m",
+        "u2net_custom",
+        "-x",
+        json.dumps({"model_path": str(model)}),
+        str(image),
+        str(out),
+    ]
 
 
 def launch(cmd: list[str]) -> dict[str, Any]:
@@ -288,16 +306,27 @@ def launch(cmd: list[str]) -> dict[str, Any]:
             os._exit(127)
     _, status, usage = os.wait4(pid, 0)
     wall = time.perf_counter() - started
-    return {"exit": os.waitstatus_to_exitcode(status), "wall_s": wall,
-            "peak_rss_mb": usage.ru_maxrss / 1024, "floor_mb": floor}
+    return {
+        "exit": os.waitstatus_to_exitcode(status),
+        "wall_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "floor_mb": floor,
+    }
 
 
 def _time_cli(side: str, model: Path, image: Path, out: Path) -> dict[str, Any]:
     """Wall time and peak RSS of one whole command-line process, from fork to exit."""
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-S", __file__, "--launch", "--", *_cli_command(side, model, image, out)]
-    proc = subprocess.run(cmd, env=_child_env(side, model), cwd=REPO, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    proc = subprocess.run(
+        cmd,
+        env=_child_env(side, model),
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT_S,
+    )
     lines = proc.stdout.strip().splitlines()
     result = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"exit": f"launcher {proc.returncode}"}
     if result["exit"] != 0 or not out.is_file():
@@ -367,7 +396,9 @@ def _summarise(case: str, pixels: int, rounds: list[dict[str, dict[str, Any]]]) 
         row["speedup"] = round(row["rembg_ms"] / row["ours_ms"], 2)
         row["speedup_of_minimums"] = round(row["rembg_min_ms"] / row["ours_min_ms"], 2)
         row["memory_ratio"] = round(row["ours_peak_mb"] / row["rembg_peak_mb"], 3)
-        row["added_ratio"] = round(row["ours_added_mb"] / row["rembg_added_mb"], 3) if row["rembg_added_mb"] > 0 else None
+        row["added_ratio"] = (
+            round(row["ours_added_mb"] / row["rembg_added_mb"], 3) if row["rembg_added_mb"] > 0 else None
+        )
         row["meets_speed_target"] = row["speedup"] >= TARGET_SPEEDUP
         row["meets_memory_target"] = row["memory_ratio"] <= TARGET_MEMORY_RATIO
     if "rembg_ms" in row and "session_run_ms" in row:
@@ -389,9 +420,11 @@ def _mark(ok: bool | None) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("| photo | MP | ours (ms) | rembg (ms) | speedup | ceiling (rembg / bare model run) "
-            "| ours refined, the default (ms) | speedup refined | ours peak (MB) | rembg peak (MB) | ours/rembg peak "
-            "| added by image, ours / rembg (MB) | CLI ours (s) | CLI rembg (s) | CLI speedup |")
+    head = (
+        "| photo | MP | ours (ms) | rembg (ms) | speedup | ceiling (rembg / bare model run) "
+        "| ours refined, the default (ms) | speedup refined | ours peak (MB) | rembg peak (MB) | ours/rembg peak "
+        "| added by image, ours / rembg (MB) | CLI ours (s) | CLI rembg (s) | CLI speedup |"
+    )
     lines = [head, "|---|" + "---:|" * 14]
     for r in rows:
         cli = r.get("cli", {})
@@ -412,8 +445,10 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 def _details(rows: list[dict[str, Any]]) -> str:
     """The second table: what else differs (load, RSS after load, output size, mask agreement, CLI peak)."""
-    head = ("| photo | load ours / rembg (s) | RSS after load ours / rembg (MB) | PNG ours / rembg (KB) "
-            "| alpha IoU | mean abs alpha diff | CLI peak ours / rembg (MB) |")
+    head = (
+        "| photo | load ours / rembg (s) | RSS after load ours / rembg (MB) | PNG ours / rembg (KB) "
+        "| alpha IoU | mean abs alpha diff | CLI peak ours / rembg (MB) |"
+    )
     lines = [head, "|---|" + "---:|" * 6]
     for r in rows:
         cli = r.get("cli", {})
@@ -432,8 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="our pipeline vs rembg on the same U-2-Net-p model")
     p.add_argument("--runs", type=int, default=5, help="timed warm runs per process, small photos")
     p.add_argument("--runs-large", type=int, default=3, help="timed warm runs per process, the 12 MP photo")
-    p.add_argument("--rounds", type=int, default=4,
-                   help="processes per side and photo, in ABBA order (default 4: ABBA ABBA)")
+    p.add_argument(
+        "--rounds", type=int, default=4, help="processes per side and photo, in ABBA order (default 4: ABBA ABBA)"
+    )
     p.add_argument("--cli-runs", type=int, default=3, help="timed command-line runs per side and photo (0: skip)")
     p.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
     p.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
@@ -452,8 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     if not _rembg_cli().is_file():
-        print(f"error: rembg's venv is missing ({BENCH_VENV}); run `make bench-rembg`, which creates it",
-              file=sys.stderr)
+        print(
+            f"error: rembg's venv is missing ({BENCH_VENV}); run `make bench-rembg`, which creates it", file=sys.stderr
+        )
         return 1
     sys.path.insert(0, str(REPO / "scripts"))
     from fetch_u2netp import ensure_u2netp
@@ -529,17 +566,27 @@ def main(argv: list[str] | None = None) -> int:
                 row["cli"] = cli
             rows.append(row)
 
-    report = {
+    report: dict[str, Any] = {
         "machine": {**machine, "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": loadavg()},
         "versions": versions,
-        "model": {"file": "u2netp.onnx (scripts/fetch_u2netp.py)",
-                  "ours": "MODEL_PATH=u2netp.onnx MODEL_OUTPUT=probabilities; handler.render.process, RenderOptions(refine=False) like rembg; refined_ms: RenderOptions() (the default); CLI: the default",
-                  "rembg": 'new_session("u2net_custom", model_path=u2netp.onnx); rembg.remove(bytes, session=...)'},
-        "method": {"runs_small": a.runs, "runs_large": a.runs_large, "rounds": a.rounds, "cli_runs": a.cli_runs,
-                   "large_photo": f"samples/{LARGE_SOURCE} cropped to 4:3, Lanczos to {LARGE_SIZE[0]}x{LARGE_SIZE[1]}, "
-                                  f"noise sigma {LARGE_NOISE_SIGMA}, JPEG q{LARGE_QUALITY}"},
-        "targets": {"speedup_at_least": TARGET_SPEEDUP, "memory_ratio_at_most": TARGET_MEMORY_RATIO,
-                    "cli": "ours faster"},
+        "model": {
+            "file": "u2netp.onnx (scripts/fetch_u2netp.py)",
+            "ours": "MODEL_PATH=u2netp.onnx MODEL_OUTPUT=probabilities; handler.render.process, RenderOptions(refine=False) like rembg; refined_ms: RenderOptions() (the default); CLI: the default",
+            "rembg": 'new_session("u2net_custom", model_path=u2netp.onnx); rembg.remove(bytes, session=...)',
+        },
+        "method": {
+            "runs_small": a.runs,
+            "runs_large": a.runs_large,
+            "rounds": a.rounds,
+            "cli_runs": a.cli_runs,
+            "large_photo": f"samples/{LARGE_SOURCE} cropped to 4:3, Lanczos to {LARGE_SIZE[0]}x{LARGE_SIZE[1]}, "
+            f"noise sigma {LARGE_NOISE_SIGMA}, JPEG q{LARGE_QUALITY}",
+        },
+        "targets": {
+            "speedup_at_least": TARGET_SPEEDUP,
+            "memory_ratio_at_most": TARGET_MEMORY_RATIO,
+            "cli": "ours faster",
+        },
         "elapsed_s": round(time.perf_counter() - started, 1),
         "results": rows,
     }
@@ -547,11 +594,15 @@ def main(argv: list[str] | None = None) -> int:
     print(_table(rows))
     print()
     print(_details(rows))
-    print(f"\nours: onnxruntime {versions.get('ours', {}).get('onnxruntime')}, "
-          f"Pillow {versions.get('ours', {}).get('pillow')}; rembg {versions.get('rembg', {}).get('rembg')}: "
-          f"onnxruntime {versions.get('rembg', {}).get('onnxruntime')}, Pillow {versions.get('rembg', {}).get('pillow')}")
-    print(f"load average before/after: {load_before} / {report['machine']['loadavg_1_5_15_after']} "
-          f"on {machine['cpu_count']} CPUs ({machine['cpu_model']}); {report['elapsed_s']:.0f} s")
+    print(
+        f"\nours: onnxruntime {versions.get('ours', {}).get('onnxruntime')}, "
+        f"Pillow {versions.get('ours', {}).get('pillow')}; rembg {versions.get('rembg', {}).get('rembg')}: "
+        f"onnxruntime {versions.get('rembg', {}).get('onnxruntime')}, Pillow {versions.get('rembg', {}).get('pillow')}"
+    )
+    print(
+        f"load average before/after: {load_before} / {report['machine']['loadavg_1_5_15_after']} "
+        f"on {machine['cpu_count']} CPUs ({machine['cpu_model']}); {report['elapsed_s']:.0f} s"
+    )
     print(f"\nwrote {a.out}")
     return 0
 

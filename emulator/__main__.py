@@ -50,9 +50,17 @@ def main(argv: list[str]) -> int:
     failures = 0
     with LocalS3() as s3:
         runner.stage(s3, paths, (ROOT / "samples").glob("*.jpg"), [resources["OutputBucket"]])
-        print(f"local S3: {s3.endpoint}  input s3://{resources['InputBucket']}  output s3://{resources['OutputBucket']}")
+        print(
+            f"local S3: {s3.endpoint}  input s3://{resources['InputBucket']}  output s3://{resources['OutputBucket']}"
+        )
         shutil.rmtree(WORK / "functions", ignore_errors=True)
-        bench = Bench(image, s3, WORK / "functions", template=configuration.load_template(ROOT / "template.yaml"), resources=resources)
+        bench = Bench(
+            image,
+            s3,
+            WORK / "functions",
+            template=configuration.load_template(ROOT / "template.yaml"),
+            resources=resources,
+        )
         try:
             functions = {fid: bench.function(fid, environment=function_env) for fid in runner.FUNCTION_FOR.values()}
             for path in paths:
@@ -73,7 +81,9 @@ def _model() -> tuple[dict[str, str], dict[str, str]]:
     from scripts.demo import choose_model_env  # the demo's choice, so both run the same model
 
     env = choose_model_env()
-    function_env = {name: env[name] for name in ("MODEL_OUTPUT", "MODEL_MEAN", "MODEL_STD", "MODEL_INPUT_SIZE") if env.get(name)}
+    function_env = {
+        name: env[name] for name in ("MODEL_OUTPUT", "MODEL_MEAN", "MODEL_STD", "MODEL_INPUT_SIZE") if env.get(name)
+    }
     if env.get("MODEL_PATH"):
         return {"MODEL_PATH": str(Path(env["MODEL_PATH"]).resolve())}, function_env
     from handler.core.model_store import resolve_model_path
@@ -91,8 +101,10 @@ def _report(functions: Any) -> int:
             broken += 1
             print(f"{function.config.name} broke Lambda's rules:\n{report.describe()}")
         if report.bytecode:
-            print(f"note: {function.config.name} tried {len(report.bytecode)} times to write Python's bytecode cache "
-                  "under read-only /var/task (precompiling in the image would save that work at each cold start)")
+            print(
+                f"note: {function.config.name} tried {len(report.bytecode)} times to write Python's bytecode cache "
+                "under read-only /var/task (precompiling in the image would save that work at each cold start)"
+            )
     return broken
 
 

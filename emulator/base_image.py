@@ -23,9 +23,20 @@ def install_runtime_interface(root: Path, python: Path) -> Path:
     runtime_dir.mkdir(parents=True, exist_ok=True)
     subprocess.run(
         [
-            str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-            "--require-hashes", "--only-binary=:all:", "--upgrade", "--target", str(runtime_dir),
-            "-r", str(REQUIREMENTS),
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--require-hashes",
+            "--only-binary=:all:",
+            "--upgrade",
+            "--target",
+            str(runtime_dir),
+            "-r",
+            str(REQUIREMENTS),
         ],
         check=True,
     )

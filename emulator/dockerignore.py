@@ -63,7 +63,8 @@ class DockerIgnore:
             prefix = "" if relative == "." else f"{relative}/"
             # Pruning an excluded folder is only safe when no exception could bring back part of it.
             dirs[:] = sorted(
-                d for d in dirs
+                d
+                for d in dirs
                 if not self.excluded(prefix + d)
                 or any(p.exception and p.may_reinclude_under(prefix + d) for p in self.patterns)
             )

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from emulator import sandbox, syscalls
 from emulator.runtime_api import REQUEST_LIMIT, Invocation, RuntimeAPI, error_document, new_request_id
@@ -55,7 +57,7 @@ class InvokeResult:
     cold_start: bool = False
 
     @property
-    def document(self) -> dict[str, object]:
+    def document(self) -> dict[str, Any]:
         loaded = json.loads(self.payload)
         return loaded if isinstance(loaded, dict) else {"value": loaded}
 
@@ -92,7 +94,11 @@ class LambdaFunction:
         request_id = new_request_id()
         if synchronous and len(payload) > REQUEST_LIMIT:
             message = f"{len(payload)} byte payload is too large for the RequestResponse invocation type (limit {REQUEST_LIMIT} bytes)"
-            return InvokeResult(413, json.dumps({"Type": "User", "message": message, "errorType": "RequestTooLargeException"}).encode(), request_id=request_id)
+            return InvokeResult(
+                413,
+                json.dumps({"Type": "User", "message": message, "errorType": "RequestTooLargeException"}).encode(),
+                request_id=request_id,
+            )
         environment = self._idle_environment()
         cold = environment is None
         if environment is None:
@@ -137,7 +143,9 @@ class LambdaFunction:
     def _timed_out(self, invocation: Invocation, phase: str) -> InvokeResult:
         seconds = self.config.timeout_s
         message = f"RequestId: {invocation.request_id} Error: Task timed out after {seconds:.2f} seconds"
-        self._log(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {invocation.request_id} Task timed out after {seconds:.2f} seconds ({phase})")
+        self._log(
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {invocation.request_id} Task timed out after {seconds:.2f} seconds ({phase})"
+        )
         return InvokeResult(200, error_document("Sandbox.Timedout", message), "Unhandled")
 
     def _died(self, environment: _Environment, invocation: Invocation) -> InvokeResult:
@@ -155,7 +163,9 @@ class LambdaFunction:
         self.cold_starts += 1
         api = RuntimeAPI()
         env = {**self.config.environment, "AWS_LAMBDA_RUNTIME_API": api.address}
-        command = sandbox.bwrap_command(self.layout, env, [sandbox.INTERPRETER, "-m", "awslambdaric", self.config.handler])
+        command = sandbox.bwrap_command(
+            self.layout, env, [sandbox.INTERPRETER, "-m", "awslambdaric", self.config.handler]
+        )
         trace = self.workdir / f"strace-{self.cold_starts}.log"
         if self.trace:
             command = syscalls.strace_command(trace) + command
@@ -164,7 +174,9 @@ class LambdaFunction:
         log = self.log_path.open("ab")
         # A session of its own: a timeout kills strace, bwrap and (through bwrap's
         # --die-with-parent and its PID namespace) everything in the sandbox, in one signal.
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         environment = _Environment(api, process, trace)
         threading.Thread(target=self._watch, args=(environment,), daemon=True).start()
@@ -182,10 +194,8 @@ class LambdaFunction:
         environment.api.close()
 
     def _kill(self, environment: _Environment) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(environment.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         environment.process.wait()
         environment.exited.wait()
 

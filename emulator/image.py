@@ -69,8 +69,15 @@ IMAGE_DIRS = ("/var/task", "/opt", "/tmp", "/root")
 # Where a build step finds the host files its step_env names (bound read-only, never in the image).
 STEP_INPUTS = "/run/step-inputs"
 CONNECTION_VARIABLES = (
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
-    "PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_CERT",
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
 )
 # pip's site-wide configuration files: the host's, not the base image's, so hidden in the sandbox.
 # (The user's are under /root, which is the image's own folder.)
@@ -198,8 +205,12 @@ def _platform_args() -> dict[str, str]:
     """BuildKit's automatic platform ARGs, for a build on and for this machine."""
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     return {
-        "TARGETPLATFORM": f"linux/{arch}", "TARGETOS": "linux", "TARGETARCH": arch,
-        "BUILDPLATFORM": f"linux/{arch}", "BUILDOS": "linux", "BUILDARCH": arch,
+        "TARGETPLATFORM": f"linux/{arch}",
+        "TARGETOS": "linux",
+        "TARGETARCH": arch,
+        "BUILDPLATFORM": f"linux/{arch}",
+        "BUILDOS": "linux",
+        "BUILDARCH": arch,
     }
 
 
@@ -305,7 +316,10 @@ def _run(
     }
     result = subprocess.run(
         [*sandbox_args(state.root, python_home, state.workdir, env, inputs=inputs), *command],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise BuildError(f"{instruction}\nexited with {result.returncode}:\n{result.stdout[-6000:]}")
@@ -344,9 +358,16 @@ def sandbox_args(
     targets[PYTHON_HOME] = (python_home, False)
     targets.update({target: (source, False) for target, source in (inputs or {}).items()})
     args = [
-        "bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "bwrap",
+        "--die-with-parent",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
         *([] if network else ["--unshare-net"]),
-        "--proc", "/proc", "--dev", "/dev",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
     ]
     args += _host_mounts("/", targets)
     for target, (source, rw) in sorted(targets.items()):
@@ -424,8 +445,11 @@ def clean_python(home: Path) -> Path:
         (prefix / "lib" / version / "site-packages").mkdir()
         for library in (base / "lib").glob("libpython3*.so*"):
             shutil.copy2(library, prefix / "lib" / library.name)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PIP_CONFIG_FILE": os.devnull,
-               "LD_LIBRARY_PATH": str(prefix / "lib")}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PIP_CONFIG_FILE": os.devnull,
+            "LD_LIBRARY_PATH": str(prefix / "lib"),
+        }
         python = str(prefix / "bin" / version)
         subprocess.run([python, "-m", "ensurepip", "--default-pip"], check=True, env=env, stdout=subprocess.DEVNULL)
         # Python 3.11's ensurepip adds setuptools, which the base image's Python 3.12 does not have.

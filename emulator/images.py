@@ -64,7 +64,9 @@ def layout(image: Image, scratch: Path, extra: Mapping[Path, str] | None = None)
 def _content_key(context: Path, build_args: Mapping[str, str], step_env: Mapping[str, str]) -> str:
     digest = hashlib.sha256()
     files = [context / "Dockerfile", *sorted((context / "layers").glob("requirements-*.txt"))]
-    files += sorted(path for path in (context / "handler").rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+    files += sorted(
+        path for path in (context / "handler").rglob("*") if path.is_file() and "__pycache__" not in path.parts
+    )
     files += [Path(value) for value in step_env.values() if Path(value).is_file()]  # e.g. MODEL_PATH's content
     for path in files:
         digest.update(str(path.relative_to(context) if path.is_relative_to(context) else path).encode())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -49,10 +50,8 @@ class LocalS3:
     def create_buckets(self, buckets: Iterable[str]) -> None:
         client = self.client()
         for bucket in buckets:
-            try:
+            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):  # moto keeps its state per process
                 client.create_bucket(Bucket=bucket)
-            except client.exceptions.BucketAlreadyOwnedByYou:
-                pass  # moto keeps its state per process
 
     def put_objects(self, objects: Mapping[tuple[str, str], bytes]) -> None:
         client = self.client()

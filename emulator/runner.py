@@ -19,7 +19,9 @@ JOBS_FUNCTION = "JobsFunction"
 FUNCTION_FOR = {events.API: API_FUNCTION, events.JOBS: JOBS_FUNCTION}
 
 
-def stage(s3: LocalS3, event_paths: Iterable[Path], samples: Iterable[Path], extra_buckets: Iterable[str]) -> dict[tuple[str, str], Path]:
+def stage(
+    s3: LocalS3, event_paths: Iterable[Path], samples: Iterable[Path], extra_buckets: Iterable[str]
+) -> dict[tuple[str, str], Path]:
     """Create every bucket the events name (and `extra_buckets`); put a sample photo at every key."""
     documents = [events.load(path) for path in event_paths]
     s3.create_buckets(sorted({bucket for event in documents for bucket in events.buckets(event)} | set(extra_buckets)))

@@ -101,7 +101,7 @@ class RuntimeAPI:
     def address(self) -> str:
         """AWS_LAMBDA_RUNTIME_API: host:port, no scheme."""
         host, port = self._server.server_address[:2]
-        return f"{host}:{port}"
+        return f"{host!s}:{port}"
 
     def submit(self, invocation: Invocation) -> None:
         with self._lock:

@@ -88,8 +88,14 @@ def bwrap_command(layout: Layout, env: Mapping[str, str], argv: Sequence[str]) -
     for name, value in env.items():
         command += ["--setenv", name, value]
     command += [
-        "setpriv", f"--reuid={LAMBDA_UID}", f"--regid={LAMBDA_GID}", "--clear-groups",
-        "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--",
+        "setpriv",
+        f"--reuid={LAMBDA_UID}",
+        f"--regid={LAMBDA_GID}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        "--bounding-set=-all",
+        "--no-new-privs",
+        "--",
     ]
     return command + list(argv)
 
@@ -100,7 +106,8 @@ def _identity_files(scratch: Path) -> dict[str, Path]:
     passwd = scratch / "passwd"
     group = scratch / "group"
     passwd.write_text(
-        Path("/etc/passwd").read_text() + f"{LAMBDA_USER}:x:{LAMBDA_UID}:{LAMBDA_GID}::/home/{LAMBDA_USER}:/sbin/nologin\n"
+        Path("/etc/passwd").read_text()
+        + f"{LAMBDA_USER}:x:{LAMBDA_UID}:{LAMBDA_GID}::/home/{LAMBDA_USER}:/sbin/nologin\n"
     )
     group.write_text(Path("/etc/group").read_text() + f"{LAMBDA_USER}:x:{LAMBDA_GID}:\n")
     # Name lookups go to 127.0.0.1, where nothing answers: a function given numeric 127.0.0.1

@@ -73,8 +73,19 @@ DNS_PORT = 53
 def strace_command(log: Path) -> list[str]:
     """The prefix that records the syscalls this module reads, for a command and all it starts."""
     return [
-        "strace", "-f", "--seccomp-bpf", "-qq", "-y", "-s", "4096",
-        "-e", "signal=none", "-e", f"trace={','.join(TRACED)}", "-o", str(log),
+        "strace",
+        "-f",
+        "--seccomp-bpf",
+        "-qq",
+        "-y",
+        "-s",
+        "4096",
+        "-e",
+        "signal=none",
+        "-e",
+        f"trace={','.join(TRACED)}",
+        "-o",
+        str(log),
     ]
 
 

@@ -62,7 +62,9 @@ def real_subject_cases(model: BackgroundModel) -> list[Composite]:
     for subject, onto in REAL_PAIRS:
         photo = Image.fromarray(background(subject, SIZE).astype(np.uint8))
         alpha = np.asarray(mask(photo, model=model), dtype=np.float64) / 255
-        made.append(compose(f"real-{subject}-on-{onto}", alpha, np.asarray(photo, dtype=np.float64), background(onto, SIZE)))
+        made.append(
+            compose(f"real-{subject}-on-{onto}", alpha, np.asarray(photo, dtype=np.float64), background(onto, SIZE))
+        )
     return made
 
 
@@ -93,7 +95,10 @@ def measure(case: Composite, model: BackgroundModel) -> tuple[dict[str, Any], Im
     # A real subject's own edge pixels are already blends with its first background, so its F is
     # no ground truth for edge colour: those cases report the mask figures only.
     if not case.name.startswith("real-"):
-        row["edge_error_true_alpha"] = {"unrefined": case.band_error(case.image), "refined": case.band_error(refined_true)}
+        row["edge_error_true_alpha"] = {
+            "unrefined": case.band_error(case.image),
+            "refined": case.band_error(refined_true),
+        }
         row["edge_error_model_alpha"] = {
             "unrefined": _colour_error(case.image, case.foreground, model_band),
             "refined": _colour_error(refined_model, case.foreground, model_band),
@@ -117,7 +122,7 @@ def _sheet(photo: Image.Image, alpha: Image.Image, plain: Image.Image, refined: 
     labels = ["input", "U-2-Net-p mask", "refined cutout", "unrefined, on colour (zoom)", "refined, on colour (zoom)"]
     sheet = Image.new("RGB", (PANEL[0] * len(panels), PANEL[1] + 16), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    for index, (panel, label) in enumerate(zip(panels, labels)):
+    for index, (panel, label) in enumerate(zip(panels, labels, strict=False)):
         sheet.paste(panel.resize(PANEL, Image.Resampling.LANCZOS), (index * PANEL[0], 16))
         draw.text((index * PANEL[0] + 4, 2), label, fill=(0, 0, 0))
     return sheet

@@ -102,7 +102,7 @@ def _value(expression: Any, parameters: dict[str, str]) -> Any:
 
 
 def _evaluate(expression: Any, conditions: dict[str, Any], parameters: dict[str, str]) -> bool:
-    (function, arguments), = expression.items()
+    ((function, arguments),) = expression.items()
     if function == "Condition":
         return _evaluate(conditions[arguments], conditions, parameters)
     if function == "Fn::Equals":
@@ -136,7 +136,9 @@ def resolve_conditions(template: dict[str, Any], given: dict[str, str]) -> dict[
     conditions = template.get("Conditions", {})
     truth = {name: _evaluate(expression, conditions, parameters) for name, expression in conditions.items()}
     kept = {
-        section: {name: body for name, body in template.get(section, {}).items() if truth.get(body.get("Condition"), True)}
+        section: {
+            name: body for name, body in template.get(section, {}).items() if truth.get(body.get("Condition"), True)
+        }
         for section in ("Resources", "Outputs")
     }
     return _pick({**template, **kept}, truth)

@@ -29,7 +29,7 @@ def function_environments(template_path: str, env_vars_path: str) -> dict[str, d
     stacks, _ = SamLocalStackProvider.get_stacks(template_path)
     provider = SamFunctionProvider(stacks)
     runner = LocalLambdaRunner(
-        local_runtime=None,  # type: ignore[arg-type]  # never started: only the environment is built
+        local_runtime=None,  # never started: only the environment is built
         function_provider=provider,
         cwd=".",
         real_path=".",

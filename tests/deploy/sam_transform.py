@@ -51,7 +51,7 @@ def with_image_uris(template: dict[str, Any]) -> dict[str, Any]:
 
 def transformed(template_path: Path, parameter_values: dict[str, str]) -> dict[str, Any]:
     template = with_image_uris(yaml_parse(template_path.read_text()))
-    return transform(template, dict(parameter_values), OfflinePolicyLoader())  # type: ignore[arg-type]
+    return transform(template, dict(parameter_values), OfflinePolicyLoader())
 
 
 def main(argv: list[str]) -> int:

@@ -49,9 +49,9 @@ def test_requirements_are_pinned_with_hashes_and_match_pyproject() -> None:
     for lock in sorted((ROOT / "layers").glob("requirements-*.txt")):
         text = lock.read_text()
         pins = dict(re.findall(r"^([a-z0-9_.-]+)==(\S+)", text, flags=re.MULTILINE))
-        assert pins and all(
-            f"{name}=={version} \\\n    --hash=sha256:" in text for name, version in pins.items()
-        ), lock.name
+        assert pins and all(f"{name}=={version} \\\n    --hash=sha256:" in text for name, version in pins.items()), (
+            lock.name
+        )
         for requirement in declared:
             name, version = re.split(r"(?:\[[^\]]*\])?==", requirement)
             assert pins.get(name.lower().replace("_", "-")) == version, f"{lock.name}: {requirement}"

@@ -24,11 +24,15 @@ def _context(folder: Path, dockerfile: str, files: dict[str, str]) -> Path:
 
 def test_a_cached_layer_is_reused_for_the_same_inputs_and_rebuilt_for_new_ones(tmp_path: Path) -> None:
     # The step records when it ran: a cache hit brings back the same record, a rebuild a new one.
-    context = _context(tmp_path / "context", (
-        "COPY lock.txt /tmp/lock.txt\n"
-        "RUN : --require-hashes && cat /tmp/lock.txt > /var/task/out && date +%s%N >> /var/task/out"
-        " && rm /tmp/lock.txt\n"
-    ), {"lock.txt": "a\n"})
+    context = _context(
+        tmp_path / "context",
+        (
+            "COPY lock.txt /tmp/lock.txt\n"
+            "RUN : --require-hashes && cat /tmp/lock.txt > /var/task/out && date +%s%N >> /var/task/out"
+            " && rm /tmp/lock.txt\n"
+        ),
+        {"lock.txt": "a\n"},
+    )
     cache = tmp_path / "cache"
 
     def out(name: str) -> list[str]:
@@ -43,17 +47,23 @@ def test_a_cached_layer_is_reused_for_the_same_inputs_and_rebuilt_for_new_ones(t
 
 
 def test_a_run_sees_only_what_was_copied_at_the_image_paths(tmp_path: Path) -> None:
-    context = _context(tmp_path / "context", (
-        "COPY one.txt /opt/app/\n"
-        "RUN ls -A /opt /opt/app /tmp > /var/task/listing && test \"$(python -c 'import sys; print(sys.prefix)')\" = /var/lang\n"
-    ), {"one.txt": "1", "two.txt": "2"})
+    context = _context(
+        tmp_path / "context",
+        (
+            "COPY one.txt /opt/app/\n"
+            "RUN ls -A /opt /opt/app /tmp > /var/task/listing && test \"$(python -c 'import sys; print(sys.prefix)')\" = /var/lang\n"
+        ),
+        {"one.txt": "1", "two.txt": "2"},
+    )
     image = build_image(tmp_path / "image", context=context, cache_dir=tmp_path / "cache")
     assert (image.root / "var/task/listing").read_text().split() == ["/opt:", "app", "/opt/app:", "one.txt", "/tmp:"]
 
 
 def test_copying_an_ignored_file_fails_as_in_docker(tmp_path: Path) -> None:
-    context = _context(tmp_path / "context", "COPY secret.txt /tmp/\n", {"secret.txt": "x", ".dockerignore": "secret.txt\n"})
-    with pytest.raises(BuildError, match="secret.txt: not found in the build context"):
+    context = _context(
+        tmp_path / "context", "COPY secret.txt /tmp/\n", {"secret.txt": "x", ".dockerignore": "secret.txt\n"}
+    )
+    with pytest.raises(BuildError, match=r"secret\.txt: not found in the build context"):
         build_image(tmp_path / "image", context=context, cache_dir=tmp_path / "cache")
 
 
@@ -66,9 +76,19 @@ def test_an_unknown_instruction_is_refused_not_skipped(tmp_path: Path) -> None:
 def test_the_repo_dockerignore_keeps_out_what_a_checkout_accumulates(tmp_path: Path) -> None:
     """Whatever this checkout happens to hold: venvs, caches, git, bytecode never reach the context."""
     (tmp_path / ".dockerignore").write_text((ROOT / ".dockerignore").read_text())
-    junk = [".venv/bin/python", ".venv-tools/bin/sam", ".cache/models/u2netp.onnx", ".git/HEAD",
-            "handler/__pycache__/api.cpython-311.pyc", "handler/stray.pyc", ".pytest_cache/v/x",
-            ".hypothesis/examples/x", "demo-output/cutout.png", "tests/test_x.py", "notes.md"]
+    junk = [
+        ".venv/bin/python",
+        ".venv-tools/bin/sam",
+        ".cache/models/u2netp.onnx",
+        ".git/HEAD",
+        "handler/__pycache__/api.cpython-311.pyc",
+        "handler/stray.pyc",
+        ".pytest_cache/v/x",
+        ".hypothesis/examples/x",
+        "demo-output/cutout.png",
+        "tests/test_x.py",
+        "notes.md",
+    ]
     wanted = ["handler/__init__.py", "handler/static/index.html", "layers/requirements-amd64.txt"]
     for name in junk + wanted:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

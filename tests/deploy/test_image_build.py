@@ -69,14 +69,21 @@ def test_the_model_is_baked_from_the_hub(build: Image | BuildError, hub: FakeHub
     # The native-DeformConv rewrite ran with what the step copies (onnx from the bake requirements,
     # the sample photos) and was verified before it was kept.
     assert manifest["native_deform"]["applied"] is True, manifest["native_deform"]["reason"]
-    assert manifest["native_deform"]["check"]["probes"] == sorted(path.name for path in (ROOT / "samples").glob("*.jpg"))
-    assert ("GET", f"/{_default('MODEL_REPO')}/resolve/{_default('MODEL_REVISION')}/{_default('MODEL_FILE')}") in hub.requests
+    assert manifest["native_deform"]["check"]["probes"] == sorted(
+        path.name for path in (ROOT / "samples").glob("*.jpg")
+    )
+    assert (
+        "GET",
+        f"/{_default('MODEL_REPO')}/resolve/{_default('MODEL_REVISION')}/{_default('MODEL_FILE')}",
+    ) in hub.requests
 
 
 def test_the_build_leaves_nothing_in_tmp_or_home(build: Image | BuildError) -> None:
     """The model step's scratch (and what libraries write on the side) must not ship in the image."""
     image = _built(build)
-    leftovers = [path.relative_to(image.root).as_posix() for top in ("tmp", "root") for path in (image.root / top).rglob("*")]
+    leftovers = [
+        path.relative_to(image.root).as_posix() for top in ("tmp", "root") for path in (image.root / top).rglob("*")
+    ]
     assert leftovers == []
 
 
@@ -106,11 +113,24 @@ def test_the_image_imports_its_entry_points(build: Image | BuildError, tmp_path:
     python_home = image.python.parents[1]
     result = subprocess.run(
         [
-            *sandbox_args(image.root, python_home, image.env["LAMBDA_TASK_ROOT"], env,
-                          writable=("/tmp",), overrides={"/tmp": tmp_path}, network=False),
-            "python", "-c", check, *entry_points,
+            *sandbox_args(
+                image.root,
+                python_home,
+                image.env["LAMBDA_TASK_ROOT"],
+                env,
+                writable=("/tmp",),
+                overrides={"/tmp": tmp_path},
+                network=False,
+            ),
+            "python",
+            "-c",
+            check,
+            *entry_points,
         ],
-        capture_output=True, text=True, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "model.onnx"
@@ -119,9 +139,21 @@ def test_the_image_imports_its_entry_points(build: Image | BuildError, tmp_path:
 def test_the_build_context_holds_the_copied_files_and_nothing_else() -> None:
     """What `docker build` would send after .dockerignore: no venvs, caches or git, every COPY source."""
     context = list(DockerIgnore.of(ROOT).files(ROOT))
-    unwanted = (".venv", ".venv-", ".cache", ".git", ".pytest_cache", ".hypothesis", "demo-output", "tests", "benchmarks")
+    unwanted = (
+        ".venv",
+        ".venv-",
+        ".cache",
+        ".git",
+        ".pytest_cache",
+        ".hypothesis",
+        "demo-output",
+        "tests",
+        "benchmarks",
+    )
     assert [name for name in context if name.startswith(unwanted) or "__pycache__" in name] == []
-    for arch in sorted(path.stem.removeprefix("requirements-") for path in (ROOT / "layers").glob("requirements-*.txt")):
+    for arch in sorted(
+        path.stem.removeprefix("requirements-") for path in (ROOT / "layers").glob("requirements-*.txt")
+    ):
         for source in copy_sources(ROOT, {"TARGETARCH": arch}):
             folder = source.rstrip("/")
             assert source in context or any(name.startswith(folder + "/") for name in context), (arch, source)

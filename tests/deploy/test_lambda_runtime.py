@@ -103,7 +103,9 @@ def _api_image(response: dict[str, Any]) -> PILImage.Image:
 
 
 @pytest.mark.parametrize("name", [path.name for path in events.event_files(EVENTS)])
-def test_every_event_goes_through_its_entry_point(name: str, bench: Bench, functions: dict[str, LambdaFunction]) -> None:
+def test_every_event_goes_through_its_entry_point(
+    name: str, bench: Bench, functions: dict[str, LambdaFunction]
+) -> None:
     path = EVENTS / name
     event = events.load(path)
     run = runner.run_event(path, functions)
@@ -252,8 +254,9 @@ def test_an_oversized_response_becomes_lambdas_error_and_ends_the_runtime(bench:
     with _fixture_function(bench, "big_response") as function:
         result = function.invoke(json.dumps({"size": RESPONSE_LIMIT}).encode())  # + 2 quotes of JSON
         assert result.error_type == "Function.ResponseSizeTooLarge"
-        assert f"({RESPONSE_LIMIT + 2} bytes) exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)" in (
-            result.document["errorMessage"]
+        assert (
+            f"({RESPONSE_LIMIT + 2} bytes) exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)"
+            in (result.document["errorMessage"])
         )
         # awslambdaric cannot post the response (413) and exits: the next invocation starts afresh.
         fits = function.invoke(json.dumps({"size": RESPONSE_LIMIT - 2}).encode())
@@ -264,7 +267,10 @@ def test_a_handler_past_its_timeout_is_ended_as_lambda_ends_it(bench: Bench) -> 
     with _fixture_function(bench, "hang", timeout_s=1) as function:
         result = function.invoke(b"{}")
         assert result.error_type == "Sandbox.Timedout"
-        assert result.document["errorMessage"] == f"RequestId: {result.request_id} Error: Task timed out after 1.00 seconds"
+        assert (
+            result.document["errorMessage"]
+            == f"RequestId: {result.request_id} Error: Task timed out after 1.00 seconds"
+        )
         assert function.cold_starts == 1
         function.invoke(b"{}")
         assert function.cold_starts == 2  # the timed-out environment was killed, not reused
@@ -275,7 +281,7 @@ def test_jobs_function_that_cannot_reach_s3_times_out(bench: Bench) -> None:
     with socket.socket() as black_hole:
         black_hole.bind(("127.0.0.1", 0))
         black_hole.listen(8)
-        endpoint = "http://127.0.0.1:%d" % black_hole.getsockname()[1]
+        endpoint = f"http://127.0.0.1:{black_hole.getsockname()[1]}"
         with bench.function(
             runner.JOBS_FUNCTION, environment={"AWS_ENDPOINT_URL_S3": endpoint}, timeout_s=2, name="jobs-black-hole"
         ) as function:

@@ -22,9 +22,7 @@ from tests.deploy.cloudformation import HERE, ROOT, tool_environment
 ENV_VARS = ROOT / "local-env.json"
 # The jobs function's events: everything in events/ that is not an API request.
 JOBS_EVENTS = sorted(
-    path
-    for path in (ROOT / "events").glob("*.json")
-    if not path.name.startswith(("api_", "function_url_"))
+    path for path in (ROOT / "events").glob("*.json") if not path.name.startswith(("api_", "function_url_"))
 )
 BUCKET_VARIABLES = ("INPUT_BUCKET", "OUTPUT_BUCKET", "SOURCE_BUCKETS")
 # S3's bucket naming rules (general purpose buckets), less the rarely relevant exceptions.

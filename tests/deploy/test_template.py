@@ -93,8 +93,6 @@ def test_api_results_expire(template: dict[str, Any]) -> None:
     assert rule["Prefix"] == "api/" and rule["Status"] == "Enabled"
 
 
-
-
 def test_outputs_name_what_users_need(template: dict[str, Any]) -> None:
     assert {"ApiUrl", "InputBucketName", "OutputBucketName", "ApiFunctionName", "JobsFunctionName"} <= set(
         template["Outputs"]
@@ -153,10 +151,17 @@ def test_failure_queue_is_encrypted(template: dict[str, Any]) -> None:
     assert template["Resources"]["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
 
 
-
 @pytest.mark.parametrize(
     ("prefix", "allowed"),
-    [("uploads/", True), ("a/b/", True), ("", False), ("*", False), ("up*/", False), ("/uploads/", False), ("uploads", False)],
+    [
+        ("uploads/", True),
+        ("a/b/", True),
+        ("", False),
+        ("*", False),
+        ("up*/", False),
+        ("/uploads/", False),
+        ("uploads", False),
+    ],
 )
 def test_input_prefix_cannot_widen_the_policies_to_the_whole_bucket(
     template: dict[str, Any], prefix: str, allowed: bool
@@ -164,7 +169,6 @@ def test_input_prefix_cannot_widen_the_policies_to_the_whole_bucket(
     parameter = template["Parameters"]["InputPrefix"]
     assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) == allowed
     assert re.fullmatch(parameter["AllowedPattern"], parameter["Default"])
-
 
 
 def test_presigned_link_lifetime_is_a_bounded_parameter(template: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from tests.deploy.cloudformation import (
 _PARAMETERS = load_template()["Parameters"]
 # Every allowed value of every parameter that is a choice, in every combination.
 _CHOICES = {name: spec["AllowedValues"] for name, spec in _PARAMETERS.items() if "AllowedValues" in spec}
-COMBINATIONS = [dict(zip(_CHOICES, values)) for values in itertools.product(*_CHOICES.values())]
+COMBINATIONS = [dict(zip(_CHOICES, values, strict=False)) for values in itertools.product(*_CHOICES.values())]
 _IDS = [",".join(f"{name}={value}" for name, value in combination.items()) for combination in COMBINATIONS]
 
 BUCKETS = {"InputBucket", "OutputBucket"}
@@ -41,7 +41,7 @@ MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
 FAILURE_QUEUE_ARN = {"Fn::GetAtt": ["FailureQueue", "Arn"]}
-IAM_SECURITY = [{"AWS_IAM": []}]
+IAM_SECURITY: list[dict[str, list[str]]] = [{"AWS_IAM": []}]
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,9 @@ def test_remove_bg_api_demands_an_api_key_in_x_api_key_throttled_per_key(
 ) -> None:
     if combination["RemoveBgApiKeys"] != "ENABLED":
         # Nothing of API Gateway's REST flavour exists unless chosen
-        assert not [name for name, body in deployed["Resources"].items() if body["Type"].startswith("AWS::ApiGateway::")]
+        assert not [
+            name for name, body in deployed["Resources"].items() if body["Type"].startswith("AWS::ApiGateway::")
+        ]
         return
     api = deployed["Resources"]["RemoveBgApi"]["Properties"]
     body = api["Body"]
@@ -196,14 +198,21 @@ def test_remove_bg_api_demands_an_api_key_in_x_api_key_throttled_per_key(
     assert integration["uri"]["Fn::Sub"].endswith("/functions/${ApiFunction.Arn}/invocations")
     # Throttled per key (a usage plan's limits apply to each of its keys), on this API's stage
     (plan,) = _resources(deployed, "AWS::ApiGateway::UsagePlan").values()
-    assert plan["Properties"]["Throttle"] == {"RateLimit": {"Ref": "RemoveBgKeyRate"}, "BurstLimit": {"Ref": "RemoveBgKeyBurst"}}
+    assert plan["Properties"]["Throttle"] == {
+        "RateLimit": {"Ref": "RemoveBgKeyRate"},
+        "BurstLimit": {"Ref": "RemoveBgKeyBurst"},
+    }
     assert plan["Properties"]["Quota"] == {"Limit": {"Ref": "RemoveBgKeyDailyQuota"}, "Period": "DAY"}
     ((stage_name, stage),) = _resources(deployed, "AWS::ApiGateway::Stage").items()
     assert plan["Properties"]["ApiStages"] == [{"ApiId": {"Ref": "RemoveBgApi"}, "Stage": {"Ref": stage_name}}]
     # ... and across all keys as the HTTP API is
     assert stage["Properties"]["MethodSettings"] == [
-        {"HttpMethod": "*", "ResourcePath": "/*", "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
-         "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"}}
+        {
+            "HttpMethod": "*",
+            "ResourcePath": "/*",
+            "ThrottlingRateLimit": {"Ref": "ApiThrottleRate"},
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottleBurst"},
+        }
     ]
     (membership,) = _resources(deployed, "AWS::ApiGateway::UsagePlanKey").values()
     (key_name,) = _resources(deployed, "AWS::ApiGateway::ApiKey")
@@ -215,7 +224,10 @@ def test_remove_bg_api_demands_an_api_key_in_x_api_key_throttled_per_key(
         (error,) = _template_json(response["responseTemplates"]["application/json"])["errors"]
         assert set(error) == {"title", "code", "detail"}, name
     assert responses["INVALID_API_KEY"]["statusCode"] == "403"
-    assert _template_json(responses["INVALID_API_KEY"]["responseTemplates"]["application/json"])["errors"][0]["code"] == "auth_failed"
+    assert (
+        _template_json(responses["INVALID_API_KEY"]["responseTemplates"]["application/json"])["errors"][0]["code"]
+        == "auth_failed"
+    )
     assert responses["THROTTLED"]["statusCode"] == "429"
 
 
