@@ -34,6 +34,7 @@ from tests.helpers.api import (
     Service,
     assert_common_headers,
     http_event,
+    image_reply,
     multipart_event,
 )
 
@@ -154,13 +155,7 @@ def assert_removebg_error(reply: Reply, status: int, code: str, *, mentions: str
 
 
 def _image(reply: Reply, pil_format: str, content_type: str) -> Image.Image:
-    assert reply.status == 200, reply.body[:300]
-    assert_common_headers(reply)
-    assert reply.headers["content-type"] == content_type
-    image = reply.image
-    assert image.format == pil_format
-    assert (int(reply.headers["x-width"]), int(reply.headers["x-height"])) == image.size
-    return image
+    return image_reply(reply, pil_format=pil_format, content_type=content_type)
 
 
 @pytest.mark.parametrize(

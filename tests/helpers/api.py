@@ -144,14 +144,20 @@ def assert_common_headers(reply: Reply) -> None:
     assert reply.headers["cache-control"] == "no-store"
 
 
-def assert_image_reply(reply: Reply, *, pil_format: str, content_type: str) -> Image.Image:
-    """200, an image of the declared type whose X-Width/X-Height match it, and a box in the input."""
+def image_reply(reply: Reply, *, pil_format: str, content_type: str) -> Image.Image:
+    """200, an image of the declared type whose X-Width/X-Height match it."""
     assert reply.status == 200, reply.body[:300]
     assert_common_headers(reply)
     assert reply.headers["content-type"] == content_type
     image = reply.image
     assert image.format == pil_format
     assert (int(reply.headers["x-width"]), int(reply.headers["x-height"])) == image.size
+    return image
+
+
+def assert_image_reply(reply: Reply, *, pil_format: str, content_type: str) -> Image.Image:
+    """`image_reply`, and a subject box inside the input."""
+    image = image_reply(reply, pil_format=pil_format, content_type=content_type)
     assert_box_inside(reply.box, EVENT_SIZE)
     return image
 
