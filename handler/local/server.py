@@ -318,6 +318,9 @@ def serve(
     import signal
 
     def interrupt(_signum: int, _frame: object) -> None:
+        # One is enough: a second signal during the clean stop would only break it with a traceback.
+        for stop_signal in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(stop_signal, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     # SIGINT too: a process started in the background inherits SIGINT ignored, and Ctrl-C (or a
