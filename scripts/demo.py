@@ -47,10 +47,19 @@ def choose_model_env() -> dict[str, str]:
         return env
     print("model: the default BiRefNet-lite, from the local cache or downloaded into it once", flush=True)
     download_env = dict(env)
-    if not hub_reachable(env.get("HF_ENDPOINT") or DEFAULT_HUB):
+    reachable = hub_reachable(env.get("HF_ENDPOINT") or DEFAULT_HUB)
+    if not reachable:
         print("model: the hub is not reachable from here; looking in the local cache only", flush=True)
         download_env["HF_HUB_OFFLINE"] = "1"  # the cache alone, answered at once
-    download = subprocess.call([sys.executable, "-m", "handler", "download"], cwd=ROOT, env=download_env)
+    # Offline, the download only looks in the cache: a miss is the normal way to the fallback below,
+    # not an error to show. Online, its progress and any real failure go to the terminal.
+    download = subprocess.run(
+        [sys.executable, "-m", "handler", "download"],
+        cwd=ROOT,
+        env=download_env,
+        stderr=None if reachable else subprocess.DEVNULL,
+        check=False,
+    ).returncode
     if download == 0:
         return env
     print(
