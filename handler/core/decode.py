@@ -173,12 +173,10 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
     Content-Type or a file name never chooses a decoder.
     """
     if isinstance(source, (str, Path)):
+        # A file that cannot be read is the OS's error (FileNotFoundError, PermissionError, ...), as
+        # for any Python function given a path: it says nothing about the image data.
         path = Path(source)
-        try:
-            size = path.stat().st_size
-        except OSError as error:
-            raise InvalidImage(f"cannot read {path}: {error.strerror}") from error
-        _check_bytes(size, limits)
+        _check_bytes(path.stat().st_size, limits)
         stream: io.BytesIO | Path = path
     else:
         data = bytes(source)

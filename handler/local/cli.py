@@ -228,6 +228,10 @@ def _run_images(args: argparse.Namespace) -> int:
             failures += 1
             tqdm.write(f"error: {source}: {' '.join(error.message.split())}", file=sys.stderr)
             continue
+        except OSError as error:  # gone or unreadable since the inputs were listed
+            failures += 1
+            tqdm.write(f"error: {source}: {error.strerror or error}", file=sys.stderr)
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(result.outputs[args.kind].data)
         if len(jobs) < 2:

@@ -7,6 +7,7 @@ picture decides where the cutout is transparent, partial and opaque.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +133,11 @@ def test_cutout_edges_are_refined_by_default_and_the_callers_image_is_left_alone
     assert refined.getchannel("A").tobytes() == plain.getchannel("A").tobytes()
     # AND the caller's PIL image was not refined in place
     assert photo.tobytes() == before
+
+
+def test_a_missing_file_is_the_os_error_not_invalid_image(u2netp: BackgroundModel, tmp_path: Path) -> None:
+    # A Python caller's typo is a FileNotFoundError, as from open(): not a claim about image data.
+    with pytest.raises(FileNotFoundError):
+        remove(tmp_path / "missing.jpg", model=u2netp)
+    with pytest.raises(FileNotFoundError):
+        mask(str(tmp_path / "missing.jpg"), model=u2netp)
