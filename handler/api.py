@@ -78,9 +78,9 @@ def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response[Any]:
     headers = {**SECURITY_HEADERS, **_result_headers(result, rendered)}
     if request.wants_json:
         body = json.dumps({"image": base64.b64encode(rendered.data).decode(), **_result_fields(result, rendered)})
-        if len(body) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:
+        if _fits_inline(body):
             return Response(200, content_type="application/json", body=body, headers=headers)
-    elif _base64_length(len(rendered.data)) + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT:
+    elif _fits_inline(rendered.data):
         return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
     return _redirect_to_stored(rendered, result, app, current)
 
@@ -121,13 +121,10 @@ def _redirect_to_stored(
     return _json(303, document, headers={"Location": url, **_result_headers(result, rendered)})
 
 
-def _fits_inline(sent_length: int) -> bool:
-    """Whether a body of `sent_length` bytes as it travels (base64 for binary) fits the response."""
-    return sent_length + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT
-
-
-def _base64_length(size: int) -> int:
-    return 4 * ((size + 2) // 3)
+def _fits_inline(body: str | bytes) -> bool:
+    """Whether `body` fits a Lambda response as it travels: text as is, binary in base64 (4/3)."""
+    sent = len(body) if isinstance(body, str) else 4 * ((len(body) + 2) // 3)
+    return sent + ENVELOPE_RESERVE <= LAMBDA_RESPONSE_LIMIT
 
 
 def _result_headers(result: Result, rendered: Rendered) -> dict[str, str]:

@@ -30,9 +30,9 @@ StoreLarge = Callable[[Rendered, Result, ApiGatewayResolver, runtime.Runtime], R
 
 
 def respond(
-    app: ApiGatewayResolver, current: runtime.Runtime, store_large: StoreLarge, fits: Callable[[int], bool]
+    app: ApiGatewayResolver, current: runtime.Runtime, store_large: StoreLarge, fits: Callable[[str | bytes], bool]
 ) -> Response[Any]:
-    """The route's answer; `fits(n)`: whether a body of n bytes as sent fits a Lambda response."""
+    """The route's answer; `fits(body)`: whether that body fits a Lambda response as it travels."""
     try:
         return _respond(app, current, store_large, fits)
     except BackgroundRemovalError as error:
@@ -54,7 +54,7 @@ def error_response(error: BackgroundRemovalError) -> Response[Any]:
 
 
 def _respond(
-    app: ApiGatewayResolver, current: runtime.Runtime, store_large: StoreLarge, fits: Callable[[int], bool]
+    app: ApiGatewayResolver, current: runtime.Runtime, store_large: StoreLarge, fits: Callable[[str | bytes], bool]
 ) -> Response[Any]:
     source = parse_event(app.current_event)
     request = parse(source.fields)
@@ -70,9 +70,9 @@ def _respond(
     headers = {**SECURITY_HEADERS, **_headers(rendered, result)}
     if source.wants_json:
         body = json.dumps({"data": {"result_b64": base64.b64encode(rendered.data).decode(), **_foreground(result)}})
-        if fits(len(body)):
+        if fits(body):
             return Response(200, content_type="application/json", body=body, headers=headers)
-    elif fits(4 * ((len(rendered.data) + 2) // 3)):
+    elif fits(rendered.data):
         return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
     return store_large(rendered, result, app, current)
 
