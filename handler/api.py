@@ -11,6 +11,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
@@ -24,6 +25,7 @@ from handler.aws.request import ImageRequest, parse_request
 from handler.core.errors import (
     BackgroundRemovalError,
     MethodNotAllowed,
+    NotAcceptable,
     OutputTooLarge,
     RouteNotFound,
     SourceForbidden,
@@ -71,18 +73,26 @@ def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response[Any]:
     current = runtime.current()
     request = parse_request(app.current_event)
     options = parse_options(request.options, kind)
+    kinds = options.outputs or (kind,)
+    if len(kinds) > 1 and not request.wants_json:
+        # Refused before any work: several images travel only as fields of one JSON document.
+        raise NotAcceptable(f"outputs={','.join(kinds)} answers in JSON only; send Accept: application/json")
     data = _image_bytes(request, current)
-    result = process(data, [kind], options, current.model, current.settings.limits)
+    result = process(data, kinds, options, current.model, current.settings.limits)
     record_processed(result.megapixels, result.inference_ms, result.total_ms)
     rendered = result.outputs[kind]
+    extras = [result.outputs[other] for other in kinds if other != kind]
     headers = {**SECURITY_HEADERS, **_result_headers(result, rendered)}
     if request.wants_json:
-        body = json.dumps({"image": base64.b64encode(rendered.data).decode(), **_result_fields(result, rendered)})
+        # The route's own output is `image`, as without `outputs`; each other one goes by its kind.
+        images: dict[str, Rendered] = {"image": rendered, **{extra.kind: extra for extra in extras}}
+        encoded = {field: base64.b64encode(image.data).decode() for field, image in images.items()}
+        body = json.dumps({**encoded, **_result_fields(result, rendered)})
         if _fits_inline(body):
             return Response(200, content_type="application/json", body=body, headers=headers)
     elif _fits_inline(rendered.data):
         return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
-    return _redirect_to_stored(rendered, result, app, current)
+    return _redirect_to_stored(rendered, result, app, current, extras)
 
 
 def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
@@ -96,17 +106,41 @@ def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
 
 
 def _redirect_to_stored(
-    rendered: Rendered, result: Result, app: ApiGatewayResolver, current: runtime.Runtime
+    rendered: Rendered,
+    result: Result,
+    app: ApiGatewayResolver,
+    current: runtime.Runtime,
+    extras: Sequence[Rendered] = (),
 ) -> Response[Any]:
-    """Too big to return inline: store it and answer 303 with a presigned link, or 413 if we cannot."""
+    """Too big to return inline: store it and answer 303 with a presigned link, or 413 if we cannot.
+
+    `extras` (the mask beside a cutout) are stored too; their links are `<kind>_url` in the body.
+    """
     function = current.settings.function
     if function.output_bucket is None:
+        images = (rendered, *extras)
+        names = " and ".join(image.kind for image in images)
+        size = sum(len(image.data) for image in images)
+        verb, pronoun = ("are", "them") if extras else ("is", "it")
         raise OutputTooLarge(
-            f"the {rendered.kind} is {len(rendered.data):,} bytes, more than a Lambda response can carry, "
-            "and no OUTPUT_BUCKET is configured to hand it over; ask for format=webp or a smaller max_size"
+            f"the {names} {verb} {size:,} bytes, more than a Lambda response can carry, "
+            f"and no OUTPUT_BUCKET is configured to hand {pronoun} over; "
+            "ask for format=webp or a smaller max_size"
         )
     request_id = getattr(app.lambda_context, "aws_request_id", None) or uuid.uuid4().hex
-    key = f"{function.output_prefix}{API_RESULTS_PREFIX}{request_id}/{rendered.kind}.{rendered.extension}"
+    expiry = function.presigned_url_expiry
+    url, *extra_urls = (_store(image, f"{API_RESULTS_PREFIX}{request_id}", current) for image in (rendered, *extras))
+    links = {f"{extra.kind}_url": extra_url for extra, extra_url in zip(extras, extra_urls, strict=True)}
+    expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry))
+    document = {"url": url, **links, "expires_in": expiry, "expires_at": expires_at, **_result_fields(result, rendered)}
+    return _json(303, document, headers={"Location": url, **_result_headers(result, rendered)})
+
+
+def _store(rendered: Rendered, folder: str, current: runtime.Runtime) -> str:
+    """Write `rendered` to the output bucket under `folder` and return its presigned link."""
+    function = current.settings.function
+    assert function.output_bucket is not None  # checked by the caller, before any write
+    key = f"{function.output_prefix}{folder}/{rendered.kind}.{rendered.extension}"
     current.storage.write(
         function.output_bucket,
         key,
@@ -114,11 +148,7 @@ def _redirect_to_stored(
         content_type=rendered.content_type,
         metadata={"model": current.model_name, "model-sha256": current.model_sha256},
     )
-    expiry = function.presigned_url_expiry
-    url = current.storage.presigned_get_url(function.output_bucket, key, expiry)
-    expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry))
-    document = {"url": url, "expires_in": expiry, "expires_at": expires_at, **_result_fields(result, rendered)}
-    return _json(303, document, headers={"Location": url, **_result_headers(result, rendered)})
+    return current.storage.presigned_get_url(function.output_bucket, key, function.presigned_url_expiry)
 
 
 def _fits_inline(body: str | bytes) -> bool:

@@ -65,6 +65,13 @@ class MethodNotAllowed(BackgroundRemovalError):
         self.allowed = allowed
 
 
+class NotAcceptable(BackgroundRemovalError):
+    """An answer the request's Accept header does not take (several images need JSON)."""
+
+    code = "not_acceptable"
+    status = 406
+
+
 class RequestTooLarge(BackgroundRemovalError):
     """A request body over what the transport takes (API Gateway's 10 MB, Lambda's 6 MB payload)."""
 

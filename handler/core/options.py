@@ -11,7 +11,7 @@ from typing import Any
 from handler.core.env import switch_word
 from handler.core.errors import InvalidParameter
 from handler.core.formats import FORMATS, OutputFormat, format_named
-from handler.core.settings import RESOLUTIONS, OutputKind
+from handler.core.settings import OUTPUT_KINDS, RESOLUTIONS, OutputKind
 
 # Longest side a caller may ask for; beyond it max_size would only upscale, which we never do.
 MAX_SIZE_LIMIT = 20_000
@@ -19,8 +19,9 @@ MAX_SIZE_LIMIT = 20_000
 _MAX_DIGITS = 9
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
 _MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
-# Options that only change a cutout: a mask is the alpha alone, without colour or metadata.
-CUTOUT_ONLY = frozenset({"bg_color", "refine", "keep_metadata"})
+# Options for cutouts (/remove) only: a mask is the alpha alone, without colour or metadata, and
+# `outputs` adds the mask to a cutout's answer (POST /mask already is the mask alone).
+CUTOUT_ONLY = frozenset({"bg_color", "refine", "keep_metadata", "outputs"})
 # Cutouts get their edge colour refined unless the caller says refine=false: benchmarks/refine.py
 # measured the cost on a 12 MP photo within the budget (a quarter of the pipeline's time, 8 bytes
 # per pixel of peak memory).
@@ -58,6 +59,8 @@ class RenderOptions:
     keep_metadata: bool = False
     # The model's input size for this request; None: the deployment's (MODEL_INPUT_SIZE or the graph's).
     resolution: int | None = None
+    # Every output one request answers with, from one inference; None: the route's own output only.
+    outputs: tuple[OutputKind, ...] | None = None
 
     @property
     def refines(self) -> bool:
@@ -159,6 +162,15 @@ def _resolution(name: str, value: Any) -> int:
     return number
 
 
+def _outputs(name: str, value: Any) -> tuple[OutputKind, ...]:
+    """`cutout,mask`: the cutout always (it is what /remove answers), and the mask from the same run."""
+    words = [word.strip().lower() for word in _text(name, value).split(",")]
+    kinds = tuple(kind for kind in OUTPUT_KINDS if kind in words)
+    if len(kinds) != len(words) or "cutout" not in kinds:
+        raise InvalidParameter(name, f"expected cutout or cutout,mask, got {value!r}")
+    return kinds
+
+
 # Every option a request may set, by its name (RenderOptions' field), and the parser of its value.
 _PARSERS: dict[str, Callable[[str, Any], object]] = {
     "format": _format,
@@ -169,5 +181,6 @@ _PARSERS: dict[str, Callable[[str, Any], object]] = {
     "refine": _switch,
     "keep_metadata": _switch,
     "resolution": _resolution,
+    "outputs": _outputs,
 }
 OPTION_NAMES = frozenset(_PARSERS)

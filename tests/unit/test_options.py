@@ -65,6 +65,9 @@ def test_no_options_gives_the_defaults() -> None:
         ({"resolution": "512"}, "resolution", 512),
         ({"resolution": " 768 "}, "resolution", 768),
         ({"resolution": 1024}, "resolution", 1024),
+        ({"outputs": "cutout"}, "outputs", ("cutout",)),
+        ({"outputs": "cutout,mask"}, "outputs", ("cutout", "mask")),
+        ({"outputs": " Mask , CUTOUT "}, "outputs", ("cutout", "mask")),
     ],
 )
 def test_valid_values(raw: dict[str, Any], field: str, expected: Any) -> None:
@@ -132,6 +135,13 @@ def test_all_options_together() -> None:
         ("resolution", "1" * 5000),
         ("resolution", "١٠٢٤"),
         ("margin", "1" * 400),
+        # The cutout is what /remove answers: a list without it, or with one twice, is a mistake.
+        ("outputs", "mask"),
+        ("outputs", ""),
+        ("outputs", "cutout,cutout"),
+        ("outputs", "cutout,mask,alpha"),
+        ("outputs", "cutout;mask"),
+        ("outputs", ["cutout", "mask"]),
     ],
 )
 def test_invalid_values_name_the_parameter(name: str, value: Any) -> None:
@@ -211,7 +221,10 @@ def test_a_margin_without_crop_is_refused(raw: dict[str, Any]) -> None:
     assert "crop" in caught.value.message
 
 
-@pytest.mark.parametrize(("name", "value"), [("bg_color", "#ffffff"), ("refine", "false"), ("keep_metadata", "true")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("bg_color", "#ffffff"), ("refine", "false"), ("keep_metadata", "true"), ("outputs", "cutout,mask")],
+)
 def test_cutout_only_options_are_refused_for_a_mask(name: str, value: str) -> None:
     assert getattr(parse_options({name: value}, "cutout"), name) is not None
 
