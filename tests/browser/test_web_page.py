@@ -2,17 +2,23 @@
 
 Playwright's own browser download is not used (it cannot be fetched here): `make test` installs
 Debian's chromium when it is missing and it can (as root), and these tests skip only when
-/usr/bin/chromium is absent. The page takes a photo, calls /remove and /mask, and shows both.
+/usr/bin/chromium is absent. The page takes a photo, asks POST /remove for the cutout and the mask
+of one inference (`outputs=cutout,mask`), and shows them beside the original. Screenshots go to
+/tmp/background-remover-web-page/ (printed; `pytest -s` shows them), outside pytest's tmp_path,
+which other pytest runs on the machine rotate away.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from handler.local.server import LocalServer
 
@@ -26,9 +32,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOT = Path("/tmp/background-remover-web-page.png")
 # Bounds for the page to finish, not expectations: U-2-Net-p takes well under a second per image.
 RESULT_TIMEOUT_MS = 90_000
+SCREENSHOTS = Path(tempfile.gettempdir()) / "background-remover-web-page"
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: `make test` installs Debian's chromium when run as root"
@@ -62,22 +68,53 @@ def _natural_size(page: Page, selector: str) -> tuple[int, int]:
     return width, height
 
 
-def test_a_chosen_photo_shows_its_cutout_and_mask_with_download_links(page: Page, samples: dict[str, Path]) -> None:
+def _screenshot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+    assert path.stat().st_size > 10_000
+    return path
+
+
+def _is_api(path: str) -> Callable[[Request], bool]:
+    return lambda request: urlsplit(request.url).path == path
+
+
+def _query(request: Request) -> dict[str, str]:
+    return {name: values[-1] for name, values in parse_qs(urlsplit(request.url).query).items()}
+
+
+def test_a_chosen_photo_shows_its_cutout_and_mask_beside_the_original(page: Page, samples: dict[str, Path]) -> None:
     photo = samples["astronaut"]
     with Image.open(photo) as image:
         photo_size = image.size
     expect(page).to_have_title("Background remover (local)")
+    sent: list[Request] = []
+    page.on("request", lambda request: sent.append(request))
 
     # WHEN a photo is picked with the file input
     page.set_input_files("#file", str(photo))
 
-    # THEN both results appear, at the photo's own size
+    # THEN both results appear, at the photo's own size, beside the original
     state = _finished_state(page)
     assert state == "done", page.inner_text("#status")
+    assert _natural_size(page, "#original") == photo_size
     assert _natural_size(page, "#cutout") == photo_size
     assert _natural_size(page, "#mask") == photo_size
     expect(page.locator("#status")).to_contain_text("astronaut.jpg: done")
     expect(page.locator("#cutout-info")).to_contain_text(f"{photo_size[0]}×{photo_size[1]}")
+    expect(page.locator("#original-info")).to_contain_text(f"{photo_size[0]}×{photo_size[1]}")
+    boxes = [page.locator(f"figure:has(#{kind})").bounding_box() for kind in ("original", "cutout", "mask")]
+    assert all(box is not None for box in boxes)
+    tops = {round(box["y"]) for box in boxes if box}
+    lefts = [box["x"] for box in boxes if box]
+    assert len(tops) == 1 and lefts == sorted(lefts), f"not side by side: {boxes}"
+    # AND both came from ONE request, with the JSON answer that carries two images
+    api = [request for request in sent if urlsplit(request.url).path in ("/remove", "/mask", "/uploads")]
+    assert [urlsplit(request.url).path for request in api] == ["/remove"]
+    assert _query(api[0])["outputs"] == "cutout,mask"
+    assert api[0].headers["accept"] == "application/json"
     # AND the cutout sits on a checkerboard, so its transparency shows
     background = page.eval_on_selector(".checker", "frame => getComputedStyle(frame).backgroundImage")
     assert "conic-gradient" in background
@@ -87,8 +124,109 @@ def test_a_chosen_photo_shows_its_cutout_and_mask_with_download_links(page: Page
         expect(link).to_be_visible()
         assert link.get_attribute("download") == f"astronaut-{kind}.png"
         assert (link.get_attribute("href") or "").startswith("blob:")
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
-    assert SCREENSHOT.stat().st_size > 10_000
+    _screenshot(page, "astronaut")
+
+
+def _change_and_capture(page: Page, action: Callable[[], object]) -> tuple[dict[str, str], str]:
+    """Do `action`, return the query of the request it sends and how that run ended."""
+    with page.expect_request(_is_api("/remove"), timeout=RESULT_TIMEOUT_MS) as sent:
+        action()
+    return _query(sent.value), _finished_state(page)
+
+
+def test_every_control_changes_the_request(page: Page, samples: dict[str, Path]) -> None:
+    # GIVEN a photo already done with the defaults
+    first, state = _change_and_capture(page, lambda: page.set_input_files("#file", str(samples["chelsea"])))
+    assert state == "done", page.inner_text("#status")
+    assert first == {"outputs": "cutout,mask", "format": "png", "crop": "false", "refine": "true"}
+
+    def fill(selector: str, value: str) -> Callable[[], None]:
+        def act() -> None:
+            page.fill(selector, value)
+            page.press(selector, "Tab")  # a text field reports its change when it loses focus
+
+        return act
+
+    # WHEN each control is changed in turn, THEN the next request carries it (and what came before)
+    steps: list[tuple[str, Callable[[], object], dict[str, str]]] = [
+        ("crop", lambda: page.check("#crop"), {"crop": "true"}),
+        ("margin", fill("#margin", "5%"), {"crop": "true", "margin": "5%"}),
+        ("background", lambda: page.check("#bg"), {"bg_color": "#ffffff"}),
+        ("colour", lambda: page.fill("#bg-color", "#ff0000"), {"bg_color": "#ff0000"}),
+        ("refine", lambda: page.uncheck("#refine"), {"refine": "false"}),
+        ("max size", fill("#max-size", "120"), {"max_size": "120"}),
+        ("format", lambda: page.select_option("#format", "webp"), {"format": "webp"}),
+    ]
+    for label, action, expected in steps:
+        query, state = _change_and_capture(page, action)
+        assert state == "done", f"{label}: {page.inner_text('#status')}"
+        assert query["outputs"] == "cutout,mask"
+        for name, value in expected.items():
+            assert query.get(name) == value, f"{label}: {query}"
+    # AND the results follow: cropped, within 120 px, WebP, on an opaque red background
+    width, height = _natural_size(page, "#cutout")
+    assert max(width, height) == 120 and _natural_size(page, "#mask") == (width, height)
+    assert page.get_attribute("#download-cutout", "download") == "chelsea-cutout.webp"
+    corner = page.evaluate(
+        """() => { const image = document.getElementById('cutout'); const canvas = document.createElement('canvas');
+        canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+        const context = canvas.getContext('2d'); context.drawImage(image, 0, 0);
+        return [...context.getImageData(0, 0, 1, 1).data]; }"""
+    )
+    assert corner[3] == 255 and corner[0] > 200 and corner[1] < 60, corner
+    _screenshot(page, "options")
+
+    # WHEN the resolution is one this model (U-2-Net-p, fixed at 320) does not take
+    query, state = _change_and_capture(page, lambda: page.select_option("#resolution", "512"))
+
+    # THEN it was asked for, and the API's refusal is shown in words
+    assert query["resolution"] == "512"
+    assert state == "error"
+    expect(page.locator("#status")).to_contain_text("resolution:")
+    # and unchecking a control takes its option away again
+    query, state = _change_and_capture(page, lambda: page.select_option("#resolution", ""))
+    assert "resolution" not in query and state == "done"
+    query, _ = _change_and_capture(page, lambda: page.uncheck("#crop"))
+    assert query["crop"] == "false" and "margin" not in query
+
+
+def test_a_superseded_request_does_not_overwrite_the_newer_result(page: Page, samples: dict[str, Path]) -> None:
+    # GIVEN the first request for a photo held back before it reaches the API
+    held: list[Route] = []
+
+    def hold_the_first(route: Route) -> None:
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/remove?*", hold_the_first)
+    failed: list[str] = []
+    page.on("requestfailed", lambda request: failed.append(request.failure or ""))
+    with page.expect_request(_is_api("/remove")):
+        page.set_input_files("#file", str(samples["chelsea"]))
+
+    # WHEN an option changes while it is held, and the newer request finishes first
+    with page.expect_request(_is_api("/remove")) as newer:
+        page.select_option("#format", "webp")
+    # (the browser's messages come in order: the first request's interception before the second)
+    assert len(held) == 1
+    assert _query(newer.value)["format"] == "webp"
+    assert _finished_state(page) == "done", page.inner_text("#status")
+    # AND only then does the first request's answer arrive: a different, tiny image
+    tiny = "iVBORw0KGgoAAAANSUhEUgAAAAMAAAADCAYAAABWKLW/AAAAEklEQVR4nGP4z8DwHwyhDAYGALb4CPhl6pVxAAAAAElFTkSuQmCC"
+    document = {"image": tiny, "mask": tiny, "content_type": "image/png", "width": 3, "height": 3}
+    held[0].fulfill(status=200, content_type="application/json", body=json.dumps(document))
+    page.wait_for_function("Number(document.body.dataset.runs) >= 2", timeout=RESULT_TIMEOUT_MS)
+
+    # THEN the page still shows the newer result, and no error for the superseded one
+    assert _natural_size(page, "#cutout") == (451, 300)
+    assert page.get_attribute("#download-cutout", "download") == "chelsea-cutout.webp"
+    assert page.evaluate("document.body.dataset.state") == "done"
+    expect(page.locator("#status")).to_contain_text("chelsea.jpg: done")
+    # AND the superseded request was cancelled, not merely ignored
+    assert failed == ["net::ERR_ABORTED"]
+    _screenshot(page, "superseded")
 
 
 def test_a_file_that_is_not_an_image_shows_the_functions_error(page: Page, tmp_path: Path) -> None:
@@ -102,3 +240,18 @@ def test_a_file_that_is_not_an_image_shows_the_functions_error(page: Page, tmp_p
     expect(page.locator("#status")).to_contain_text("400")
     expect(page.locator("#status")).to_contain_text("not an image")
     expect(page.locator("#download-cutout")).to_be_hidden()
+
+
+def test_an_api_error_is_shown_once_in_words(page: Page, samples: dict[str, Path]) -> None:
+    # GIVEN JPEG chosen without a background colour, which a cutout cannot be
+    page.select_option("#format", "jpeg")
+
+    page.set_input_files("#file", str(samples["coffee"]))
+
+    # THEN the API's message is shown, once, as a sentence: not the JSON it came in
+    assert _finished_state(page) == "error"
+    status = page.inner_text("#status")
+    assert status.count("JPEG has no transparency") == 1, status
+    assert "(HTTP 400, invalid_parameter)" in status
+    assert "{" not in status and '"error"' not in status
+    _screenshot(page, "error")
