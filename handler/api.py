@@ -1,5 +1,7 @@
-"""The API entry point: POST /remove (cutout), POST /mask, and POST /v1.0/removebg (remove.bg's API,
-handler/aws/removebg_api.py), for API Gateway HTTP API (v2), REST API (v1) and Function URL events.
+"""The API entry point: POST /remove (cutout), POST /mask, POST /v1.0/removebg (remove.bg's API,
+handler/aws/removebg_api.py), and the upload flow for large photos and slow models: POST /uploads
+(handler/aws/uploads.py) and GET /results/{id} (handler/aws/results.py). For API Gateway HTTP API
+(v2), REST API (v1) and Function URL events.
 
 Thin by design: parse the request, call `render.process`, shape the response. Errors become JSON
 `{"error": {"code", "message"}}` with the status their class declares (handler.core.errors).
@@ -18,7 +20,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatew
 from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from handler.aws import removebg, removebg_api, runtime
+from handler.aws import removebg, removebg_api, results, runtime, uploads
 from handler.aws.headers import SECURITY_HEADERS
 from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, record_processed, tracer
 from handler.aws.request import ImageRequest, parse_request
@@ -40,7 +42,13 @@ LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024
 ENVELOPE_RESERVE = 16 * 1024
 API_RESULTS_PREFIX = "api/"
 # Every route and the methods it takes: a known path with another method is 405, not 404.
-ROUTES: dict[str, tuple[str, ...]] = {"/remove": ("POST",), "/mask": ("POST",), removebg.PATH: ("POST",)}
+ROUTES: dict[str, tuple[str, ...]] = {
+    "/remove": ("POST",),
+    "/mask": ("POST",),
+    removebg.PATH: ("POST",),
+    "/uploads": ("POST",),
+}
+RESULTS_ROUTE = f"{uploads.RESULTS_PATH}<result_id>"
 
 # Load the model during the init phase, once per execution environment.
 runtime.current()
@@ -67,6 +75,10 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
         body=json.dumps(document, separators=(",", ":")),
         headers={**SECURITY_HEADERS, **(headers or {})},
     )
+
+
+def _answer(answer: uploads.JsonAnswer) -> Response[Any]:
+    return _json(answer.status, answer.document, answer.headers)
 
 
 def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response[Any]:
@@ -201,14 +213,24 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
         # remove.bg's vocabulary and error shape, for its existing clients (handler/aws/removebg.py).
         return removebg_api.respond(app, runtime.current(), _redirect_to_stored, _fits_inline)
 
+    @app.post("/uploads")
+    def uploads_route() -> Response[Any]:
+        return _answer(uploads.create(app.current_event, runtime.current()))
+
+    @app.get(RESULTS_ROUTE)
+    def results_route(result_id: str) -> Response[Any]:
+        return _answer(results.answer(result_id, app.current_event, runtime.current()))
+
     @app.not_found
     def not_found(_error: Exception) -> Response[Any]:
         path = app.current_event.path
-        if path in ROUTES:
-            allowed = ROUTES[path]
+        allowed = ROUTES.get(path) or (("GET",) if path.startswith(uploads.RESULTS_PATH) else None)
+        if allowed is not None and app.current_event.http_method not in allowed:
             error = MethodNotAllowed(f"{path} takes {' or '.join(allowed)} only", allowed)
             return removebg_api.error_response(error) if path == removebg.PATH else _error_response(error)
-        return _error_response(RouteNotFound(f"use POST /remove, POST /mask or POST {removebg.PATH}"))
+        return _error_response(
+            RouteNotFound(f"use POST /remove, POST /mask, POST {removebg.PATH}, POST /uploads or GET /results/{{id}}")
+        )
 
     app.exception_handler(BackgroundRemovalError)(_error_response)
     app.exception_handler(Exception)(_unexpected_error)

@@ -17,9 +17,10 @@ from urllib.parse import quote
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from handler.aws import upload_records
 from handler.aws.envelopes import ObjectRef
 from handler.aws.observability import count_error, logger, metrics, record_processed, tracer
-from handler.aws.output_keys import is_under_output, output_keys
+from handler.aws.output_keys import is_under_output, output_key, output_keys
 from handler.aws.runtime import Runtime
 from handler.aws.settings import FunctionSettings
 from handler.aws.storage import StoredObject
@@ -31,6 +32,7 @@ from handler.core.errors import (
     SourceForbidden,
     SourceNotFound,
 )
+from handler.core.formats import FORMATS
 from handler.core.options import RenderOptions
 from handler.core.render import process
 from handler.core.settings import OutputKind
@@ -54,6 +56,8 @@ class Outcome:
     code: str | None = None
     message: str = ""
     outputs: tuple[str, ...] = ()
+    # A failure's HTTP status (its error class's), for the record GET /results/{id} answers with.
+    error_status: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "status": self.status}
@@ -81,17 +85,36 @@ def handle_all(refs: Iterable[ObjectRef], current: Runtime) -> list[Outcome]:
         results = _handle_overlapped(refs, current)
     else:
         results = [_attempt(ref, partial(_handle_and_finish, ref, current)) for ref in refs]
-    outcomes: list[Outcome] = []
+    outcomes = [result for result in results if not isinstance(result, Exception)]
+    for outcome in outcomes:
+        _record_upload(outcome, current)
     for result in results:
         if isinstance(result, Exception):
             raise result
-        outcomes.append(result)
     return outcomes
 
 
 def handle_object(ref: ObjectRef, current: Runtime) -> Outcome:
     """Cut out one object. Permanent failures come back as an Outcome; transient ones raise."""
-    return _settled(ref, partial(_handle_and_finish, ref, current))
+    outcome = _settled(ref, partial(_handle_and_finish, ref, current))
+    _record_upload(outcome, current)
+    return outcome
+
+
+def _record_upload(outcome: Outcome, current: Runtime) -> None:
+    """For an upload POST /uploads asked for, its record: what GET /results/{id} answers from.
+
+    Transient failures are not recorded: the platform retries them, and the record stays pending.
+    """
+    function = current.settings.function
+    result_id = upload_records.upload_id(outcome.bucket, outcome.key, function)
+    if result_id is None:
+        return
+    if outcome.status == "failed":
+        record = upload_records.failed(outcome.code or "internal_error", outcome.message, outcome.error_status or 500)
+    else:
+        record = upload_records.done(outcome.outputs, function)
+    upload_records.write(current.storage, result_id, record, function)
 
 
 def _handle_overlapped(refs: Sequence[ObjectRef], current: Runtime) -> list[Outcome | Exception]:
@@ -151,7 +174,9 @@ def _settled(ref: ObjectRef, step: Callable[[], T]) -> T | Outcome:
                 "object not processed; it will not be retried",
                 extra={"error_code": error.code, "error_message": error.message},
             )
-            return Outcome(ref.bucket, ref.key, "failed", code=error.code, message=error.message)
+            return Outcome(
+                ref.bucket, ref.key, "failed", code=error.code, message=error.message, error_status=error.status
+            )
         except Exception:
             count_error("internal_error")
             logger.exception("object not processed; it will be retried")
@@ -199,7 +224,14 @@ def _handle(
         return targets
 
     key, stored = _read(ref, current, prefetched)
-    if key != ref.key:
+    options = RenderOptions(format=function.output_format, keep_metadata=function.keep_metadata)
+    if upload_records.upload_id(ref.bucket, key, function) is not None:
+        # An upload through POST /uploads: the caller's options, stored with it, in place of the
+        # function's; its outputs get the extension of the format asked for.
+        options = upload_records.upload_options(stored.metadata)
+        extension = FORMATS[options.format].extension
+        targets = {kind: output_key(key, kind, extension, function) for kind in function.outputs}
+    elif key != ref.key:
         targets = output_keys(key, function)
     if overlap is not None:
         overlap.wait_for_writes(targets.values())  # the object before may be writing these very outputs
@@ -218,7 +250,7 @@ def _handle(
     result = process(
         stored.data,
         kinds=function.outputs,
-        options=RenderOptions(format=function.output_format, keep_metadata=function.keep_metadata),
+        options=options,
         model=current.model,
         limits=current.settings.limits,
     )

@@ -71,6 +71,25 @@ def parse_request(event: BaseProxyEvent) -> ImageRequest:
     return ImageRequest(data=data, source=source, options=options, wants_json=wants_json)
 
 
+def parse_fields(event: BaseProxyEvent) -> dict[str, Any]:
+    """The options of a request that carries no image: the query string, then a JSON body's fields.
+
+    For routes that only describe work (POST /uploads); an image in the body is refused, not ignored.
+    """
+    fields: dict[str, Any] = dict(event.query_string_parameters or {})
+    body = _body_bytes(event)
+    media_type = (event.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if not body:
+        return fields
+    if media_type not in ("application/json", ""):
+        raise UnsupportedMediaType(f"Content-Type {media_type} is not accepted here; send application/json")
+    data, source, document = _from_json(body)
+    if data is not None or source is not None:
+        raise InvalidParameter(IMAGE_FIELD, "this route takes no image: upload it to the presigned URL it answers")
+    fields.update(document)
+    return fields
+
+
 def _body_bytes(event: BaseProxyEvent) -> bytes:
     body = event.body
     if not body:

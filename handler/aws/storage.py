@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
@@ -48,6 +48,14 @@ class StoredObject:
     data: bytes
     etag: str
     version_id: str | None
+    # The object's user metadata (x-amz-meta-*), names lower-cased as S3 returns them.
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PresignedPost:
+    url: str
+    fields: dict[str, str]
 
 
 class Storage:
@@ -86,7 +94,12 @@ class Storage:
                         raise
                 finally:
                     body.close()
-        return StoredObject(data=data, etag=response.get("ETag", "").strip('"'), version_id=response.get("VersionId"))
+        return StoredObject(
+            data=data,
+            etag=response.get("ETag", "").strip('"'),
+            version_id=response.get("VersionId"),
+            metadata=response.get("Metadata") or {},
+        )
 
     def metadata(self, bucket: str, key: str) -> Mapping[str, str] | None:
         """The user metadata of an object, or None when it does not exist."""
@@ -101,6 +114,25 @@ class Storage:
             self._client.put_object(
                 Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=dict(metadata)
             )
+
+    def presigned_post(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        fields: Mapping[str, str],
+        max_bytes: int,
+        expires_in: int,
+    ) -> PresignedPost:
+        """A browser-form upload of exactly `key`: every one of `fields` pinned by the policy, and
+        the file 1..`max_bytes` bytes long (S3 refuses anything else before storing a byte)."""
+        conditions: list[Any] = [{name: value} for name, value in fields.items()]
+        conditions.append(["content-length-range", 1, max_bytes])
+        with _s3_errors(bucket, key):
+            signed = self._client.generate_presigned_post(
+                bucket, key, Fields=dict(fields), Conditions=conditions, ExpiresIn=expires_in
+            )
+        return PresignedPost(url=signed["url"], fields=dict(signed["fields"]))
 
     def presigned_get_url(self, bucket: str, key: str, expires_in: int) -> str:
         with _s3_errors(bucket, key):

@@ -86,6 +86,13 @@ class LengthRequired(BackgroundRemovalError):
     status = 411
 
 
+class ResultNotFound(BackgroundRemovalError):
+    """A result id that POST /uploads never gave out (or whose record has expired)."""
+
+    code = "result_not_found"
+    status = 404
+
+
 class SourceForbidden(BackgroundRemovalError):
     code = "source_forbidden"
     status = 403

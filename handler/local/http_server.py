@@ -1,4 +1,4 @@
-"""The local HTTP front: the web page at `/`, and /remove and /mask through the API entry point.
+"""The local HTTP front: the web page at `/`, and the API's routes through the API entry point.
 
 Each request is turned into an API Gateway event and handed to `LocalServer.invoke_api`; the
 answer is written back as API Gateway would write it, with the service's security headers on
@@ -33,7 +33,9 @@ from handler.local.api_gateway import (
 if TYPE_CHECKING:  # the server module builds request handlers bound to itself
     from handler.local.server import LocalServer
 
-API_ROUTES = ("/remove", "/mask", "/v1.0/removebg")
+API_ROUTES = ("/remove", "/mask", "/v1.0/removebg", "/uploads")
+# GET /results/{id}: the one route with a path parameter.
+RESULTS_PREFIX = "/results/"
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 
 log = logging.getLogger("handler.local.server")
@@ -67,9 +69,16 @@ class RequestHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        if urlsplit(self.path).path not in API_ROUTES:
+        path = urlsplit(self.path).path
+        if path not in API_ROUTES and not path.startswith(RESULTS_PREFIX):
             # API Gateway's own answer for a route the API does not have.
-            self._send(_error_response(RouteNotFound("use POST /remove, POST /mask or POST /v1.0/removebg")))
+            self._send(
+                _error_response(
+                    RouteNotFound(
+                        "use POST /remove, POST /mask, POST /v1.0/removebg, POST /uploads or GET /results/{id}"
+                    )
+                )
+            )
             return
         event = api_gateway_event(
             self.command, self.path, list(self.headers.items()), body, source_ip=self.client_address[0]

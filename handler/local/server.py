@@ -2,8 +2,9 @@
 
 One process plays the deployment of template.yaml on 127.0.0.1:
 
-- an embedded S3 (moto in server mode) with an input and an output bucket;
-- the HTTP API: every request to /remove and /mask becomes an API Gateway HTTP API (payload
+- an embedded S3 (moto in server mode) with an input and an output bucket, behind a gate that
+  checks browser-form uploads against their presigned POST policy as S3 does (post_policy.py);
+- the HTTP API: every request to /remove, /mask, /uploads and /results/{id} becomes an API Gateway HTTP API (payload
   format 2.0) event for the same `handler.api.lambda_handler` the Lambda runs, and its response
   is written back as API Gateway would;
 - the upload trigger: a poller lists the input bucket every second and hands each new object to
@@ -31,6 +32,7 @@ from handler.local.api_gateway import DEFAULT_HOST
 from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, REGION, LocalLambdaContext
 from handler.local.environment import FunctionEnvironment
 from handler.local.http_server import RequestHandler
+from handler.local.post_policy import LocalS3Server
 from handler.local.upload_trigger import POLL_INTERVAL_SECONDS, UploadPoller
 
 DEFAULT_PORT = 3000
@@ -49,6 +51,15 @@ _LOCAL_CREDENTIALS = {
 _REMOVED_AWS_SETTINGS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
 
 log = logging.getLogger(__name__)
+
+
+def _cors(method: str) -> dict[str, Any]:
+    # Any origin: the local run listens on 127.0.0.1 only, and its page may be served from any port.
+    return {
+        "CORSRules": [
+            {"AllowedOrigins": ["*"], "AllowedMethods": [method], "AllowedHeaders": ["*"], "MaxAgeSeconds": 600}
+        ]
+    }
 
 
 class LocalServer:
@@ -81,7 +92,7 @@ class LocalServer:
         self.s3_endpoint = ""
         self.input_prefix = ""
         self.model_name = ""
-        self._moto: Any = None
+        self._moto: LocalS3Server | None = None
         self._httpd: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self.poller: UploadPoller | None = None
@@ -142,9 +153,6 @@ class LocalServer:
             self._httpd = None
         if self._moto is not None:
             self._moto.stop()
-            wsgi = getattr(self._moto, "_server", None)  # moto's stop() leaves its socket open
-            if wsgi is not None:
-                wsgi.server_close()
             self._moto = None
         self._restore_environment()
 
@@ -177,7 +185,8 @@ class LocalServer:
                 "Background remover, running locally (the Lambda entry points, an embedded S3).",
                 f"  model:       {self.model_name}",
                 f"  web page:    {self.url}/",
-                f"  HTTP API:    POST {self.url}/remove   POST {self.url}/mask",
+                f"  HTTP API:    POST {self.url}/remove   POST {self.url}/mask   POST {self.url}/uploads"
+                f"   GET {self.url}/results/<id>",
                 f"  S3 endpoint: {self.s3_endpoint}  (any credentials)",
                 f"  uploads:     {upload}   (new objects are processed within {self._poll_interval:g} s)",
                 f"  results:     {results}",
@@ -212,22 +221,26 @@ class LocalServer:
 
     def _start_s3(self) -> None:
         try:
-            from moto.server import ThreadedMotoServer
+            import moto.server  # noqa: F401 - only to tell a missing moto apart
         except ImportError as error:
             raise RuntimeError(
                 "the local run needs moto's S3 server: pip install -e '.[test]' (make demo does it)"
             ) from error
         # werkzeug logs every request at INFO; the poller lists the bucket every second.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
+        secrets = {_LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: _LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+        self._moto = LocalS3Server("127.0.0.1", self.s3_port, secrets)
         self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        self.s3_endpoint = f"http://{host}:{port}"
+        self.s3_endpoint = self._moto.endpoint
         client = self.s3_client()
         for bucket in (self.input_bucket, self.output_bucket):
             # moto keeps its state per process: a second local server finds its buckets there.
             with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
                 client.create_bucket(Bucket=bucket)
+        # The web page uploads to the input bucket (POST /uploads' presigned form) and fetches
+        # results from the output bucket, from another origin than the embedded S3's.
+        client.put_bucket_cors(Bucket=self.input_bucket, CORSConfiguration=_cors("POST"))
+        client.put_bucket_cors(Bucket=self.output_bucket, CORSConfiguration=_cors("GET"))
 
     def _configure_environment(self) -> None:
         """The function's environment, as template.yaml sets it, pointed at the embedded S3.
