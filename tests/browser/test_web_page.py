@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
 import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
@@ -34,6 +35,9 @@ CHROMIUM_ARGS = [
 ]
 # Bounds for the page to finish, not expectations: U-2-Net-p takes well under a second per image.
 RESULT_TIMEOUT_MS = 90_000
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+# The page sends photos over this size through /uploads (INLINE_MAX_BYTES in index.html).
+INLINE_LIMIT = 4_400_000
 SCREENSHOTS = Path(tempfile.gettempdir()) / "background-remover-web-page"
 
 pytestmark = pytest.mark.skipif(
@@ -255,3 +259,82 @@ def test_an_api_error_is_shown_once_in_words(page: Page, samples: dict[str, Path
     assert "(HTTP 400, invalid_parameter)" in status
     assert "{" not in status and '"error"' not in status
     _screenshot(page, "error")
+
+
+def _noisy_photo(path: Path, size: int, quality: int) -> Path:
+    """The astronaut upscaled with noise: a large file whose cutout hardly compresses."""
+    rng = np.random.default_rng(0)
+    with Image.open(SAMPLES / "astronaut.jpg") as image:
+        base = np.asarray(image.convert("RGB").resize((size, size))).astype(np.int16)
+    noisy = np.clip(base + rng.integers(-40, 41, base.shape), 0, 255).astype(np.uint8)
+    Image.fromarray(noisy).save(path, "JPEG", quality=quality)
+    return path
+
+
+def _fetches(page: Page) -> list[Request]:
+    """The page's fetch() calls from now on, in the order it makes them."""
+    sent: list[Request] = []
+    page.on("request", lambda request: sent.append(request) if request.resource_type == "fetch" else None)
+    return sent
+
+
+def _assert_went_through_uploads(sent: list[Request], server: LocalServer) -> list[tuple[str, str]]:
+    """POST /uploads, the form POST to the input bucket, then only polls of /results/<id>."""
+    api = [(request.method, urlsplit(request.url).path) for request in sent if request.url.startswith(server.url)]
+    # (a redirect the page did not follow still shows up as a request: Playwright's account of a 303)
+    s3 = [
+        (request.method, urlsplit(request.url).path)
+        for request in sent
+        if request.url.startswith(server.s3_endpoint) and request.redirected_from is None
+    ]
+    uploads = [index for index, step in enumerate(api) if step == ("POST", "/uploads")]
+    assert len(uploads) == 1, api
+    polls = api[uploads[0] + 1 :]
+    assert polls and all(method == "GET" and path.startswith("/results/") for method, path in polls), api
+    assert s3 == [("POST", f"/{server.input_bucket}")]
+    ticket = next(request for request in sent if urlsplit(request.url).path == "/uploads").post_data_json
+    assert ticket is not None
+    assert ticket["content_type"] == "image/jpeg" and ticket["format"] == "png"
+    return api
+
+
+def test_a_large_photo_goes_through_uploads_and_s3(page: Page, server: LocalServer, tmp_path: Path) -> None:
+    # GIVEN a photo over the ~4.5 MB a synchronous request can carry
+    photo = _noisy_photo(tmp_path / "large.jpg", 2400, quality=97)
+    assert photo.stat().st_size > INLINE_LIMIT, photo.stat().st_size
+    sent = _fetches(page)
+
+    page.set_input_files("#file", str(photo))
+
+    # THEN it goes through the upload flow only (POST /remove would be refused), and both results
+    # come back from S3 at the photo's size
+    state = _finished_state(page)
+    assert state == "done", page.inner_text("#status")
+    api = _assert_went_through_uploads(sent, server)
+    assert api[0] == ("POST", "/uploads")
+    for kind in ("cutout", "mask"):
+        assert _natural_size(page, f"#{kind}") == (2400, 2400)
+        assert (page.get_attribute(f"#{kind}", "src") or "").startswith(server.s3_endpoint)
+    expect(page.locator("#status")).to_contain_text("large.jpg: done")
+    _screenshot(page, "large-upload")
+
+
+def test_a_result_too_large_to_come_back_inline_is_fetched_through_uploads(
+    page: Page, server: LocalServer, tmp_path: Path
+) -> None:
+    # GIVEN a photo small enough to send, whose PNG cutout is over the 6 MB a response can carry
+    photo = _noisy_photo(tmp_path / "noisy.jpg", 2000, quality=90)
+    assert photo.stat().st_size < INLINE_LIMIT
+    sent = _fetches(page)
+
+    page.set_input_files("#file", str(photo))
+
+    # THEN POST /remove answers with a link (303), and the page gets both images through /uploads
+    state = _finished_state(page)
+    assert state == "done", page.inner_text("#status")
+    api = _assert_went_through_uploads(sent, server)
+    assert api[:2] == [("POST", "/remove"), ("POST", "/uploads")]
+    redirect = sent[0].redirected_to
+    assert redirect is not None and redirect.url.startswith(f"{server.s3_endpoint}/{server.output_bucket}/")
+    for kind in ("cutout", "mask"):
+        assert _natural_size(page, f"#{kind}") == (2000, 2000)
