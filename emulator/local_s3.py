@@ -1,4 +1,8 @@
-"""The demo's local S3 (moto's server) on 127.0.0.1, and what a function needs to reach it."""
+"""The demo's local S3 (moto's server) on 127.0.0.1, and what a function needs to reach it.
+
+Behind the same gate as `python -m handler serve`'s (handler/local/post_policy.py): browser-form
+uploads (POST /uploads' presigned forms) are checked against their policy as S3 does.
+"""
 
 from __future__ import annotations
 
@@ -14,23 +18,20 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "
 
 class LocalS3:
     def __init__(self) -> None:
-        from moto.server import ThreadedMotoServer
+        from handler.local.post_policy import LocalS3Server
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        secrets = {CREDENTIALS["AWS_ACCESS_KEY_ID"]: CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+        self._server = LocalS3Server("127.0.0.1", 0, secrets)
         self.endpoint = ""
 
     def __enter__(self) -> LocalS3:
         self._server.start()
-        host, port = self._server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        self.endpoint = self._server.endpoint
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self._server.stop()
-        wsgi = getattr(self._server, "_server", None)  # moto's stop() leaves its socket open
-        if wsgi is not None:
-            wsgi.server_close()
 
     def function_environment(self) -> dict[str, str]:
         """What a function is given to use this S3 (on Lambda: its role's credentials, S3's endpoint)."""

@@ -86,7 +86,9 @@ class RequestHandler(BaseHTTPRequestHandler):
         if len(json.dumps(event)) > LAMBDA_PAYLOAD_LIMIT:
             self._send(
                 _error_response(
-                    RequestTooLarge("the image in base64 exceeds Lambda's 6 MB request payload; send it through S3")
+                    RequestTooLarge(
+                        "the image in base64 exceeds Lambda's 6 MB request payload (about 4.5 MB of photo); upload it with POST /uploads"
+                    )
                 )
             )
             return
@@ -112,7 +114,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length > API_GATEWAY_MAX_BODY:
             self._send(
-                _error_response(RequestTooLarge("the body exceeds API Gateway's 10 MB; send it through S3")), close=True
+                _error_response(
+                    RequestTooLarge("the body exceeds API Gateway's 10 MB; upload the photo with POST /uploads")
+                ),
+                close=True,
             )
             return None
         return self.rfile.read(length) if length else b""

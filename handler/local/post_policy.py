@@ -11,9 +11,8 @@ WSGI gate checks each form POST the way S3 does before moto sees it (Amazon S3 A
 - every form field but `policy`, `x-amz-signature`, `file` and `x-ignore-*` named by a condition.
 
 A refusal is S3's answer: 403 AccessDenied for a condition or expiry, 403 SignatureDoesNotMatch,
-400 EntityTooLarge / EntityTooSmall for the size range. moto answers CORS preflights from the
-bucket's CORS configuration but leaves the CORS header off form-POST answers; S3 sends it, so the
-gate adds it (for the allowed origins the local buckets are configured with).
+400 EntityTooLarge / EntityTooSmall for the size range, with the CORS header S3 would send (so a
+page can read why); what passes gets moto's own answer, CORS headers from the bucket's rules.
 """
 
 from __future__ import annotations
@@ -154,11 +153,7 @@ class PostPolicyGate:
             )
             return [document]
         environ["wsgi.input"] = io.BytesIO(body)
-
-        def with_cors(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
-            return start_response(status, [*headers, *cors], *args)
-
-        return self._app(environ, with_cors)
+        return self._app(environ, start_response)
 
 
 class LocalS3Server:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image as PILImage
 
 from emulator import configuration, events, runner
@@ -31,6 +32,7 @@ from emulator.images import cached_image
 from emulator.local_s3 import LocalS3
 from emulator.runtime_api import REQUEST_LIMIT, RESPONSE_LIMIT
 from emulator.sandbox import LAMBDA_GID, LAMBDA_UID
+from handler.local.upload_trigger import s3_put_event
 from tests import graphs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +47,11 @@ pytestmark = [
         reason="needs bubblewrap and strace (make sandbox-tools installs them) and root",
     ),
 ]
+
+
+# The upload flow's events and what each answers alone: a ticket, and an id no one was given.
+UNKNOWN_RESULT_ID = "0123456789abcdef0123456789abcdef"  # the id events/api_v2_results.json asks for
+UPLOAD_FLOW_EVENTS = {"api_v2_uploads.json": (201, None), "api_v2_results.json": (404, "result_not_found")}
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +119,16 @@ def test_every_event_goes_through_its_entry_point(
     result = run.result
     assert result.status == 200 and result.function_error is None, result.payload[:2000]
     document = result.document
+    if name in UPLOAD_FLOW_EVENTS:
+        # Their own statuses; test_the_upload_flow_through_both_entry_points runs the flow itself.
+        status, code = UPLOAD_FLOW_EVENTS[name]
+        assert document["statusCode"] == status, document.get("body")
+        body = json.loads(document["body"])
+        if code is None:
+            assert body["upload"]["method"] == "POST"
+        else:
+            assert body["error"]["code"] == code
+        return
     if run.function == runner.API_FUNCTION:
         assert document["statusCode"] == 200, document.get("body")
         picture = _api_image(document)
@@ -239,6 +256,35 @@ def test_a_large_cutout_comes_back_as_a_link_never_an_oversized_response(
     with urllib.request.urlopen(link) as stored:  # the local S3, on 127.0.0.1
         cutout = PILImage.open(io.BytesIO(stored.read()))
     assert cutout.size == (1800, 1400) and cutout.mode == "RGBA"
+
+
+def test_the_upload_flow_through_both_entry_points(functions: dict[str, LambdaFunction], bench: Bench) -> None:
+    """POST /uploads, the photo POSTed to its form on the local S3 (policy checked as S3 does), the
+    jobs function on the upload's S3 event, then GET /results/{id}: each function under awslambdaric."""
+    api, jobs = functions[runner.API_FUNCTION], functions[runner.JOBS_FUNCTION]
+    created = api.invoke((EVENTS / "api_v2_uploads.json").read_bytes()).document
+    assert created["statusCode"] == 201, created.get("body")
+    ticket = json.loads(created["body"])
+    assert ticket["upload"]["url"].startswith(bench.s3.endpoint)
+    photo = (ROOT / "samples" / "chelsea.jpg").read_bytes()
+    form = ticket["upload"]["fields"]
+    uploaded = requests.post(ticket["upload"]["url"], data=form, files={"file": ("photo.jpg", photo)}, timeout=60)
+    assert uploaded.ok, uploaded.text
+
+    key = form["key"]
+    processed = jobs.invoke(
+        json.dumps(s3_put_event(bench.resources["InputBucket"], key, len(photo), "etag", 1)).encode()
+    )
+    assert processed.function_error is None and processed.document["processed"] == 1, processed.payload[:2000]
+
+    event = json.loads((EVENTS / "api_v2_results.json").read_text().replace(UNKNOWN_RESULT_ID, ticket["id"]))
+    event["headers"].pop("accept")
+    done = api.invoke(json.dumps(event).encode()).document
+    assert done["statusCode"] == 303, done.get("body")
+    location = next(value for name, value in done["headers"].items() if name.lower() == "location")
+    with urllib.request.urlopen(location) as stored:  # the local S3, on 127.0.0.1
+        cutout = PILImage.open(io.BytesIO(stored.read()))
+    assert cutout.format == "WEBP"  # the option POST /uploads was given, applied by the jobs function
 
 
 def test_without_an_output_bucket_a_large_cutout_is_a_clean_413(bench: Bench) -> None:

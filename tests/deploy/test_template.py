@@ -67,7 +67,7 @@ def test_memory_default_is_the_cheapest_size_that_fits_the_baked_model(template:
     assert template["Globals"]["Function"]["MemorySize"] == {"Ref": "MemorySize"}
 
 
-def test_api_auth_is_a_choice_defaulting_to_iam_and_routes_are_the_three_posts(template: dict[str, Any]) -> None:
+def test_api_auth_is_a_choice_defaulting_to_iam_and_routes_are_the_api_s(template: dict[str, Any]) -> None:
     # How each choice shows in the deployed API is asserted on the transformed template (test_transform.py).
     assert template["Parameters"]["ApiAuth"]["Default"] == "IAM"
     assert template["Parameters"]["ApiAuth"]["AllowedValues"] == ["IAM", "NONE"]
@@ -75,7 +75,13 @@ def test_api_auth_is_a_choice_defaulting_to_iam_and_routes_are_the_three_posts(t
         (event["Properties"]["Method"], event["Properties"]["Path"])
         for event in template["Resources"]["ApiFunction"]["Properties"]["Events"].values()
     }
-    assert routes == {("POST", "/remove"), ("POST", "/mask"), ("POST", "/v1.0/removebg")}
+    assert routes == {
+        ("POST", "/remove"),
+        ("POST", "/mask"),
+        ("POST", "/v1.0/removebg"),
+        ("POST", "/uploads"),
+        ("GET", "/results/{id}"),
+    }
 
 
 def test_input_and_output_buckets_differ_so_outputs_cannot_retrigger(template: dict[str, Any]) -> None:
@@ -89,8 +95,13 @@ def test_input_and_output_buckets_differ_so_outputs_cannot_retrigger(template: d
 
 
 def test_api_results_expire(template: dict[str, Any]) -> None:
-    (rule,) = template["Resources"]["OutputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert rule["Prefix"] == "api/" and rule["Status"] == "Enabled"
+    rules = template["Resources"]["OutputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    # The inline API's large results, and the upload flow's records and outputs.
+    assert {rule["Prefix"] for rule in rules} == {"api/", "results/", "cutouts/uploads/", "masks/uploads/"}
+    (uploads,) = template["Resources"]["InputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert uploads["Prefix"] == {"Fn::Sub": "${InputPrefix}uploads/"}
+    for rule in [*rules, uploads]:
+        assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == {"Ref": "ApiResultExpiryDays"}
 
 
 def test_outputs_name_what_users_need(template: dict[str, Any]) -> None:

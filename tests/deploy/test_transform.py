@@ -33,8 +33,10 @@ COMBINATIONS = [dict(zip(_CHOICES, values, strict=False)) for values in itertool
 _IDS = [",".join(f"{name}={value}" for name, value in combination.items()) for combination in COMBINATIONS]
 
 BUCKETS = {"InputBucket", "OutputBucket"}
-# Where each function may write: one bucket, fixed prefixes; never the input bucket.
-WRITABLE_PREFIXES = {"api/", "cutouts/", "masks/"}
+# Where each function may write in the output bucket: fixed prefixes.
+WRITABLE_PREFIXES = {"api/", "cutouts/", "masks/", "results/"}
+# The one place in the input bucket a role may write: the API's, for the forms POST /uploads signs.
+UPLOAD_FORMS = ("InputBucket", "${InputPrefix}uploads/")
 OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject"}
 MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
@@ -157,7 +159,13 @@ def test_every_route_demands_iam_unless_none_was_chosen(deployed: dict[str, Any]
             assert operation.get("security") == IAM_SECURITY, f"{route} does not demand IAM"
         else:
             assert "security" not in operation, f"{route}: ApiAuth=NONE did not take effect"
-    assert set(routes) == {("POST", "/remove"), ("POST", "/mask"), ("POST", "/v1.0/removebg")}
+    assert set(routes) == {
+        ("POST", "/remove"),
+        ("POST", "/mask"),
+        ("POST", "/v1.0/removebg"),
+        ("POST", "/uploads"),
+        ("GET", "/results/{id}"),
+    }
     if combination["ApiAuth"] == "IAM":
         scheme = body["components"]["securitySchemes"]["AWS_IAM"]
         assert scheme["x-amazon-apigateway-authtype"] == "awsSigv4"
@@ -238,6 +246,8 @@ def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any
         "ApiFunctionRemovePermission": "apigateway.amazonaws.com",
         "ApiFunctionMaskPermission": "apigateway.amazonaws.com",
         "ApiFunctionRemoveBgPermission": "apigateway.amazonaws.com",
+        "ApiFunctionUploadsPermission": "apigateway.amazonaws.com",
+        "ApiFunctionResultsPermission": "apigateway.amazonaws.com",
         "JobsFunctionUploadPermission": "events.amazonaws.com",
     }
     if combination["RemoveBgApiKeys"] == "ENABLED":
@@ -246,7 +256,13 @@ def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any
         source = permissions["RemoveBgApiPermission"]["Properties"]["SourceArn"]["Fn::Sub"]
         assert source.endswith(":${RemoveBgApi}/*/POST/v1.0/removebg")
     assert principals == expected
-    for name in ("ApiFunctionRemovePermission", "ApiFunctionMaskPermission", "ApiFunctionRemoveBgPermission"):
+    for name in (
+        "ApiFunctionRemovePermission",
+        "ApiFunctionMaskPermission",
+        "ApiFunctionRemoveBgPermission",
+        "ApiFunctionUploadsPermission",
+        "ApiFunctionResultsPermission",
+    ):
         source, values = permissions[name]["Properties"]["SourceArn"]["Fn::Sub"]
         assert values["__ApiId__"] == {"Ref": "HttpApi"}, name
     upload = permissions["JobsFunctionUploadPermission"]["Properties"]
@@ -338,8 +354,12 @@ def test_every_statement_is_scoped_to_a_bucket_prefix_or_the_failure_queue(deplo
                     bucket, prefix = _object_arn(resource)
                     assert bucket in BUCKETS, f"{name}: {resource}"
                     if "s3:PutObject" in actions:
-                        # Writes only into the output bucket's fixed prefixes: never where uploads trigger.
-                        assert bucket == "OutputBucket" and prefix in WRITABLE_PREFIXES, f"{name} writes to {resource}"
+                        # Writes into the output bucket's fixed prefixes; where uploads trigger, only
+                        # the API's signed forms (each pinned to one key by its policy).
+                        signs_forms = name == "ApiFunctionRole" and (bucket, prefix) == UPLOAD_FORMS
+                        assert signs_forms or (bucket == "OutputBucket" and prefix in WRITABLE_PREFIXES), (
+                            f"{name} writes to {resource}"
+                        )
             elif actions == {"s3:ListBucket"}:
                 # Bucket-level: the bucket ARN itself, narrowed to non-empty prefixes by a condition.
                 assert all(resource["Fn::GetAtt"][0] in BUCKETS for resource in resources), name
@@ -364,7 +384,35 @@ def test_api_reads_sources_under_the_input_prefix_and_writes_only_api_results(de
         ("s3:GetObject", sub("${InputBucket.Arn}/${InputPrefix}*")),
         ("s3:PutObject", sub("${OutputBucket.Arn}/api/*")),
         ("s3:GetObject", sub("${OutputBucket.Arn}/api/*")),
+        # The upload flow: signing the form, its record, and links to its outputs.
+        ("s3:PutObject", sub("${InputBucket.Arn}/${InputPrefix}uploads/*")),
+        ("s3:PutObject", sub("${OutputBucket.Arn}/results/*")),
+        ("s3:GetObject", sub("${OutputBucket.Arn}/results/*")),
+        ("s3:GetObject", sub("${OutputBucket.Arn}/cutouts/uploads/*")),
+        ("s3:GetObject", sub("${OutputBucket.Arn}/masks/uploads/*")),
     }
+
+
+def test_jobs_write_upload_records_and_outputs_only_in_the_output_bucket(deployed: dict[str, Any]) -> None:
+    writes = {
+        json.dumps(resource, sort_keys=True)
+        for statement in _statements(deployed["Resources"]["JobsFunctionRole"])
+        if "s3:PutObject" in _as_list(statement["Action"])
+        for resource in _as_list(statement["Resource"])
+    }
+    assert writes == {
+        json.dumps({"Fn::Sub": f"${{OutputBucket.Arn}}/{prefix}*"}) for prefix in ("cutouts/", "masks/", "results/")
+    }
+
+
+def test_browsers_may_post_uploads_and_read_results_and_nothing_else(deployed: dict[str, Any]) -> None:
+    buckets = deployed["Resources"]
+    (upload_rule,) = buckets["InputBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    (result_rule,) = buckets["OutputBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
+    assert upload_rule["AllowedMethods"] == ["POST"]
+    assert result_rule["AllowedMethods"] == ["GET"]
+    for rule in (upload_rule, result_rule):
+        assert rule["AllowedOrigins"] == {"Ref": "UploadCorsOrigins"}
 
 
 # --- Events: only uploads to the input bucket, and no loop ------------------------------------
