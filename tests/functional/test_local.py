@@ -107,7 +107,8 @@ def test_the_web_page_is_served_and_self_contained(server: LocalServer) -> None:
 
     assert content_type.startswith("text/html")
     assert 'id="file"' in html and 'id="cutout"' in html and 'id="mask"' in html
-    assert "/remove" in html and "/mask" in html
+    # One request for both images (POST /remove?outputs=cutout,mask), large photos through /uploads
+    assert "/remove" in html and "outputs" in html and "/uploads" in html
     # The network is closed: nothing may be loaded from elsewhere.
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html, re.IGNORECASE)
     assert "@import" not in html
