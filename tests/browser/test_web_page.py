@@ -315,6 +315,8 @@ def test_a_large_photo_goes_through_uploads_and_s3(page: Page, server: LocalServ
     for kind in ("cutout", "mask"):
         assert _natural_size(page, f"#{kind}") == (2400, 2400)
         assert (page.get_attribute(f"#{kind}", "src") or "").startswith(server.s3_endpoint)
+        # S3's links are another origin's, where `download` is ignored: they open beside the page
+        assert page.get_attribute(f"#download-{kind}", "target") == "_blank"
     expect(page.locator("#status")).to_contain_text("large.jpg: done")
     _screenshot(page, "large-upload")
 
@@ -338,3 +340,22 @@ def test_a_result_too_large_to_come_back_inline_is_fetched_through_uploads(
     assert redirect is not None and redirect.url.startswith(f"{server.s3_endpoint}/{server.output_bucket}/")
     for kind in ("cutout", "mask"):
         assert _natural_size(page, f"#{kind}") == (2000, 2000)
+
+
+def test_a_large_file_that_fails_in_the_jobs_function_shows_why(
+    page: Page, server: LocalServer, tmp_path: Path
+) -> None:
+    # GIVEN a file over the inline limit that claims to be a JPEG but is not one
+    fake = tmp_path / "scan.jpg"
+    fake.write_bytes(bytes(range(256)) * (INLINE_LIMIT // 256 + 1))
+    sent = _fetches(page)
+
+    page.set_input_files("#file", str(fake))
+
+    # THEN the upload goes through, and the recorded failure is shown in words
+    assert _finished_state(page) == "error"
+    _assert_went_through_uploads(sent, server)
+    status = page.inner_text("#status")
+    assert status.startswith("scan.jpg: ") and "invalid_image" in status, status
+    assert "{" not in status
+    expect(page.locator("#download-cutout")).to_be_hidden()
