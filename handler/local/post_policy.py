@@ -11,8 +11,9 @@ WSGI gate checks each form POST the way S3 does before moto sees it (Amazon S3 A
 - every form field but `policy`, `x-amz-signature`, `file` and `x-ignore-*` named by a condition.
 
 A refusal is S3's answer: 403 AccessDenied for a condition or expiry, 403 SignatureDoesNotMatch,
-400 EntityTooLarge / EntityTooSmall for the size range, with the CORS header S3 would send (so a
-page can read why); what passes gets moto's own answer, CORS headers from the bucket's rules.
+400 EntityTooLarge / EntityTooSmall for the size range. moto answers a form POST without CORS
+headers; S3 adds them when the bucket's CORS rules allow the page's origin, and so does the gate,
+to refusals too (so a page can read why).
 """
 
 from __future__ import annotations
@@ -121,10 +122,9 @@ def _require(ok: bool, condition: Any) -> None:
 class PostPolicyGate:
     """WSGI middleware: form POSTs are checked (check_form) before the wrapped S3 sees them."""
 
-    def __init__(self, app: Wsgi, secrets: Mapping[str, str], *, allowed_origin: str = "*") -> None:
+    def __init__(self, app: Wsgi, secrets: Mapping[str, str]) -> None:
         self._app = app
         self._secrets = dict(secrets)
-        self._allowed_origin = allowed_origin
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         content_type = environ.get("CONTENT_TYPE", "")
@@ -137,7 +137,9 @@ class PostPolicyGate:
         upload = files.get("file")
         size = len(upload.read()) if upload is not None else 0
         bucket = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
-        cors = [("Access-Control-Allow-Origin", self._allowed_origin)] if environ.get("HTTP_ORIGIN") else []
+        origin = environ.get("HTTP_ORIGIN")
+        allowed = origin is not None and _bucket_allows(bucket, "POST", origin)
+        cors = [("Access-Control-Allow-Origin", origin)] if allowed and origin is not None else []
         try:
             if upload is None:
                 raise Refused(400, "InvalidArgument", "POST requires exactly one file upload per request.")
@@ -153,17 +155,48 @@ class PostPolicyGate:
             )
             return [document]
         environ["wsgi.input"] = io.BytesIO(body)
-        return self._app(environ, start_response)
+        if not cors:
+            return self._app(environ, start_response)
+
+        def with_cors(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
+            # moto leaves CORS off a form POST's answer; S3 sends it when the bucket's rules allow.
+            return start_response(status, [*headers, *cors], *args)
+
+        return self._app(environ, with_cors)
+
+
+def _bucket_allows(bucket: str, method: str, origin: str) -> bool:
+    """Whether the bucket's CORS rules (moto's record of them, in this process) let `origin` use `method`."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.exceptions import MissingBucket
+    from moto.s3.models import s3_backends
+    from moto.s3.utils import cors_matches_origin
+
+    try:
+        rules = s3_backends[DEFAULT_ACCOUNT_ID]["aws"].get_bucket(bucket).cors
+    except MissingBucket:
+        return False
+    return any(method in rule.allowed_methods and cors_matches_origin(origin, rule.allowed_origins) for rule in rules)
 
 
 class LocalS3Server:
-    """moto's S3 in server mode behind the POST policy gate, on its own thread."""
+    """moto's S3 in server mode behind the POST policy gate, on its own thread, with CORS from the
+    buckets' rules only (as S3)."""
 
     def __init__(self, host: str, port: int, secrets: Mapping[str, str]) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
         from werkzeug.serving import make_server
 
-        app = PostPolicyGate(DomainDispatcherApplication(create_backend_app), secrets)
+        def backend(service: Any) -> Any:
+            created = create_backend_app(service)
+            # moto's server puts permissive CORS (flask-cors) on every answer, so any page could
+            # upload whatever the buckets' CORS rules say. S3 answers from the bucket's rules alone:
+            # without them a page's preflight fails, here as when deployed.
+            for functions in created.after_request_funcs.values():
+                functions[:] = [function for function in functions if function.__name__ != "cors_after_request"]
+            return created
+
+        app = PostPolicyGate(DomainDispatcherApplication(backend), secrets)
         self._server = make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-s3", daemon=True)
 

@@ -182,7 +182,7 @@ def test_options_other_than_the_ones_signed_are_refused(local: LocalServer, samp
     assert not _stored(local, ticket["upload"]["fields"]["key"])
 
 
-def test_the_input_bucket_answers_a_browsers_preflight_and_upload(local: LocalServer, samples: dict[str, Path]) -> None:
+def test_the_buckets_answer_a_browsers_preflight_upload_and_fetch(local: LocalServer, samples: dict[str, Path]) -> None:
     ticket = _create(local, content_type="image/jpeg").json()
     origin = local.url
 
@@ -205,6 +205,10 @@ def test_the_input_bucket_answers_a_browsers_preflight_and_upload(local: LocalSe
     assert preflight.headers["Access-Control-Allow-Origin"] in (origin, "*")
     assert uploaded.ok and uploaded.headers["Access-Control-Allow-Origin"] in (origin, "*")
     _processed(local, ticket)
+    # AND the page may read the cutout through the link GET /results/{id} gives it
+    link = _result(local, ticket, Accept="application/json").json()["outputs"]["cutout"]["url"]
+    fetched = requests.get(link, headers={"Origin": origin}, timeout=HTTP_TIMEOUT_SECONDS)
+    assert fetched.ok and fetched.headers["Access-Control-Allow-Origin"] in (origin, "*")
 
 
 # -- what the API refuses ----------------------------------------------------------------------
