@@ -143,13 +143,21 @@ def model_sha256(path: Path) -> str:
 
 
 def _manifest_sha256(path: Path) -> str | None:
+    manifest = manifest_for(path)
+    digest = None if manifest is None else manifest.get("sha256")
+    return digest if isinstance(digest, str) and _SHA256_HEX.match(digest) else None
+
+
+def manifest_for(path: Path) -> dict[str, object] | None:
+    """The bake manifest beside `path` when it describes this very file (its name and size), else None."""
     try:
         manifest = json.loads((path.parent / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(manifest, dict) or manifest.get("file") != path.name:
         return None
-    digest, size = manifest.get("sha256"), manifest.get("size")
-    if not isinstance(digest, str) or not _SHA256_HEX.match(digest) or size != path.stat().st_size:
+    try:
+        size = path.stat().st_size
+    except OSError:
         return None
-    return digest
+    return manifest if manifest.get("size") == size else None
