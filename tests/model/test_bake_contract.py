@@ -107,5 +107,5 @@ def test_a_malformed_contract_in_the_manifest_is_a_clear_error(graph_file: Graph
     manifest["contract"]["output"] = "maybe"
     manifest_path.write_text(json.dumps(manifest))
 
-    with pytest.raises(ConfigurationError, match="model.json has a malformed 'contract'"):
+    with pytest.raises(ConfigurationError, match=r"model\.json has a malformed 'contract'"):
         _as_the_image_loads_it(baked)
