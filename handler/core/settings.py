@@ -7,7 +7,7 @@ settings (outputs, S3) are handler.aws.settings.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -106,6 +106,23 @@ class ModelSettings:
                 std=_rgb(env.numbers("MODEL_STD", 3, None)),
                 input_size=env.positive_int("MODEL_INPUT_SIZE", None),
             ),
+        )
+
+    def naming(
+        self, *, path: Path | None = None, repo: str | None = None, file: str | None = None, revision: str | None = None
+    ) -> ModelSettings:
+        """These settings with another model named (None: keep). Naming a hub repo, file or revision
+        drops a MODEL_PATH from the environment, which would otherwise win over them."""
+        if path is not None:
+            return replace(self, path=path)
+        if repo is None and file is None and revision is None:
+            return self
+        return replace(
+            self,
+            path=None,
+            repo=repo if repo is not None else self.repo,
+            file=file if file is not None else self.file,
+            revision=revision if revision is not None else self.revision,
         )
 
     @property
