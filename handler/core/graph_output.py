@@ -15,12 +15,11 @@ taken as unbounded, i.e. logits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-import onnx
-from onnx import numpy_helper
+from handler.core.onnx_graph import Graph, GraphUnreadable, Node
+from handler.core.onnx_graph import read_graph as _read
 
 # Ops whose every output value lies in [0, 1], whatever their input.
 _BOUNDING_OPS = frozenset({"Sigmoid", "HardSigmoid", "Softmax", "Hardmax"})
@@ -52,25 +51,23 @@ _FIRST_INPUT_OPS = frozenset(
 )
 # Ops whose output values lie between the smallest and largest of all their inputs' values.
 _ALL_INPUTS_OPS = frozenset({"Concat", "Max", "Min", "Mean"})
-# Resize modes that interpolate without overshoot (cubic can leave [0, 1]).
-_CONVEX_RESIZE_MODES = frozenset({b"nearest", b"linear"})
+# Resize modes that interpolate without overshoot (cubic can leave [0, 1]); the default is nearest.
+_CONVEX_RESIZE_MODES = frozenset({None, "nearest", "linear"})
 
 _Bound = Callable[[str], "str | None"]
 
 
-def read_graph(path: Path) -> onnx.ModelProto | None:
-    """The file's graph, or None when it is not an ONNX protobuf onnx can read (an ORT-format file)."""
+def read_graph(path: Path) -> Graph | None:
+    """The file's graph, or None when it is not an ONNX protobuf (an ORT-format file, say)."""
     try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - onnx raises protobuf's DecodeError and others for unreadable files
+        return _read(path)
+    except (OSError, GraphUnreadable):
         return None
 
 
-def bounding_op(model: onnx.ModelProto, output: str) -> str | None:
+def bounding_op(graph: Graph, output: str) -> str | None:
     """The op that bounds `output` to [0, 1] (e.g. "Sigmoid"), or None when nothing does."""
-    graph = model.graph
-    producers = {name: node for node in graph.node for name in node.output if name}
-    constants = _Constants(graph.initializer, graph.node)
+    producers = {name: node for node in graph.nodes for name in node.outputs if name}
     seen: dict[str, str | None] = {}
 
     def bound(name: str) -> str | None:
@@ -78,66 +75,37 @@ def bounding_op(model: onnx.ModelProto, output: str) -> str | None:
             return seen[name]
         seen[name] = None  # a cycle (never in a valid graph) proves nothing
         node = producers.get(name)
-        result = None if node is None else _bound_of(node, bound, constants)
+        result = None if node is None else _bound_of(node, bound, graph.scalars)
         seen[name] = result
         return result
 
     return bound(output)
 
 
-def _bound_of(node: onnx.NodeProto, bound: _Bound, constants: _Constants) -> str | None:
+def _bound_of(node: Node, bound: _Bound, scalars: dict[str, float]) -> str | None:
     op = node.op_type
     if op in _BOUNDING_OPS:
         return op
     if op == "Clip":
-        return "Clip" if constants.clips_to_unit(node) else None
+        return "Clip" if _clips_to_unit(node, scalars) else None
     if op == "FusedConv":
-        activation = _attribute(node, "activation")
-        return "FusedConv+Sigmoid" if activation in (b"Sigmoid", b"HardSigmoid") else None
-    # Resize's default mode is nearest.
-    resizes_convexly = op in ("Resize", "Upsample") and _attribute(node, "mode") in (None, *_CONVEX_RESIZE_MODES)
+        return "FusedConv+Sigmoid" if node.attributes.get("activation") in ("Sigmoid", "HardSigmoid") else None
+    resizes_convexly = op in ("Resize", "Upsample") and node.attributes.get("mode") in _CONVEX_RESIZE_MODES
     if op in _FIRST_INPUT_OPS or resizes_convexly:
-        return bound(node.input[0]) if node.input else None
+        return bound(node.inputs[0]) if node.inputs else None
     if op in _ALL_INPUTS_OPS:
-        found = [bound(name) for name in node.input if name]
+        found = [bound(name) for name in node.inputs if name]
         return found[0] if found and all(found) else None
     return None
 
 
-def _attribute(node: onnx.NodeProto, name: str) -> object:
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return onnx.helper.get_attribute_value(attribute)
-    return None
-
-
-class _Constants:
-    """The graph's constant tensors (initialisers and Constant nodes), for Clip's min and max."""
-
-    def __init__(self, initializers: Iterable[onnx.TensorProto], nodes: Iterable[onnx.NodeProto]) -> None:
-        self._tensors = {tensor.name: tensor for tensor in initializers}
-        for node in nodes:
-            if node.op_type == "Constant" and node.output:
-                value = _attribute(node, "value")
-                if isinstance(value, onnx.TensorProto):
-                    self._tensors[node.output[0]] = value
-
-    def scalar(self, name: str) -> float | None:
-        tensor = self._tensors.get(name)
-        if tensor is None:
-            return None
-        values = numpy_helper.to_array(tensor)
-        return float(values.reshape(-1)[0]) if values.size == 1 else None
-
-    def clips_to_unit(self, node: onnx.NodeProto) -> bool:
-        """Whether a Clip's bounds (inputs since opset 11, attributes before) lie within [0, 1]."""
-        low: float | None
-        high: float | None
-        if len(node.input) > 1:
-            low = self.scalar(node.input[1]) if node.input[1] else None
-            high = self.scalar(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        else:
-            low_attr, high_attr = _attribute(node, "min"), _attribute(node, "max")
-            low = float(low_attr) if isinstance(low_attr, float) else None
-            high = float(high_attr) if isinstance(high_attr, float) else None
-        return low is not None and high is not None and bool(np.float32(low) >= 0.0 and np.float32(high) <= 1.0)
+def _clips_to_unit(node: Node, scalars: dict[str, float]) -> bool:
+    """Whether a Clip's bounds (inputs since opset 11, attributes before) lie within [0, 1]."""
+    if len(node.inputs) > 1:
+        low = scalars.get(node.inputs[1]) if node.inputs[1] else None
+        high = scalars.get(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    else:
+        low_attr, high_attr = node.attributes.get("min"), node.attributes.get("max")
+        low = low_attr if isinstance(low_attr, float) else None
+        high = high_attr if isinstance(high_attr, float) else None
+    return low is not None and high is not None and low >= 0.0 and high <= 1.0
