@@ -113,7 +113,8 @@ class LocalServer:
         try:
             self._start_s3()
             self._configure_environment()
-            self._bind_http()  # before loading the model: a busy port fails at once
+            self._bind_http()  # before choosing (maybe downloading) the model: a busy port fails at once
+            self._configure_model()
             self._load_function()
             self._start_http()
             self.poller = UploadPoller(
@@ -250,6 +251,8 @@ class LocalServer:
         }
         self._environment.apply(settings)
         self.input_prefix = os.environ.get("INPUT_PREFIX", "")
+
+    def _configure_model(self) -> None:
         self._choose_model()
         if self._model_is_present():
             # Never block a request on a download: the file is on disk already.
