@@ -38,8 +38,6 @@ class ModelContract:
     std: RGB
     # The input side for a graph with dynamic H/W, as set or recorded; None: the default (1024).
     input_size: int | None
-    # Where `output` came from, for messages: "MODEL_OUTPUT", "the bake manifest", "the graph"...
-    output_from: str
 
     def record(self, *, width: int, height: int, dynamic: bool) -> dict[str, object]:
         """The manifest's entry: this contract and the input size the model runs at."""
@@ -57,33 +55,28 @@ def contract_for(spec: ModelSpec, *, path: Path | None, output_name: str) -> Mod
     recorded = _recorded(path) if path is not None else None
     if recorded is not None:
         bounded_by = recorded.bounded_by
-        graph_says = f"the bake manifest ({path.parent / MANIFEST if path else MANIFEST})"
     else:
         graph = read_graph(path) if path is not None else None
         bounded_by = bounding_op(graph, output_name) if graph is not None else None
-        graph_says = f"the graph ({bounded_by} makes {output_name!r})" if bounded_by else "the graph"
+    if spec.output == "logits" and bounded_by is not None:
+        raise ConfigurationError(
+            f"MODEL_OUTPUT=logits, but the model's output {output_name!r} comes from {bounded_by}, so it is a "
+            "probability in [0, 1] already: a sigmoid on it would make every pixel 50-73% opaque. "
+            "Unset MODEL_OUTPUT (the model says what it returns) or set it to probabilities"
+        )
     output: ModelOutput
     if spec.output is not None:
-        if spec.output == "logits" and bounded_by is not None:
-            raise ConfigurationError(
-                f"MODEL_OUTPUT=logits, but the model's output {output_name!r} comes from {bounded_by}, so it is a "
-                "probability in [0, 1] already: a sigmoid on it would make every pixel 50-73% opaque. "
-                "Unset MODEL_OUTPUT (the model says what it returns) or set it to probabilities"
-            )
-        output, output_from = spec.output, "MODEL_OUTPUT"
+        output = spec.output
     elif recorded is not None:
-        output, output_from = recorded.output, graph_says
-    elif bounded_by is not None:
-        output, output_from = "probabilities", graph_says
+        output = recorded.output
     else:
-        output, output_from = "logits", "the default (no op bounds the graph's output to [0, 1])"
+        output = "probabilities" if bounded_by is not None else "logits"
     return ModelContract(
         output=output,
         bounded_by=bounded_by,
         mean=spec.mean or (recorded.mean if recorded else IMAGENET_MEAN),
         std=spec.std or (recorded.std if recorded else IMAGENET_STD),
         input_size=spec.input_size or (recorded.input_size if recorded else None),
-        output_from=output_from,
     )
 
 

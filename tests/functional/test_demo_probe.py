@@ -50,3 +50,20 @@ def test_without_the_hub_the_demo_leaves_the_choice_to_serve_without_a_word(
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
     assert not (tmp_path / "empty-cache").exists()
+
+
+def test_behind_a_proxy_the_probe_reaches_the_proxy_as_the_hub_client_would(
+    monkeypatch: pytest.MonkeyPatch, closed_port: int
+) -> None:
+    # GIVEN a proxy on loopback (the hub itself is never connected to: only 127.0.0.1 is allowed here)
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        # THEN the hub counts as reachable through it
+        assert hub_reachable("https://huggingface.co")
+    # AND a proxy that is down means no hub
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{closed_port}")
+    assert not hub_reachable("https://huggingface.co")
