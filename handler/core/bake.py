@@ -6,7 +6,8 @@ same outputs (handler.core.deform_bake), pre-optimised at onnxruntime's EXTENDED
 it is measured to be faster (EXTENDED rewrites are portable across CPUs; the CPU-specific layout
 passes still run at load) — and `/opt/model/model.json`, a manifest of where it came from and of
 the baked file's SHA-256 and size, which the functions read as the model's identity instead of
-hashing the file at cold start.
+hashing the file at cold start, and of the model's contract (logits or probabilities, input size,
+normalisation), which they read instead of settings of their own (handler.core.model_contract).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import onnxruntime as ort
 
 from handler.core.deform_bake import default_probes, native_deform
-from handler.core.model import session_options
+from handler.core.model import BackgroundModel, session_options
 from handler.core.model_store import MANIFEST, download_model, sha256_of
 from handler.core.settings import ModelSettings
 
@@ -44,6 +45,9 @@ class BakedModel:
     raw_load_seconds: float
     optimised_load_seconds: float | None
     native_deform: dict[str, object]
+    # What the model returns and expects (handler.core.model_contract): the image needs no MODEL_*
+    # settings for a swapped model, and a cold start reads no graph to find out.
+    contract: dict[str, object]
 
 
 def bake(settings: ModelSettings, output_dir: Path, probes: Sequence[Path] | None = None) -> BakedModel:
@@ -67,6 +71,10 @@ def bake(settings: ModelSettings, output_dir: Path, probes: Sequence[Path] | Non
         except Exception:  # an export onnxruntime cannot pre-optimise still works unoptimised
             optimised_seconds = None
         preoptimised = optimised_seconds is not None and optimised_seconds < raw_seconds
+        # Read before pre-optimisation, which may fuse the final activation into the op before it.
+        contract = _contract(model_file, settings)
+        # A manifest left from an earlier bake must never describe the new file, even for a moment.
+        (output_dir / MANIFEST).unlink(missing_ok=True)
         # Written whole or not at all: local runs take any model.onnx in a bake folder as finished.
         partial = Path(scratch) / "partial.onnx"
         shutil.copyfile(optimised if preoptimised else model_file, partial)
@@ -82,9 +90,16 @@ def bake(settings: ModelSettings, output_dir: Path, probes: Sequence[Path] | Non
         raw_load_seconds=round(raw_seconds, 3),
         optimised_load_seconds=None if optimised_seconds is None else round(optimised_seconds, 3),
         native_deform=deform.record(),
+        contract=contract,
     )
     (output_dir / MANIFEST).write_text(json.dumps(asdict(baked), indent=2) + "\n")
     return baked
+
+
+def _contract(model_file: Path, settings: ModelSettings) -> dict[str, object]:
+    model = BackgroundModel.load(model_file, settings.spec, threads=settings.threads)
+    width, height = model.input_size
+    return model.contract.record(width=width, height=height, dynamic=model.dynamic)
 
 
 def _write_optimised(source: Path, target: Path, threads: int) -> None:

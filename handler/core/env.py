@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, overload
 
 from handler.core.errors import ConfigurationError
 
@@ -55,7 +55,11 @@ class Environment:
     def positive_float(self, name: str, default: D) -> float | D:
         return self._parsed(name, default, _positive_float, "a positive number")
 
-    def choice(self, name: str, choices: Sequence[C], default: C, *, any_case: bool = False) -> C:
+    @overload
+    def choice(self, name: str, choices: Sequence[C], default: C, *, any_case: bool = False) -> C: ...
+    @overload
+    def choice(self, name: str, choices: Sequence[C], default: None, *, any_case: bool = False) -> C | None: ...
+    def choice(self, name: str, choices: Sequence[C], default: C | None, *, any_case: bool = False) -> C | None:
         """One of `choices`, exactly as spelt there, or in any case with `any_case`."""
         fold: Callable[[str], str] = str.lower if any_case else str
         by_text = {fold(choice): choice for choice in choices}
@@ -68,7 +72,7 @@ class Environment:
             return tuple(default)
         return tuple(part.strip() for part in value.split(",") if part.strip())
 
-    def numbers(self, name: str, count: int, default: tuple[float, ...]) -> tuple[float, ...]:
+    def numbers(self, name: str, count: int, default: D) -> tuple[float, ...] | D:
         """`count` numbers separated by commas and/or spaces."""
         return self._parsed(name, default, lambda text: _numbers(text, count), f"{count} numbers")
 

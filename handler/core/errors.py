@@ -155,6 +155,13 @@ class ModelUnavailable(BackgroundRemovalError):
     status = 503
 
 
+class HubUnreachable(ModelUnavailable):
+    """The model is not in the local cache and the hub cannot be reached to download it.
+
+    Its own class because the local tools answer it with their fallback model; the functions never do.
+    """
+
+
 class OutputUnavailable(BackgroundRemovalError):
     """The output location is missing or may not be written: our configuration, never the input.
 

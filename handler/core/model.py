@@ -10,6 +10,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from handler.core.errors import ConfigurationError, InvalidParameter, ModelUnavailable
+from handler.core.model_contract import RGB, ModelContract, contract_for
 from handler.core.settings import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
 
 # BiRefNet's export names; other models (U-2-Net) fall back to their first input and output.
@@ -49,9 +50,9 @@ class _Normalisation:
     offset: np.ndarray
 
     @classmethod
-    def of(cls, spec: ModelSpec) -> _Normalisation:
-        mean = np.asarray(spec.mean, dtype=np.float32)
-        std = np.asarray(spec.std, dtype=np.float32)
+    def of(cls, mean_rgb: RGB, std_rgb: RGB) -> _Normalisation:
+        mean = np.asarray(mean_rgb, dtype=np.float32)
+        std = np.asarray(std_rgb, dtype=np.float32)
         return cls(scale=(1.0 / (255.0 * std)).astype(np.float32), offset=(-mean / std).astype(np.float32))
 
 
@@ -61,6 +62,8 @@ class BackgroundModel:
     def __init__(
         self, session: ort.InferenceSession, spec: ModelSpec | None = None, *, path: Path | None = None
     ) -> None:
+        """`path`, the file the session was loaded from, lets the model describe itself (its graph, its
+        bake manifest); a bare session has only `spec` and the defaults."""
         self.session = session
         self.spec = spec or ModelSpec()
         # The file the session was loaded from (its identity is the file's hash), if any.
@@ -70,10 +73,12 @@ class BackgroundModel:
         self.input_name = PREFERRED_INPUT if PREFERRED_INPUT in inputs else next(iter(inputs))
         self.output_name = PREFERRED_OUTPUT if PREFERRED_OUTPUT in outputs else outputs[0]
         shape = inputs[self.input_name].shape
+        # What the model returns and expects: the spec's explicit values, else what the model says.
+        self.contract: ModelContract = contract_for(self.spec, path=path, output_name=self.output_name)
         # Dynamic H/W: the export runs at any size, so a caller may trade quality for speed.
         self.dynamic = _fixed_size(shape) is None
-        self.input_size = _input_size(shape, self.spec.input_size)
-        self._normalisation = _Normalisation.of(self.spec)
+        self.input_size = _input_size(shape, self.contract.input_size)
+        self._normalisation = _Normalisation.of(self.contract.mean, self.contract.std)
 
     @classmethod
     def load(cls, path: Path | str, spec: ModelSpec | None = None, *, threads: int = 1) -> BackgroundModel:
@@ -131,7 +136,7 @@ class BackgroundModel:
     def to_probabilities(self, raw: np.ndarray) -> np.ndarray:
         """The graph's raw output ([..., H, W] logits or probabilities) as probabilities, float32 [H, W]."""
         values = np.asarray(raw, dtype=np.float32).reshape(raw.shape[-2:])
-        if self.spec.output == "logits":
+        if self.contract.output == "logits":
             # sigmoid via tanh: never overflows for large negative logits. No min-max stretch, so an
             # image with no subject keeps a near-empty mask.
             probabilities: np.ndarray = 0.5 * (np.tanh(values * 0.5) + 1.0)

@@ -1,5 +1,12 @@
 """Getting the model file: a plain local path, or a verified download from the Hugging Face Hub.
 
+One order for every entry point (the functions, the command line, the Python API, the local
+server): `MODEL_PATH` as is; else the hub file from the local cache (or its local bake), with no
+request at all; else a download — unless offline, and only once a short probe
+(handler.core.hub_probe) has found the hub reachable, so a machine without it gets an answer in
+seconds rather than after the hub client's ~24 s of retries. The local tools add a fallback model
+on top (handler.core.model_choice); the functions never do.
+
 At request time nothing is downloaded when the model was baked in: with `MODEL_OFFLINE=1` (or the
 hub's own `HF_HUB_OFFLINE=1`) a missing file is an immediate, clear error instead of a network
 wait inside a 29-second API budget.
@@ -16,7 +23,8 @@ from huggingface_hub import constants as hub_constants
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
-from handler.core.errors import ModelUnavailable
+from handler.core.errors import HubUnreachable, ModelUnavailable
+from handler.core.hub_probe import PROBE_TIMEOUT_S, hub_reachable
 from handler.core.settings import ModelSettings
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -26,17 +34,38 @@ MANIFEST = "model.json"
 
 
 def resolve_model_path(settings: ModelSettings) -> Path:
-    """The local model file: `MODEL_PATH` as is, else the hub file from the cache (downloading it
-    only when not offline) — or its local bake, when `python -m handler download` made one."""
+    """The local model file: `MODEL_PATH` as is; else the hub file from the cache, or its local bake
+    when `python -m handler download` made one; else the hub file downloaded, when allowed and reachable."""
     if settings.path is not None:
         if not settings.path.is_file():
             raise ModelUnavailable(f"MODEL_PATH {settings.path} does not exist or is not a file")
         return settings.path
-    path = _fetch(settings, local_files_only=settings.offline)
+    path = _cached(settings) or _fetch(settings, local_files_only=not _may_download(settings))
     folder = local_bake_dir(settings, path)
     if folder is not None and (folder / LOCAL_BAKED_MODEL).is_file():
         return folder / LOCAL_BAKED_MODEL
     return path
+
+
+def _cached(settings: ModelSettings) -> Path | None:
+    try:
+        return _fetch(settings, local_files_only=True)
+    except ModelUnavailable:
+        return None
+
+
+def _may_download(settings: ModelSettings) -> bool:
+    """False when offline; raises HubUnreachable when the probe finds no hub to download from."""
+    if settings.offline or hub_constants.is_offline_mode():
+        return False
+    endpoint = settings.hub_endpoint or hub_constants.ENDPOINT
+    if not hub_reachable(endpoint):
+        raise HubUnreachable(
+            f"the hub {endpoint} is not reachable (no connection within {PROBE_TIMEOUT_S:g} s) and {settings.name} "
+            "is not in the local cache; set MODEL_PATH to a local ONNX file, or run `python -m handler download` "
+            "where the hub is reachable"
+        )
+    return True
 
 
 # The bake's file name (handler.core.bake.BAKED_MODEL; bake imports this module, not the other way).
@@ -64,7 +93,15 @@ def download_model(settings: ModelSettings) -> Path:
         path = resolve_model_path(settings)
         verify_checksum(path, settings.sha256)
         return path
-    path = _fetch(settings, local_files_only=False)
+    try:
+        online = _may_download(settings)
+    except HubUnreachable:
+        # A build step or `python -m handler download` without the hub: a cached copy still verifies.
+        if (cached := _cached(settings)) is None:
+            raise
+        path = cached
+    else:
+        path = _fetch(settings, local_files_only=not online)
     try:
         verify_checksum(path, settings.sha256)
     except ModelUnavailable:
@@ -143,13 +180,21 @@ def model_sha256(path: Path) -> str:
 
 
 def _manifest_sha256(path: Path) -> str | None:
+    manifest = manifest_for(path)
+    digest = None if manifest is None else manifest.get("sha256")
+    return digest if isinstance(digest, str) and _SHA256_HEX.match(digest) else None
+
+
+def manifest_for(path: Path) -> dict[str, object] | None:
+    """The bake manifest beside `path` when it describes this very file (its name and size), else None."""
     try:
         manifest = json.loads((path.parent / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(manifest, dict) or manifest.get("file") != path.name:
         return None
-    digest, size = manifest.get("sha256"), manifest.get("size")
-    if not isinstance(digest, str) or not _SHA256_HEX.match(digest) or size != path.stat().st_size:
+    try:
+        size = path.stat().st_size
+    except OSError:
         return None
-    return digest
+    return manifest if manifest.get("size") == size else None

@@ -7,7 +7,7 @@ settings (outputs, S3) are handler.aws.settings.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +23,8 @@ DEFAULT_MODEL_REPO = "onnx-community/BiRefNet_lite-ONNX"
 DEFAULT_MODEL_FILE = "onnx/model.onnx"
 DEFAULT_MODEL_REVISION = "main"
 
-# ImageNet statistics: BiRefNet (and U-2-Net) were trained on inputs normalised with these.
+# ImageNet statistics: BiRefNet (and U-2-Net) were trained on inputs normalised with these; the
+# normalisation of a model that says nothing else.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -45,20 +46,22 @@ DEFAULT_MAX_INPUT_FRAMES = 1000
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model expects and returns; BiRefNet's contract is the default.
+    """What a model expects and returns, as set explicitly; None: the model says (handler.core.model_contract).
 
-    `input_size` overrides the graph's size only where the graph leaves it dynamic.
+    A model describes itself: its graph says whether it returns logits or probabilities and its
+    input size, and a baked model's manifest carries those and the normalisation it was baked
+    with. A value set here overrides that; `input_size` only where the graph leaves it dynamic.
     """
 
-    output: ModelOutput = "logits"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    output: ModelOutput | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
     input_size: int | None = None
 
     def __post_init__(self) -> None:
-        if self.output not in MODEL_OUTPUTS:
+        if self.output is not None and self.output not in MODEL_OUTPUTS:
             raise ConfigurationError(f"MODEL_OUTPUT must be 'logits' or 'probabilities', got {self.output!r}")
-        if any(value <= 0 for value in self.std):
+        if self.std is not None and any(value <= 0 for value in self.std):
             raise ConfigurationError(f"MODEL_STD must be positive, got {self.std}")
 
 
@@ -98,11 +101,28 @@ class ModelSettings:
             hub_endpoint=env.raw("HF_ENDPOINT"),
             threads=env.positive_int("MODEL_THREADS", available_cpus(environ)),
             spec=ModelSpec(
-                output=env.choice("MODEL_OUTPUT", MODEL_OUTPUTS, "logits"),
-                mean=_rgb(env.numbers("MODEL_MEAN", 3, IMAGENET_MEAN)),
-                std=_rgb(env.numbers("MODEL_STD", 3, IMAGENET_STD)),
+                output=env.choice("MODEL_OUTPUT", MODEL_OUTPUTS, None),
+                mean=_rgb(env.numbers("MODEL_MEAN", 3, None)),
+                std=_rgb(env.numbers("MODEL_STD", 3, None)),
                 input_size=env.positive_int("MODEL_INPUT_SIZE", None),
             ),
+        )
+
+    def naming(
+        self, *, path: Path | None = None, repo: str | None = None, file: str | None = None, revision: str | None = None
+    ) -> ModelSettings:
+        """These settings with another model named (None: keep). Naming a hub repo, file or revision
+        drops a MODEL_PATH from the environment, which would otherwise win over them."""
+        if path is not None:
+            return replace(self, path=path)
+        if repo is None and file is None and revision is None:
+            return self
+        return replace(
+            self,
+            path=None,
+            repo=repo if repo is not None else self.repo,
+            file=file if file is not None else self.file,
+            revision=revision if revision is not None else self.revision,
         )
 
     @property
@@ -131,7 +151,9 @@ class ImageLimits:
         )
 
 
-def _rgb(values: tuple[float, ...]) -> tuple[float, float, float]:
+def _rgb(values: tuple[float, ...] | None) -> tuple[float, float, float] | None:
+    if values is None:
+        return None
     red, green, blue = values  # Environment.numbers gave exactly three
     return red, green, blue
 

@@ -141,14 +141,9 @@ def _fail(message: str) -> int:
 
 
 def _model_settings(args: argparse.Namespace) -> ModelSettings:
-    settings = ModelSettings.from_env()
-    overrides = {
-        "path": args.model_path,
-        "repo": args.repo,
-        "file": args.model_file,
-        "revision": args.revision,
-    }
-    return dataclasses.replace(settings, **{key: value for key, value in overrides.items() if value is not None})
+    return ModelSettings.from_env().naming(
+        path=args.model_path, repo=args.repo, file=args.model_file, revision=args.revision
+    )
 
 
 def _run_download(args: argparse.Namespace) -> int:
@@ -203,7 +198,7 @@ def _bake_for_local_runs(settings: ModelSettings, path: Path) -> None:
 
 def _run_images(args: argparse.Namespace) -> int:
     # Imported here so `--help` and `download` stay fast and do not load onnxruntime.
-    from handler.core.background import load_model
+    from handler.core.background import load_local_model
     from handler.core.options import RenderOptions
     from handler.core.render import process
 
@@ -212,7 +207,7 @@ def _run_images(args: argparse.Namespace) -> int:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 1
     try:
-        model = load_model(_model_settings(args))
+        model = load_local_model(_model_settings(args))
         model.size_for(args.resolution)  # a fixed-size model refuses another resolution once, not per image
     except BackgroundRemovalError as error:
         return _fail(error.message)

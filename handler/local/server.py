@@ -124,7 +124,8 @@ class LocalServer:
         try:
             self._start_s3()
             self._configure_environment()
-            self._bind_http()  # before loading the model: a busy port fails at once
+            self._bind_http()  # before choosing (maybe downloading) the model: a busy port fails at once
+            self._configure_model()
             self._load_function()
             self._start_http()
             self.poller = UploadPoller(
@@ -263,6 +264,9 @@ class LocalServer:
         }
         self._environment.apply(settings)
         self.input_prefix = os.environ.get("INPUT_PREFIX", "")
+
+    def _configure_model(self) -> None:
+        self._choose_model()
         if self._model_is_present():
             # Never block a request on a download: the file is on disk already.
             self._environment.apply({"HF_HUB_OFFLINE": "1"})
@@ -274,6 +278,19 @@ class LocalServer:
             from handler.aws import runtime
 
             runtime.reset()
+
+    def _choose_model(self) -> None:
+        """The local tools' model choice (handler.core.model_choice): the named model, or the fallback,
+        which the function then gets as its MODEL_PATH, as a deployment of that model would."""
+        from handler.core.model_choice import local_model_settings
+        from handler.core.settings import ModelSettings
+
+        named = ModelSettings.from_env()
+        chosen = local_model_settings(named)
+        if chosen.path is not None and chosen.path != named.path:
+            # The fallback describes itself: settings made for the default model must not reach it.
+            unset = dict.fromkeys(("MODEL_OUTPUT", "MODEL_INPUT_SIZE", "MODEL_MEAN", "MODEL_STD"))
+            self._environment.apply({**unset, "MODEL_PATH": str(chosen.path)})
 
     @staticmethod
     def _model_is_present() -> bool:

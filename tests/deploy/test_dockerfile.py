@@ -76,6 +76,19 @@ def test_bake_requirements_pin_onnx_as_pyproject_does_and_stay_out_of_the_image(
     assert "/tmp/bake-deps" not in " ".join(_arguments("ENV"))
 
 
-@pytest.mark.parametrize("argument", ["MODEL_REPO", "MODEL_FILE", "MODEL_REVISION", "MODEL_SHA256"])
+@pytest.mark.parametrize(
+    "argument",
+    [
+        "MODEL_REPO",
+        "MODEL_FILE",
+        "MODEL_REVISION",
+        "MODEL_SHA256",
+        # The contract, for a model whose graph cannot say it: recorded in model.json by the bake.
+        "MODEL_OUTPUT",
+        "MODEL_MEAN",
+        "MODEL_STD",
+        "MODEL_INPUT_SIZE",
+    ],
+)
 def test_model_source_is_a_build_argument(argument: str) -> None:
     assert any(args.startswith(f"{argument}=") for args in _arguments("ARG"))

@@ -76,6 +76,9 @@ def test_the_model_is_baked_from_the_hub(build: Image | BuildError, hub: FakeHub
         "GET",
         f"/{_default('MODEL_REPO')}/resolve/{_default('MODEL_REVISION')}/{_default('MODEL_FILE')}",
     ) in hub.requests
+    # The model's contract travels with it (handler.core.model_contract): BiRefNet's logits, read
+    # from its graph in the build step, so the functions need no MODEL_OUTPUT of their own.
+    assert manifest["contract"]["output"] == "logits" and manifest["contract"]["bounded_by"] is None
 
 
 def test_the_build_leaves_nothing_in_tmp_or_home(build: Image | BuildError) -> None:

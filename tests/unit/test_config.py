@@ -28,7 +28,8 @@ def test_defaults_name_birefnet_lite_with_imagenet_logits() -> None:
     # GIVEN an empty environment WHEN parsed
     settings = ModelSettings.from_env({})
 
-    # THEN the default BiRefNet-lite export is named, online, and its contract is the default one
+    # THEN the default BiRefNet-lite export is named, online, and nothing is said of its contract:
+    # the model describes itself (tests/model/test_self_description.py)
     assert settings.path is None
     assert (settings.repo, settings.file, settings.revision) == (
         DEFAULT_MODEL_REPO,
@@ -40,9 +41,7 @@ def test_defaults_name_birefnet_lite_with_imagenet_logits() -> None:
     assert settings.cache_dir is None and settings.sha256 is None and settings.hub_endpoint is None
     assert settings.offline is False
     assert settings.threads == available_cpus({}) >= 1
-    assert settings.spec == ModelSpec(
-        output="logits", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), input_size=None
-    )
+    assert settings.spec == ModelSpec(output=None, mean=None, std=None, input_size=None)
     assert settings.name == "onnx-community/BiRefNet_lite-ONNX/onnx/model.onnx@main"
 
 
