@@ -17,7 +17,6 @@ moto comes with the test extras (`pip install -e '.[test]'`), which `make demo` 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
@@ -29,6 +28,7 @@ from typing import Any
 
 from handler.local.api_gateway import DEFAULT_HOST
 from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, REGION, LocalLambdaContext
+from handler.local.embedded_s3 import EmbeddedS3, function_environment, model_is_present
 from handler.local.environment import FunctionEnvironment
 from handler.local.http_server import RequestHandler
 from handler.local.upload_trigger import POLL_INTERVAL_SECONDS, UploadPoller
@@ -38,15 +38,6 @@ INPUT_BUCKET = "local-uploads"
 OUTPUT_BUCKET = "local-results"
 # Entry point calls running at once, API and upload poller together (see LocalServer.__init__).
 INVOCATION_CONCURRENCY = 1
-
-# Dummy credentials: the embedded S3 accepts any, and real ones must never reach it.
-_LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
-}
-# Shared AWS settings that would send the local run elsewhere or fail without real AWS.
-_REMOVED_AWS_SETTINGS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +72,7 @@ class LocalServer:
         self.s3_endpoint = ""
         self.input_prefix = ""
         self.model_name = ""
-        self._moto: Any = None
+        self._s3 = EmbeddedS3(s3_port)
         self._httpd: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self.poller: UploadPoller | None = None
@@ -140,25 +131,12 @@ class LocalServer:
                 self._http_thread = None
             self._httpd.server_close()
             self._httpd = None
-        if self._moto is not None:
-            self._moto.stop()
-            wsgi = getattr(self._moto, "_server", None)  # moto's stop() leaves its socket open
-            if wsgi is not None:
-                wsgi.server_close()
-            self._moto = None
+        self._s3.stop()
         self._restore_environment()
 
     def s3_client(self) -> Any:
         """A boto3 client for the embedded S3."""
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint,
-            region_name=REGION,
-            aws_access_key_id=_LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=_LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        return self._s3.client()
 
     def invoke_api(self, event: dict[str, Any]) -> dict[str, Any]:
         assert self._api_handler is not None, "start() first"
@@ -211,46 +189,18 @@ class LocalServer:
     # -- start-up --------------------------------------------------------------------------
 
     def _start_s3(self) -> None:
-        try:
-            from moto.server import ThreadedMotoServer
-        except ImportError as error:
-            raise RuntimeError(
-                "the local run needs moto's S3 server: pip install -e '.[test]' (make demo does it)"
-            ) from error
-        # werkzeug logs every request at INFO; the poller lists the bucket every second.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.s3_port, verbose=False)
-        self._moto.start()
-        host, port = self._moto.get_host_and_port()
-        self.s3_endpoint = f"http://{host}:{port}"
-        client = self.s3_client()
-        for bucket in (self.input_bucket, self.output_bucket):
-            # moto keeps its state per process: a second local server finds its buckets there.
-            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-                client.create_bucket(Bucket=bucket)
+        self.s3_endpoint = self._s3.start()
+        self._s3.create_buckets(self.input_bucket, self.output_bucket)
 
     def _configure_environment(self) -> None:
         """The function's environment, as template.yaml sets it, pointed at the embedded S3.
 
         Set before the entry points are imported: they read it once, at import (Lambda's init)."""
-        settings: dict[str, str | None] = {
-            **dict.fromkeys(_REMOVED_AWS_SETTINGS),
-            **_LOCAL_CREDENTIALS,
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "INPUT_BUCKET": self.input_bucket,
-            "OUTPUT_BUCKET": self.output_bucket,
-            "SOURCE_BUCKETS": self.input_bucket,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME", "background-remover"),
-            # EMF metrics are JSON documents on stdout, for CloudWatch; locally they only bury the logs.
-            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
-            **self._extra_env,
-        }
-        self._environment.apply(settings)
+        self._environment.apply(
+            {**function_environment(self.s3_endpoint, self.input_bucket, self.output_bucket), **self._extra_env}
+        )
         self.input_prefix = os.environ.get("INPUT_PREFIX", "")
-        if self._model_is_present():
+        if model_is_present():
             # Never block a request on a download: the file is on disk already.
             self._environment.apply({"HF_HUB_OFFLINE": "1"})
 
@@ -261,20 +211,6 @@ class LocalServer:
             from handler.aws import runtime
 
             runtime.reset()
-
-    @staticmethod
-    def _model_is_present() -> bool:
-        import dataclasses
-
-        from handler.core.errors import BackgroundRemovalError
-        from handler.core.model_store import resolve_model_path
-        from handler.core.settings import ModelSettings
-
-        try:
-            resolve_model_path(dataclasses.replace(ModelSettings.from_env(), offline=True))
-        except BackgroundRemovalError:
-            return False
-        return True
 
     def _load_function(self) -> None:
         """Import the entry points with the environment in place; loading the model happens here,
