@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run it against an embedded S3 (as serve does) holding the buckets the event names, a sample photo "
         "under each key it names, and the output bucket",
     )
+    invoke.add_argument(
+        "--outputs", type=Path, metavar="FOLDER", help="with --local: copy what the function stored to this folder"
+    )
     invoke.set_defaults(run=_run_invoke)
 
     serve = commands.add_parser(
@@ -96,7 +99,9 @@ def _program() -> str:
 def _run_invoke(args: argparse.Namespace) -> int:
     from handler.local.invoke import run_invoke
 
-    return run_invoke(args.event, args.body_output, local=args.local, fail=_fail)
+    if args.outputs is not None and not args.local:
+        return _usage("--outputs copies the embedded S3's output bucket: it goes with --local")
+    return run_invoke(args.event, args.body_output, local=args.local, fail=_fail, outputs=args.outputs)
 
 
 def _run_serve(args: argparse.Namespace) -> int:

@@ -32,7 +32,16 @@ from handler.local.server import OUTPUT_BUCKET as LOCAL_OUTPUT_BUCKET
 _LOCAL_HINT = "; `invoke --local` runs the event against an embedded S3 holding its objects"
 
 
-def run_invoke(event_file: Path, body_output: Path | None, *, local: bool, fail: Callable[[str], int]) -> int:
+def run_invoke(
+    event_file: Path,
+    body_output: Path | None,
+    *,
+    local: bool,
+    fail: Callable[[str], int],
+    outputs: Path | None = None,
+) -> int:
+    """Print the entry point's response to the event in `event_file`; `outputs` (with `local`) gets
+    a copy of what the function wrote to the output bucket, which goes when the embedded S3 does."""
     try:
         event = json.loads(event_file.read_text())
     except (OSError, ValueError) as error:
@@ -42,13 +51,15 @@ def run_invoke(event_file: Path, body_output: Path | None, *, local: bool, fail:
     # Logs and EMF metrics go to stderr here, so stdout is only the response.
     with contextlib.redirect_stdout(sys.stderr):
         try:
-            with _local_deployment(event, api) if local else contextlib.nullcontext():
+            with _local_deployment(event, api) if local else contextlib.nullcontext() as deployment:
                 context = LocalLambdaContext(
                     function_name="api" if api else "jobs",
                     timeout_seconds=API_TIMEOUT_SECONDS if api else JOBS_TIMEOUT_SECONDS,
                 )
                 module = importlib.import_module("handler.api" if api else "handler.jobs")
                 response = module.lambda_handler(event, context)
+                if deployment is not None and outputs is not None:
+                    deployment.copy_outputs(outputs)
         except BackgroundRemovalError as error:
             return fail(f"{error.code}: {error.message}{hint}")
         except Exception as error:  # Powertools' error for an SQS batch whose every message failed; others re-raised
@@ -80,8 +91,27 @@ def _first_batch_failure(error: Exception) -> BackgroundRemovalError | None:
     return None
 
 
+class _Deployment:
+    def __init__(self, s3: EmbeddedS3, output_bucket: str) -> None:
+        self.s3 = s3
+        self.output_bucket = output_bucket
+
+    def copy_outputs(self, folder: Path) -> None:
+        """Every object in the output bucket, as a file under `folder` at its key."""
+        client = self.s3.client()
+        root = folder.resolve()
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.output_bucket):
+            for item in page.get("Contents", []):
+                target = (root / item["Key"]).resolve()
+                if root not in target.parents:  # the function never writes such keys; a file outside is never made
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(client.get_object(Bucket=self.output_bucket, Key=item["Key"])["Body"].read())
+                print(f"invoke --local: s3://{self.output_bucket}/{item['Key']} -> {target}", file=sys.stderr)
+
+
 @contextlib.contextmanager
-def _local_deployment(event: Mapping[str, Any], api: bool) -> Iterator[None]:
+def _local_deployment(event: Mapping[str, Any], api: bool) -> Iterator[_Deployment]:
     """The embedded S3 with the event's objects in place, and the function's environment, for one call."""
     s3 = EmbeddedS3()
     environment = FunctionEnvironment()
@@ -99,7 +129,7 @@ def _local_deployment(event: Mapping[str, Any], api: bool) -> Iterator[None]:
         if model_is_present():
             environment.apply({"HF_HUB_OFFLINE": "1"})
         _store_samples(s3, objects, (*buckets, output_bucket))
-        yield
+        yield _Deployment(s3, output_bucket)
     finally:
         environment.restore()
         s3.stop()
