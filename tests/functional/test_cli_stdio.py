@@ -10,7 +10,6 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -29,15 +28,22 @@ def run(tmp_path: Path, graph_file: GraphFile) -> Run:
     """The command line with bytes in and out: `run(*args, stdin=..., stdout=...)`."""
     env = child_env(graph_file(red_graph()))
 
-    def call(*args: str, program: tuple[str, ...] = (sys.executable, "-m", "handler"), **streams: object) -> Any:
+    def call(
+        *args: str,
+        program: tuple[str, ...] = (sys.executable, "-m", "handler"),
+        input: bytes | None = None,  # noqa: A002 - subprocess.run's own name for it
+        stdout: int = subprocess.PIPE,
+        stderr: int = subprocess.PIPE,
+    ) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
             [*program, *args],
             cwd=tmp_path,
             env=env,
-            capture_output="stdout" not in streams,
+            input=input,
+            stdout=stdout,
+            stderr=stderr,
             timeout=CHILD_TIMEOUT_S,
             check=False,
-            **streams,
         )
 
     return call

@@ -50,7 +50,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def stored_images(folder: Path) -> dict[str, tuple[str, str]]:
+def stored_images(folder: Path) -> dict[str, tuple[str | None, str]]:
     """(format, mode) of every file under `folder`, by its path relative to it."""
     found = {}
     for path in sorted(folder.rglob("*")):
