@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
-from handler.core.errors import BackgroundRemovalError
-from handler.core.formats import TRANSPARENT_FORMATS, OutputFormat, format_named
-from handler.core.settings import RESOLUTIONS, ImageLimits, ModelSettings
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}
+from handler.core.errors import BackgroundRemovalError, InvalidParameter
+from handler.core.settings import ImageLimits, ModelSettings, OutputKind
+from handler.local.cli_options import add_render_flags, flag_error, render_options
+from handler.local.cli_plan import STDIO, UsageError, plan
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,7 +22,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m handler", description="Background removal with BiRefNet.")
+    parser = argparse.ArgumentParser(prog=_program(), description="Background removal with BiRefNet.")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     model_options = argparse.ArgumentParser(add_help=False)
@@ -33,37 +32,27 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument("--model-file", help="file inside the repo, e.g. onnx/model_fp16.onnx")
     group.add_argument("--revision", help="branch, tag or commit of the repo")
 
-    for name, kind in (("remove", "cutout"), ("mask", "mask")):
+    kinds: tuple[tuple[str, OutputKind], ...] = (("remove", "cutout"), ("mask", "mask"))
+    for name, kind in kinds:
         command = commands.add_parser(name, parents=[model_options], help=f"write the {kind} of each input")
-        command.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders")
+        command.add_argument(
+            "inputs", nargs="+", type=Path, metavar="INPUT", help="image files or folders; - reads one from stdin"
+        )
         command.add_argument(
             "-o",
             "--output",
             type=Path,
             default=Path(f"{kind}s"),
-            help=f"output folder (default ./{kind}s), or a file name for a single input",
+            help=f"output folder (default ./{kind}s); or, for a single input, a file name (out.png) or - for stdout",
         )
-        command.add_argument("--format", choices=TRANSPARENT_FORMATS, default=None, help="output format (default png)")
-        command.add_argument(
-            "--resolution",
-            type=int,
-            choices=RESOLUTIONS,
-            default=None,
-            help="model input size for exports with a dynamic input: smaller is faster, coarser (default MODEL_INPUT_SIZE)",
-        )
+        add_render_flags(command, kind)
         if kind == "cutout":
             command.add_argument(
-                "--keep-metadata",
+                "--mask",
                 action="store_true",
-                help="copy the input's EXIF (incl. GPS) and XMP to the cutout; off by default",
+                help="also write the mask beside each cutout (NAME-mask.EXT), from the same inference",
             )
-            command.add_argument(
-                "--refine",
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help="estimate the foreground colour of semi-transparent edge pixels (default: on)",
-            )
-        command.set_defaults(run=_run_images, kind=kind, refine=None, keep_metadata=False)
+        command.set_defaults(run=_run_images, kind=kind, mask=False)
 
     download = commands.add_parser("download", parents=[model_options], help="fetch and verify the model (build step)")
     download.add_argument(
@@ -80,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     invoke.add_argument("event", type=Path, metavar="EVENT_FILE", help="a JSON event, e.g. events/s3_put.json")
     invoke.add_argument("--body-output", type=Path, help="also write an API response's decoded body to this file")
+    invoke.add_argument(
+        "--local",
+        action="store_true",
+        help="run it against an embedded S3 (as serve does) holding the buckets the event names, a sample photo "
+        "under each key it names, and the output bucket",
+    )
+    invoke.add_argument(
+        "--outputs", type=Path, metavar="FOLDER", help="with --local: copy what the function stored to this folder"
+    )
     invoke.set_defaults(run=_run_invoke)
 
     serve = commands.add_parser(
@@ -92,33 +90,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _program() -> str:
+    """What the user typed: `bgremove` (the console script) or `python -m handler`."""
+    name = Path(sys.argv[0]).name
+    return "python -m handler" if name in ("__main__.py", "") or name.startswith("-") else name
+
+
 def _run_invoke(args: argparse.Namespace) -> int:
-    """The no-Docker counterpart of `sam local invoke`: same entry points, same event files."""
-    import base64
-    import contextlib
-    import importlib
-    import json
+    from handler.local.invoke import run_invoke
 
-    from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, LocalLambdaContext
-
-    try:
-        event = json.loads(args.event.read_text())
-    except (OSError, ValueError) as error:
-        return _fail(f"cannot read the event {args.event}: {error}")
-    is_api = isinstance(event, dict) and ("httpMethod" in event or "http" in event.get("requestContext", {}))
-    context = LocalLambdaContext(
-        function_name="api" if is_api else "jobs",
-        timeout_seconds=API_TIMEOUT_SECONDS if is_api else JOBS_TIMEOUT_SECONDS,
-    )
-    # Logs and EMF metrics go to stderr here, so stdout is only the response (pipe it to jq).
-    with contextlib.redirect_stdout(sys.stderr):
-        module = importlib.import_module("handler.api" if is_api else "handler.jobs")
-        response = module.lambda_handler(event, context)
-    print(json.dumps(response, indent=2))
-    if args.body_output is not None and isinstance(response, dict) and "body" in response:
-        body = response["body"]
-        args.body_output.write_bytes(base64.b64decode(body) if response.get("isBase64Encoded") else body.encode())
-    return 0
+    if args.outputs is not None and not args.local:
+        return _usage("--outputs copies the embedded S3's output bucket: it goes with --local")
+    return run_invoke(args.event, args.body_output, local=args.local, fail=_fail, outputs=args.outputs)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
@@ -199,59 +182,63 @@ def _bake_for_local_runs(settings: ModelSettings, path: Path) -> None:
 def _run_images(args: argparse.Namespace) -> int:
     # Imported here so `--help` and `download` stay fast and do not load onnxruntime.
     from handler.core.background import load_local_model
-    from handler.core.options import RenderOptions
     from handler.core.render import process
 
-    jobs = list(_plan(args.inputs, args.output, args.format))
+    kinds: list[OutputKind] = [args.kind, "mask"] if args.mask else [args.kind]
+    try:
+        options = render_options(args, args.kind)
+        jobs = plan(args.inputs, args.output, options.format if args.format is not None else None, kinds)
+        for fmt in {job.format for job in jobs}:
+            dataclasses.replace(options, format=fmt).check_for(args.kind)
+        if any(STDIO in job.targets.values() for job in jobs) and sys.stdout.isatty():
+            raise UsageError(
+                "refusing to write a binary image to a terminal: redirect stdout (> out.png) or give -o FILE"
+            )
+        if STDIO in args.inputs and sys.stdin.isatty():
+            raise UsageError("- reads an image from stdin, which is a terminal: pipe one in (< photo.jpg)")
+    except InvalidParameter as error:
+        return _usage(flag_error(error).message)
+    except UsageError as error:
+        return _usage(str(error))
     if not jobs:
         print("error: no image files found in the inputs", file=sys.stderr)
         return 1
     try:
         model = load_local_model(_model_settings(args))
-        model.size_for(args.resolution)  # a fixed-size model refuses another resolution once, not per image
+        model.size_for(options.resolution)  # a fixed-size model refuses another resolution once, not per image
     except BackgroundRemovalError as error:
         return _fail(error.message)
     limits = ImageLimits.from_env()
     failures = 0
-    for source, target, fmt in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
-        options = RenderOptions(
-            format=fmt, keep_metadata=args.keep_metadata, resolution=args.resolution, refine=args.refine
-        )
+    for job in tqdm(jobs, unit="image", disable=len(jobs) < 2 or None, file=sys.stderr):
         try:
-            result = process(source, [args.kind], options, model, limits)
+            source = sys.stdin.buffer.read() if job.source == STDIO else job.source
+            result = process(source, kinds, dataclasses.replace(options, format=job.format), model, limits)
         except BackgroundRemovalError as error:
             failures += 1
-            tqdm.write(f"error: {source}: {' '.join(error.message.split())}", file=sys.stderr)
+            tqdm.write(f"error: {job.name}: {' '.join(error.message.split())}", file=sys.stderr)
             continue
         except OSError as error:  # gone or unreadable since the inputs were listed
             failures += 1
-            tqdm.write(f"error: {source}: {error.strerror or error}", file=sys.stderr)
+            tqdm.write(f"error: {job.name}: {error.strerror or error}", file=sys.stderr)
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(result.outputs[args.kind].data)
-        if len(jobs) < 2:
-            print(target)
+        for kind, target in job.targets.items():
+            _write(result.outputs[kind].data, target, announce=len(jobs) < 2)
     return 1 if failures else 0
 
 
-def _plan(inputs: list[Path], output: Path, fmt: OutputFormat | None) -> Iterator[tuple[Path, Path, OutputFormat]]:
-    """(source, target, format) per image. Folders are walked and their structure kept under OUTPUT."""
-    named = format_named(output.suffix) if output.suffix else None
-    if len(inputs) == 1 and not inputs[0].is_dir() and named is not None:
-        if fmt is not None and fmt != named:
-            raise SystemExit(f"error: --format {fmt} does not match the output name {output}")
-        yield inputs[0], output, named
+def _write(data: bytes, target: Path, *, announce: bool) -> None:
+    if target == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
         return
-    fmt = fmt or "png"
-    destination = output.resolve()
-    for item in inputs:
-        if item.is_dir():
-            for source in sorted(item.rglob("*")):
-                # Never take a previous run's outputs (an output folder inside the input) as inputs.
-                if destination in source.resolve().parents:
-                    continue
-                if source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES:
-                    yield source, (output / source.relative_to(item)).with_suffix(f".{fmt}"), fmt
-        else:
-            # An explicit file is always attempted: a missing or unreadable one gets its own error line.
-            yield item, output / f"{item.stem}.{fmt}", fmt
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    if announce:
+        print(target)
+
+
+def _usage(message: str) -> int:
+    """Arguments that cannot work: one line, and argparse's status for a usage error."""
+    _fail(message)
+    return 2

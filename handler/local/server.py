@@ -18,7 +18,6 @@ moto comes with the test extras (`pip install -e '.[test]'`), which `make demo` 
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import logging
 import os
@@ -30,9 +29,9 @@ from typing import Any
 
 from handler.local.api_gateway import DEFAULT_HOST
 from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, REGION, LocalLambdaContext
+from handler.local.embedded_s3 import EmbeddedS3, function_environment, model_is_present
 from handler.local.environment import FunctionEnvironment
 from handler.local.http_server import RequestHandler
-from handler.local.post_policy import LocalS3Server
 from handler.local.upload_trigger import POLL_INTERVAL_SECONDS, UploadPoller
 
 DEFAULT_PORT = 3000
@@ -40,15 +39,6 @@ INPUT_BUCKET = "local-uploads"
 OUTPUT_BUCKET = "local-results"
 # Entry point calls running at once, API and upload poller together (see LocalServer.__init__).
 INVOCATION_CONCURRENCY = 1
-
-# Dummy credentials: the embedded S3 accepts any, and real ones must never reach it.
-_LOCAL_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_SESSION_TOKEN": "local",
-}
-# Shared AWS settings that would send the local run elsewhere or fail without real AWS.
-_REMOVED_AWS_SETTINGS = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +82,7 @@ class LocalServer:
         self.s3_endpoint = ""
         self.input_prefix = ""
         self.model_name = ""
-        self._moto: LocalS3Server | None = None
+        self._s3 = EmbeddedS3(s3_port)
         self._httpd: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self.poller: UploadPoller | None = None
@@ -152,22 +142,12 @@ class LocalServer:
                 self._http_thread = None
             self._httpd.server_close()
             self._httpd = None
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
+        self._s3.stop()
         self._restore_environment()
 
     def s3_client(self) -> Any:
         """A boto3 client for the embedded S3."""
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint,
-            region_name=REGION,
-            aws_access_key_id=_LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=_LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        )
+        return self._s3.client()
 
     def invoke_api(self, event: dict[str, Any]) -> dict[str, Any]:
         assert self._api_handler is not None, "start() first"
@@ -221,23 +201,9 @@ class LocalServer:
     # -- start-up --------------------------------------------------------------------------
 
     def _start_s3(self) -> None:
-        try:
-            import moto.server  # noqa: F401 - only to tell a missing moto apart
-        except ImportError as error:
-            raise RuntimeError(
-                "the local run needs moto's S3 server: pip install -e '.[test]' (make demo does it)"
-            ) from error
-        # werkzeug logs every request at INFO; the poller lists the bucket every second.
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        secrets = {_LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: _LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
-        self._moto = LocalS3Server("127.0.0.1", self.s3_port, secrets)
-        self._moto.start()
-        self.s3_endpoint = self._moto.endpoint
-        client = self.s3_client()
-        for bucket in (self.input_bucket, self.output_bucket):
-            # moto keeps its state per process: a second local server finds its buckets there.
-            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
-                client.create_bucket(Bucket=bucket)
+        self.s3_endpoint = self._s3.start()
+        self._s3.create_buckets(self.input_bucket, self.output_bucket)
+        client = self._s3.client()
         # The web page uploads to the input bucket (POST /uploads' presigned form) and fetches
         # results from the output bucket, from another origin than the embedded S3's.
         client.put_bucket_cors(Bucket=self.input_bucket, CORSConfiguration=_cors("POST"))
@@ -247,27 +213,14 @@ class LocalServer:
         """The function's environment, as template.yaml sets it, pointed at the embedded S3.
 
         Set before the entry points are imported: they read it once, at import (Lambda's init)."""
-        settings: dict[str, str | None] = {
-            **dict.fromkeys(_REMOVED_AWS_SETTINGS),
-            **_LOCAL_CREDENTIALS,
-            "AWS_ENDPOINT_URL_S3": self.s3_endpoint,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "INPUT_BUCKET": self.input_bucket,
-            "OUTPUT_BUCKET": self.output_bucket,
-            "SOURCE_BUCKETS": self.input_bucket,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME", "background-remover"),
-            # EMF metrics are JSON documents on stdout, for CloudWatch; locally they only bury the logs.
-            "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
-            **self._extra_env,
-        }
-        self._environment.apply(settings)
+        self._environment.apply(
+            {**function_environment(self.s3_endpoint, self.input_bucket, self.output_bucket), **self._extra_env}
+        )
         self.input_prefix = os.environ.get("INPUT_PREFIX", "")
 
     def _configure_model(self) -> None:
         self._choose_model()
-        if self._model_is_present():
+        if model_is_present():
             # Never block a request on a download: the file is on disk already.
             self._environment.apply({"HF_HUB_OFFLINE": "1"})
 
@@ -291,20 +244,6 @@ class LocalServer:
             # The fallback describes itself: settings made for the default model must not reach it.
             unset = dict.fromkeys(("MODEL_OUTPUT", "MODEL_INPUT_SIZE", "MODEL_MEAN", "MODEL_STD"))
             self._environment.apply({**unset, "MODEL_PATH": str(chosen.path)})
-
-    @staticmethod
-    def _model_is_present() -> bool:
-        import dataclasses
-
-        from handler.core.errors import BackgroundRemovalError
-        from handler.core.model_store import resolve_model_path
-        from handler.core.settings import ModelSettings
-
-        try:
-            resolve_model_path(dataclasses.replace(ModelSettings.from_env(), offline=True))
-        except BackgroundRemovalError:
-            return False
-        return True
 
     def _load_function(self) -> None:
         """Import the entry points with the environment in place; loading the model happens here,

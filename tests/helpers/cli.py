@@ -52,3 +52,21 @@ def opened(path: Path) -> Image.Image:
     with Image.open(path) as image:
         image.load()
         return image
+
+
+def child_env(model_path: Path, **environ: str) -> dict[str, str]:
+    """The environment the `cli` fixture runs the command line in: the test graph, offline, nothing of the
+    developer's MODEL_*/HF_* settings; keyword arguments add variables."""
+    import os
+
+    base = {name: value for name, value in os.environ.items() if not name.startswith(("MODEL_", "MAX_INPUT_", "HF_"))}
+    return {
+        **base,
+        "MODEL_PATH": str(model_path),
+        "MODEL_INPUT_SIZE": str(INPUT_SIZE),
+        "MODEL_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "PYTHONPATH": str(ROOT),
+        **environ,
+    }
