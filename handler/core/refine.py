@@ -30,11 +30,14 @@ the time and memory it adds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from handler.core.cpu import available_cpus
 
 # The reference's box widths, in pixels of an image whose longer side is REFERENCE_SIDE.
 REFERENCE_SIDE = 1024
@@ -105,6 +108,10 @@ def refine_foreground(
     if rgb.mode != "RGB" or alpha.mode != "L" or rgb.size != alpha.size:
         raise ValueError(f"expected RGB + L of one size, got {rgb.mode} {rgb.size} + {alpha.mode} {alpha.size}")
     target = rgb if in_place else rgb.copy()
+    if target.readonly:
+        # An image over a buffer (Image.frombuffer): paste() copies it first, which two strips'
+        # threads must not both do, so it is made writable once, here.
+        target.paste(target.copy())
     band_box = alpha.point(_BAND_LUT).getbbox()
     if band_box is None:  # a hard mask: nothing is semi-transparent
         return target
@@ -115,8 +122,10 @@ def refine_foreground(
     bg_cells = _SampleGrid.of(bg, plan.fine_reduction)
     del bg
     left, top, right, bottom = band_box
-    for strip_top, strip_bottom in _strips(top, bottom, right - left, 1):
-        _refine_strip(target, alpha, (left, strip_top, right, strip_bottom), fg_cells, bg_cells)
+    _each(
+        lambda rows: _refine_strip(target, alpha, (left, rows[0], right, rows[1]), fg_cells, bg_cells),
+        list(_strips(top, bottom, right - left, 1)),
+    )
     return target
 
 
@@ -202,7 +211,9 @@ class _Grids:
         band_terms = np.zeros((*shape, 5), dtype=np.float32)
         colour_means = np.empty((*shape, 3), dtype=np.uint8)
         column_counts = np.minimum(step, width - np.arange(shape[1]) * step)
-        for top, bottom in _strips(0, height, width, plan.coarse_reduction):
+
+        def measure_strip(bounds: tuple[int, int]) -> None:
+            top, bottom = bounds
             box = (0, top, width, bottom)
             rows = slice(top // step, -(-bottom // step))
             colour = rgb.crop(box)
@@ -227,7 +238,7 @@ class _Grids:
             )
             del opaque
             if index.size == 0:
-                continue
+                return
             band_rows, band_columns = np.divmod(index, width)
             cells = (band_rows + (top - rows.start * step)) // step * shape[1] + band_columns // step
             band_levels = levels[index]
@@ -246,6 +257,8 @@ class _Grids:
             region[:, 3] += cell_means(a)
             terms[:, 0] = cell_means(_FIRST_FG[band_levels])
             terms[:, 1] = cell_means(_FIRST_BG[band_levels])
+
+        _each(measure_strip, list(_strips(0, height, width, plan.coarse_reduction)))
         # Opaque pixels give the same 8-bit means on both paths, so inside the subject
         # colour - premultiplied (the background's share) is exactly 0 on the coarse grid too.
         return cls(
@@ -381,6 +394,19 @@ def _refine_strip(
 def _band_index(levels: np.ndarray) -> np.ndarray:
     """Flat positions of the band pixels (0 < alpha < 255) of an alpha array."""
     return np.flatnonzero(np.subtract(levels.ravel(), 1, dtype=np.uint8) < 254)  # 1..254; 0 wraps to 255
+
+
+def _each(work: Callable[[tuple[int, int]], None], strips: list[tuple[int, int]]) -> None:
+    """`work` on every strip, over the CPU share: strips write disjoint rows, and Pillow and numpy
+    release the GIL in their loops, so a second core shares the full-resolution passes."""
+    threads = min(available_cpus(), len(strips))
+    if threads <= 1:
+        for bounds in strips:
+            work(bounds)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(work, strips):
+            pass  # re-raises a strip's error
 
 
 def _strips(start: int, stop: int, width: int, rows_multiple: int) -> Iterator[tuple[int, int]]:
