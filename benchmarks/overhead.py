@@ -162,6 +162,71 @@ def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
     }
 
 
+class _Recorded:
+    """A session that answers with one recorded output at once: the pipeline's own cost, without the
+    model's seconds (whose noise on a shared machine swamps it)."""
+
+    def __init__(self, session: Any, feeds: dict[str, Any], output_name: str) -> None:
+        self._session = session
+        (self._output,) = session.run([output_name], feeds)
+
+    def run(self, names: list[str], feeds: dict[str, Any]) -> list[Any]:
+        return [self._output.copy()]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def child_overhead(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
+    """`render.process` with the model's run replaced by its recorded output, `rounds` times.
+
+    The full decode then has no inference to hide behind, so this is an upper bound of what the
+    pipeline adds to the run."""
+    import handler.core.render as render
+    from handler.core.options import RenderOptions
+    from handler.core.settings import ImageLimits
+
+    model = _load(model_path)
+    data = Path(image_path).read_bytes()
+    model.session = _Recorded(model.session, _feeds(model, data), model.output_name)
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+
+    def timed(stage: str, step: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                stages[stage].append(time.perf_counter() - started)
+
+        return wrapper
+
+    render.load_model_input = timed("draft decode", render.load_model_input)  # type: ignore[attr-defined]
+    render.load_picture = timed("full decode (during inference)", render.load_picture)  # type: ignore[attr-defined]
+    render.alpha_from = timed("mask to 12 MP", render.alpha_from)  # type: ignore[attr-defined]
+    render.foreground_box = timed("subject box", render.foreground_box)  # type: ignore[attr-defined]
+    render.refined = timed("refine", render.refined)  # type: ignore[attr-defined]
+    render._render = timed("compose + PNG", render._render)
+    model.preprocess = timed("preprocess", model.preprocess)
+    model.infer = timed("session.run + sigmoid", model.infer)
+    walls, cpus = [], []
+    for _ in range(rounds + 1):
+        cpu_started, started = time.process_time(), time.perf_counter()
+        output = render.process(data, ["cutout"], RenderOptions(), model, ImageLimits()).outputs["cutout"].data
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu_started)
+    del walls[0], cpus[0]  # the warm-up
+    return {
+        "rounds": rounds,
+        "overhead_s": statistics.median(walls),
+        "overhead_cpu_s": statistics.median(cpus),
+        "all_s": walls,
+        "stages_s": {stage: statistics.median(values[1:]) for stage, values in stages.items() if values[1:]},
+        "png_mb": len(output) / 1e6,
+        "loadavg": loadavg(),
+    }
+
+
 def child_peak(model_path: str, image_path: str, what: str) -> dict[str, Any]:
     from handler.core.options import RenderOptions
     from handler.core.render import process
@@ -183,19 +248,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--label", default="", help="a note kept with the results (e.g. which code was measured)")
+    parser.add_argument("--overhead-only", action="store_true", help="only the pipeline around a recorded model output")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args(argv)
     if args.child:
         import json
 
         kind, *rest = args.child
-        result = child_time(rest[0], rest[1], int(rest[2])) if kind == "time" else child_peak(*rest)
+        if kind == "overhead":
+            result = child_overhead(rest[0], rest[1], int(rest[2]))
+        elif kind == "time":
+            result = child_time(rest[0], rest[1], int(rest[2]))
+        else:
+            result = child_peak(*rest)
         print(json.dumps(result))
         return
     if not args.model.exists():
         raise SystemExit(f"{args.model} is missing: run benchmarks/deform_standin.py first (it bakes the stand-in)")
     WORK.mkdir(parents=True, exist_ok=True)
     photo = phone_photo(WORK / "photo_12mp_exif6.jpg")
+    if args.overhead_only:
+        import json
+
+        overhead = run_child(SCRIPT, "overhead", str(args.model), str(photo), str(args.rounds), timeout=3600)
+        print(json.dumps(overhead))
+        return
     timing = run_child(SCRIPT, "time", str(args.model), str(photo), str(args.rounds), timeout=3600)
     peaks = {
         what: run_child(SCRIPT, "peak", str(args.model), str(photo), what, timeout=1800)

@@ -22,8 +22,10 @@ is the zero that `DeformConv` (and torchvision) give samples outside the input.
 
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import cast
@@ -114,7 +116,11 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
     result = RewriteResult(candidates=candidates, opset_from=opset_from, opset_to=opset_from)
     if candidates == 0:
         return model, result
-    upgraded = _upgrade(model, opset_from)
+    # The converter and the checker copy the whole model through serialisation; the weights
+    # (~99% of the bytes) take no part in either, so they are set aside meanwhile.
+    with _weights_apart(model) as weights:
+        upgraded = _upgrade(model, opset_from)
+    _restore(upgraded, weights)
     result.opset_to = _default_opset(upgraded)
     graph = _Graph(upgraded.graph)
     matches: list[_Match] = []
@@ -130,9 +136,47 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
         return model, result
     _replace(upgraded, matches)
     _prune(upgraded.graph)
-    onnx.checker.check_model(upgraded)
+    _check(upgraded)
     result.layers = [m.layer for m in matches]
     return upgraded, result
+
+
+# -- weights set aside ---------------------------------------------------------------------------
+
+_APART = "weights-set-aside"  # where set-aside tensors claim to be: an empty file for the checker
+
+
+@contextmanager
+def _weights_apart(model: onnx.ModelProto) -> Iterator[dict[str, bytes]]:
+    """The initializers' raw bytes, taken out of `model` (marked as external data) while inside."""
+    weights: dict[str, bytes] = {}
+    for tensor in model.graph.initializer:
+        if tensor.raw_data and not tensor.HasField("data_location"):
+            weights[tensor.name] = tensor.raw_data
+            tensor.ClearField("raw_data")
+            tensor.data_location = TensorProto.EXTERNAL
+            tensor.external_data.add(key="location", value=_APART)
+    try:
+        yield weights
+    finally:
+        _restore(model, weights)
+
+
+def _restore(model: onnx.ModelProto, weights: dict[str, bytes]) -> None:
+    for tensor in model.graph.initializer:
+        if tensor.data_location == TensorProto.EXTERNAL and [e.value for e in tensor.external_data] == [_APART]:
+            tensor.raw_data = weights[tensor.name]
+            del tensor.external_data[:]
+            tensor.ClearField("data_location")  # absent, as it was: the model serialises as before
+
+
+def _check(model: onnx.ModelProto) -> None:
+    """onnx's checker on the model's structure: nodes, attributes, opsets, order (its weights aside:
+    the checker only checks that each one is there, so an empty file stands in for them)."""
+    with tempfile.TemporaryDirectory() as folder, _weights_apart(model):
+        Path(folder, _APART).touch()
+        onnx.save(model, str(Path(folder) / "graph.onnx"))
+        onnx.checker.check_model(str(Path(folder) / "graph.onnx"))
 
 
 # -- graph index ----------------------------------------------------------------------------------
@@ -801,9 +845,10 @@ def _prune(graph: onnx.GraphProto) -> None:
     for node in graph.node:
         used.update(node.input)
         used.update(_subgraph_reads(node))
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    # Deleted in place: clearing and re-adding the kept ones would copy every weight.
+    for index in reversed(range(len(graph.initializer))):
+        if graph.initializer[index].name not in used:
+            del graph.initializer[index]
     produced = {name for node in graph.node for name in node.output}
     kept_info = [info for info in graph.value_info if info.name in produced]
     del graph.value_info[:]
