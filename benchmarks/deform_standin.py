@@ -255,7 +255,7 @@ def _bake(model: Path, folder: Path, *, rewrite: bool) -> tuple[dict[str, Any], 
         recorded = json.loads(timing.read_text())
         if recorded["source_bytes"] == model.stat().st_size and recorded["source_mtime_ns"] == model.stat().st_mtime_ns:
             return manifest, recorded["seconds"]
-    code = "import sys\nfrom handler.cli import main\nsys.exit(main(sys.argv[1:]))"
+    code = "import sys\nfrom handler.local.cli import main\nsys.exit(main(sys.argv[1:]))"
     if not rewrite:
         code = "import sys\nsys.modules['onnx'] = None\n" + code
     started = time.perf_counter()

@@ -164,7 +164,7 @@ def _weights_apart(model: onnx.ModelProto) -> Iterator[dict[str, bytes]]:
 
 def _restore(model: onnx.ModelProto, weights: dict[str, bytes]) -> None:
     for tensor in model.graph.initializer:
-        if tensor.data_location == TensorProto.EXTERNAL and [e.value for e in tensor.external_data] == [_APART]:
+        if tensor.name in weights and [e.value for e in tensor.external_data] == [_APART]:
             tensor.raw_data = weights[tensor.name]
             del tensor.external_data[:]
             tensor.ClearField("data_location")  # absent, as it was: the model serialises as before
