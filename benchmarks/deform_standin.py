@@ -334,7 +334,7 @@ def _tables(report: dict[str, Any]) -> list[str]:
         f"({report['pipeline_12mp']['pipeline_s']:.2f} s vs {report['pipeline_12mp']['session_run_s']:.2f} s)",
         f"bake: {bake['before_s']:.1f} s before, {bake['after_s']:.1f} s with the rewrite (+{bake['added_s']:.1f} s: "
         f"rewrite {bake['rewrite_s']} s, check {bake['check']['original_seconds']} + {bake['check']['rewritten_seconds']} s "
-        f"on {len(bake['check']['probes'])} photos); {bake['reason']}",
+        f"on {len(bake['check']['probes'])} photos, {bake['check'].get('layout', 'one run each')}); {bake['reason']}",
         "",
         "| export | peak (MB) | memory (MB) | vCPUs | s / image | fits | USD / 1000 images | Amdahl fit from |",
         "|---|---|---|---|---|---|---|---|",
