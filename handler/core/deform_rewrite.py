@@ -151,7 +151,8 @@ def _weights_apart(model: onnx.ModelProto) -> Iterator[dict[str, bytes]]:
     """The initializers' raw bytes, taken out of `model` (marked as external data) while inside."""
     weights: dict[str, bytes] = {}
     for tensor in model.graph.initializer:
-        if tensor.raw_data and not tensor.HasField("data_location"):
+        # HasField: reading raw_data to test it would copy the bytes.
+        if tensor.HasField("raw_data") and not tensor.HasField("data_location"):
             weights[tensor.name] = tensor.raw_data
             tensor.ClearField("raw_data")
             tensor.data_location = TensorProto.EXTERNAL
