@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import cast
@@ -117,12 +116,12 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
     if candidates == 0:
         return model, result
     # The converter and the checker copy the whole model through serialisation; the weights
-    # (~99% of the bytes) take no part in either, so they are set aside meanwhile.
-    with _weights_apart(model) as weights:
-        upgraded = _upgrade(model, opset_from)
-    _restore(upgraded, weights)
+    # (~99% of the bytes) take no part in either, so the work is done on a copy without them,
+    # which reads any constant it needs from `model`'s own tensors and gets the weights at the end.
+    originals = {tensor.name: tensor for tensor in model.graph.initializer}
+    upgraded = _upgrade(_without_weights(model), opset_from)
     result.opset_to = _default_opset(upgraded)
-    graph = _Graph(upgraded.graph)
+    graph = _Graph(upgraded.graph, originals)
     matches: list[_Match] = []
     for index, node in enumerate(upgraded.graph.node):
         if node.op_type != "Conv" or node.domain not in _DEFAULT_DOMAINS:
@@ -137,6 +136,7 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
     _replace(upgraded, matches)
     _prune(upgraded.graph)
     _check(upgraded)
+    _put_weights(upgraded, originals)
     result.layers = [m.layer for m in matches]
     return upgraded, result
 
@@ -146,35 +146,32 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
 _APART = "weights-set-aside"  # where set-aside tensors claim to be: an empty file for the checker
 
 
-@contextmanager
-def _weights_apart(model: onnx.ModelProto) -> Iterator[dict[str, bytes]]:
-    """The initializers' raw bytes, taken out of `model` (marked as external data) while inside."""
-    weights: dict[str, bytes] = {}
-    for tensor in model.graph.initializer:
-        # HasField: reading raw_data to test it would copy the bytes.
+def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose initializers' raw bytes are left out (marked as external data)."""
+    copied = _copy(model)  # one copy in C; then the bytes are dropped without reading them
+    for tensor in copied.graph.initializer:
         if tensor.HasField("raw_data") and not tensor.HasField("data_location"):
-            weights[tensor.name] = tensor.raw_data
             tensor.ClearField("raw_data")
             tensor.data_location = TensorProto.EXTERNAL
             tensor.external_data.add(key="location", value=_APART)
-    try:
-        yield weights
-    finally:
-        _restore(model, weights)
+    return copied
 
 
-def _restore(model: onnx.ModelProto, weights: dict[str, bytes]) -> None:
+def _set_aside(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == TensorProto.EXTERNAL and [e.value for e in tensor.external_data] == [_APART]
+
+
+def _put_weights(model: onnx.ModelProto, originals: dict[str, onnx.TensorProto]) -> None:
+    """Each set-aside tensor replaced by the original it was copied from."""
     for tensor in model.graph.initializer:
-        if tensor.name in weights and [e.value for e in tensor.external_data] == [_APART]:
-            tensor.raw_data = weights[tensor.name]
-            del tensor.external_data[:]
-            tensor.ClearField("data_location")  # absent, as it was: the model serialises as before
+        if _set_aside(tensor):
+            tensor.CopyFrom(originals[tensor.name])
 
 
 def _check(model: onnx.ModelProto) -> None:
-    """onnx's checker on the model's structure: nodes, attributes, opsets, order (its weights aside:
-    the checker only checks that each one is there, so an empty file stands in for them)."""
-    with tempfile.TemporaryDirectory() as folder, _weights_apart(model):
+    """onnx's checker on a model whose weights are set aside: nodes, attributes, opsets, order (for
+    a set-aside tensor it only checks that its file is there, so an empty one stands in)."""
+    with tempfile.TemporaryDirectory() as folder:
         Path(folder, _APART).touch()
         onnx.save(model, str(Path(folder) / "graph.onnx"))
         onnx.checker.check_model(str(Path(folder) / "graph.onnx"))
@@ -186,7 +183,7 @@ def _check(model: onnx.ModelProto) -> None:
 class _Graph:
     """Producers, consumers and constant values of one graph's tensors."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
+    def __init__(self, graph: onnx.GraphProto, originals: dict[str, onnx.TensorProto] | None = None) -> None:
         self.graph = graph
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = defaultdict(list)
@@ -197,7 +194,11 @@ class _Graph:
             for name in node.input:
                 if name:
                     self.consumers[name].append(index)
-        self.initializers = {init.name: init for init in graph.initializer}
+        # A tensor set aside (_without_weights) is read from the original it was copied from.
+        self.initializers = {
+            init.name: (originals or {}).get(init.name, init) if _set_aside(init) else init
+            for init in graph.initializer
+        }
         self.outputs = {output.name for output in graph.output}
         # Names read inside If/Loop/Scan bodies are uses this index cannot see node by node:
         # they count as uses from outside any chain.
