@@ -255,7 +255,7 @@ def _bake(model: Path, folder: Path, *, rewrite: bool) -> tuple[dict[str, Any], 
         recorded = json.loads(timing.read_text())
         if recorded["source_bytes"] == model.stat().st_size and recorded["source_mtime_ns"] == model.stat().st_mtime_ns:
             return manifest, recorded["seconds"]
-    code = "import sys\nfrom handler.cli import main\nsys.exit(main(sys.argv[1:]))"
+    code = "import sys\nfrom handler.local.cli import main\nsys.exit(main(sys.argv[1:]))"
     if not rewrite:
         code = "import sys\nsys.modules['onnx'] = None\n" + code
     started = time.perf_counter()
@@ -334,7 +334,7 @@ def _tables(report: dict[str, Any]) -> list[str]:
         f"({report['pipeline_12mp']['pipeline_s']:.2f} s vs {report['pipeline_12mp']['session_run_s']:.2f} s)",
         f"bake: {bake['before_s']:.1f} s before, {bake['after_s']:.1f} s with the rewrite (+{bake['added_s']:.1f} s: "
         f"rewrite {bake['rewrite_s']} s, check {bake['check']['original_seconds']} + {bake['check']['rewritten_seconds']} s "
-        f"on {len(bake['check']['probes'])} photos); {bake['reason']}",
+        f"on {len(bake['check']['probes'])} photos, {bake['check'].get('layout', 'one run each')}); {bake['reason']}",
         "",
         "| export | peak (MB) | memory (MB) | vCPUs | s / image | fits | USD / 1000 images | Amdahl fit from |",
         "|---|---|---|---|---|---|---|---|",

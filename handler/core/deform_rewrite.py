@@ -22,6 +22,7 @@ is the zero that `DeformConv` (and torchvision) give samples outside the input.
 
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -114,9 +115,13 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
     result = RewriteResult(candidates=candidates, opset_from=opset_from, opset_to=opset_from)
     if candidates == 0:
         return model, result
-    upgraded = _upgrade(model, opset_from)
+    # The converter and the checker copy the whole model through serialisation; the weights
+    # (~99% of the bytes) take no part in either, so the work is done on a copy without them,
+    # which reads any constant it needs from `model`'s own tensors and gets the weights at the end.
+    originals = {tensor.name: tensor for tensor in model.graph.initializer}
+    upgraded = _upgrade(_without_weights(model), opset_from)
     result.opset_to = _default_opset(upgraded)
-    graph = _Graph(upgraded.graph)
+    graph = _Graph(upgraded.graph, originals)
     matches: list[_Match] = []
     for index, node in enumerate(upgraded.graph.node):
         if node.op_type != "Conv" or node.domain not in _DEFAULT_DOMAINS:
@@ -130,9 +135,46 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
         return model, result
     _replace(upgraded, matches)
     _prune(upgraded.graph)
-    onnx.checker.check_model(upgraded)
+    _check(upgraded)
+    _put_weights(upgraded, originals)
     result.layers = [m.layer for m in matches]
     return upgraded, result
+
+
+# -- weights set aside ---------------------------------------------------------------------------
+
+_APART = "weights-set-aside"  # where set-aside tensors claim to be: an empty file for the checker
+
+
+def _without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of `model` whose initializers' raw bytes are left out (marked as external data)."""
+    copied = _copy(model)  # one copy in C; then the bytes are dropped without reading them
+    for tensor in copied.graph.initializer:
+        if tensor.HasField("raw_data") and not tensor.HasField("data_location"):
+            tensor.ClearField("raw_data")
+            tensor.data_location = TensorProto.EXTERNAL
+            tensor.external_data.add(key="location", value=_APART)
+    return copied
+
+
+def _set_aside(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_location == TensorProto.EXTERNAL and [e.value for e in tensor.external_data] == [_APART]
+
+
+def _put_weights(model: onnx.ModelProto, originals: dict[str, onnx.TensorProto]) -> None:
+    """Each set-aside tensor replaced by the original it was copied from."""
+    for tensor in model.graph.initializer:
+        if _set_aside(tensor):
+            tensor.CopyFrom(originals[tensor.name])
+
+
+def _check(model: onnx.ModelProto) -> None:
+    """onnx's checker on a model whose weights are set aside: nodes, attributes, opsets, order (for
+    a set-aside tensor it only checks that its file is there, so an empty one stands in)."""
+    with tempfile.TemporaryDirectory() as folder:
+        Path(folder, _APART).touch()
+        onnx.save(model, str(Path(folder) / "graph.onnx"))
+        onnx.checker.check_model(str(Path(folder) / "graph.onnx"))
 
 
 # -- graph index ----------------------------------------------------------------------------------
@@ -141,7 +183,7 @@ def rewrite_model(model: onnx.ModelProto) -> tuple[onnx.ModelProto, RewriteResul
 class _Graph:
     """Producers, consumers and constant values of one graph's tensors."""
 
-    def __init__(self, graph: onnx.GraphProto) -> None:
+    def __init__(self, graph: onnx.GraphProto, originals: dict[str, onnx.TensorProto] | None = None) -> None:
         self.graph = graph
         self.producer: dict[str, int] = {}
         self.consumers: dict[str, list[int]] = defaultdict(list)
@@ -152,7 +194,11 @@ class _Graph:
             for name in node.input:
                 if name:
                     self.consumers[name].append(index)
-        self.initializers = {init.name: init for init in graph.initializer}
+        # A tensor set aside (_without_weights) is read from the original it was copied from.
+        self.initializers = {
+            init.name: (originals or {}).get(init.name, init) if _set_aside(init) else init
+            for init in graph.initializer
+        }
         self.outputs = {output.name for output in graph.output}
         # Names read inside If/Loop/Scan bodies are uses this index cannot see node by node:
         # they count as uses from outside any chain.
@@ -801,9 +847,10 @@ def _prune(graph: onnx.GraphProto) -> None:
     for node in graph.node:
         used.update(node.input)
         used.update(_subgraph_reads(node))
-    kept = [init for init in graph.initializer if init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    # Deleted in place: clearing and re-adding the kept ones would copy every weight.
+    for index in reversed(range(len(graph.initializer))):
+        if graph.initializer[index].name not in used:
+            del graph.initializer[index]
     produced = {name for node in graph.node for name in node.output}
     kept_info = [info for info in graph.value_info if info.name in produced]
     del graph.value_info[:]

@@ -118,11 +118,15 @@ class BackgroundModel:
         if rgb.mode != "RGB":
             raise ValueError(f"expected an RGB image, got mode {rgb.mode!r}")
         resized = rgb.resize(size or self.input_size, Image.Resampling.BILINEAR)
-        pixels = np.asarray(resized, dtype=np.float32)  # HWC, 0..255
-        pixels *= self._normalisation.scale
-        pixels += self._normalisation.offset
-        # NCHW: the graph's layout; the copy makes it contiguous for onnxruntime.
-        return np.ascontiguousarray(pixels.transpose(2, 0, 1)[np.newaxis])
+        pixels = np.asarray(resized)  # HWC, uint8
+        # NCHW, the graph's layout, written plane by plane: a scalar multiply-add per contiguous
+        # plane is several times faster than broadcasting the three channels' constants over HWC.
+        tensor = np.empty((1, 3, *pixels.shape[:2]), dtype=np.float32)
+        for channel in range(3):
+            plane = tensor[0, channel]
+            np.multiply(pixels[..., channel], self._normalisation.scale[channel], out=plane)
+            plane += self._normalisation.offset[channel]
+        return tensor
 
     def probabilities(self, rgb: Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:
         """Foreground probability in [0, 1] at the model's resolution (or `size`), float32 [H, W]."""

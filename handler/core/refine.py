@@ -30,11 +30,14 @@ the time and memory it adds.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from handler.core.cpu import available_cpus
 
 # The reference's box widths, in pixels of an image whose longer side is REFERENCE_SIDE.
 REFERENCE_SIDE = 1024
@@ -64,6 +67,8 @@ _CROSS = (_LEVELS * (1 - _LEVELS)).astype(np.float32)
 _KEEP_FG = (1 - _LEVELS**2).astype(np.float32)
 _KEEP_PHOTO = _LEVELS.astype(np.float32)
 _DROP_BG = _CROSS
+# The 4th byte of a little-endian pixel word: the alpha of an opaque pixel.
+_OPAQUE_WORD = np.uint32(0xFF000000)
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,10 @@ def refine_foreground(
     if rgb.mode != "RGB" or alpha.mode != "L" or rgb.size != alpha.size:
         raise ValueError(f"expected RGB + L of one size, got {rgb.mode} {rgb.size} + {alpha.mode} {alpha.size}")
     target = rgb if in_place else rgb.copy()
+    if target.readonly:
+        # An image over a buffer (Image.frombuffer): paste() copies it first, which two strips'
+        # threads must not both do, so it is made writable once, here.
+        target.paste(target.copy())
     band_box = alpha.point(_BAND_LUT).getbbox()
     if band_box is None:  # a hard mask: nothing is semi-transparent
         return target
@@ -113,8 +122,10 @@ def refine_foreground(
     bg_cells = _SampleGrid.of(bg, plan.fine_reduction)
     del bg
     left, top, right, bottom = band_box
-    for strip_top, strip_bottom in _strips(top, bottom, right - left, 1):
-        _refine_strip(target, alpha, (left, strip_top, right, strip_bottom), fg_cells, bg_cells)
+    _each(
+        lambda rows: _refine_strip(target, alpha, (left, rows[0], right, rows[1]), fg_cells, bg_cells),
+        list(_strips(top, bottom, right - left, 1)),
+    )
     return target
 
 
@@ -200,34 +211,54 @@ class _Grids:
         band_terms = np.zeros((*shape, 5), dtype=np.float32)
         colour_means = np.empty((*shape, 3), dtype=np.uint8)
         column_counts = np.minimum(step, width - np.arange(shape[1]) * step)
-        for top, bottom in _strips(0, height, width, plan.coarse_reduction):
+
+        def measure_strip(bounds: tuple[int, int]) -> None:
+            top, bottom = bounds
             box = (0, top, width, bottom)
             rows = slice(top // step, -(-bottom // step))
             colour = rgb.crop(box)
-            opacity = alpha.crop(box)
-            band = _Band.of(colour, np.asarray(opacity), box)
             colour_means[rows] = np.asarray(colour.reduce(step))
-            colour.putalpha(opacity.point(_OPAQUE_LUT))
-            premultiplied[rows] = np.asarray(colour.convert("RGBa").reduce(step), dtype=np.float32) / 255
-            if band is None:
-                continue
-            row_counts = np.minimum(step, bottom - np.arange(rows.start, rows.stop) * step)
-            pixels = np.outer(row_counts, column_counts).astype(np.float32)[..., None]
-            a = _KEEP_PHOTO[band.levels][:, None]
-            colour_01 = band.colour / 255
-            values = np.concatenate(
-                [
-                    a * colour_01,
-                    a,
-                    _FIRST_FG[band.levels][:, None],
-                    _FIRST_BG[band.levels][:, None],
-                    _CROSS[band.levels][:, None] * colour_01,
-                ],
-                axis=1,
+            levels = np.asarray(alpha.crop(box)).ravel()
+            # One 4-byte word per pixel ("<u4": the 4th byte is the high one on any machine), so
+            # that a pixel is kept or zeroed with one multiply.
+            words = np.frombuffer(colour.tobytes("raw", "RGBX"), dtype="<u4")
+            del colour
+            index = _band_index(levels)
+            band_colour = words[index].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+            # Colour x alpha and alpha where alpha is 255, 0 elsewhere (the band is added below):
+            # premultiplied by a 0/255 alpha as it is (RGBa: reduce() would convert an RGBA image).
+            opaque = np.multiply(words | _OPAQUE_WORD, levels == 255, dtype="<u4")
+            del words
+            premultiplied[rows] = (
+                np.asarray(
+                    Image.frombuffer("RGBa", (width, bottom - top), opaque, "raw", "RGBa", 0, 1).reduce(step),
+                    dtype=np.float32,
+                )
+                / 255
             )
-            sums = band.cell_sums(values, step, rows, shape[1]) / pixels
-            premultiplied[rows] += sums[..., :4]
-            band_terms[rows] = sums[..., 4:]
+            del opaque
+            if index.size == 0:
+                return
+            band_rows, band_columns = np.divmod(index, width)
+            cells = (band_rows + (top - rows.start * step)) // step * shape[1] + band_columns // step
+            band_levels = levels[index]
+            count = (rows.stop - rows.start) * shape[1]
+            row_counts = np.minimum(step, bottom - np.arange(rows.start, rows.stop) * step)
+            pixels = np.outer(row_counts, column_counts).astype(np.float32).ravel()
+            cell_means = _CellMeans(cells, count, pixels)
+            a = _KEEP_PHOTO[band_levels]
+            cross = _CROSS[band_levels]
+            region = premultiplied[rows].reshape(count, 4)  # views: whole rows are contiguous
+            terms = band_terms[rows].reshape(count, 5)
+            for channel in range(3):
+                values = band_colour[:, channel] / 255
+                region[:, channel] += cell_means(a * values)
+                terms[:, 2 + channel] = cell_means(cross * values)
+            region[:, 3] += cell_means(a)
+            terms[:, 0] = cell_means(_FIRST_FG[band_levels])
+            terms[:, 1] = cell_means(_FIRST_BG[band_levels])
+
+        _each(measure_strip, list(_strips(0, height, width, plan.coarse_reduction)))
         # Opaque pixels give the same 8-bit means on both paths, so inside the subject
         # colour - premultiplied (the background's share) is exactly 0 on the coarse grid too.
         return cls(
@@ -285,7 +316,7 @@ class _Band:
     def of(cls, colour: Image.Image, opacity: np.ndarray, box: tuple[int, int, int, int]) -> _Band | None:
         """The band of an RGB strip cut from the photo at `box`, with its alpha; None if it has none."""
         levels = opacity.ravel()
-        index = np.flatnonzero(np.subtract(levels, 1, dtype=np.uint8) < 254)  # 1..254; 0 wraps to 255
+        index = _band_index(opacity)
         if index.size == 0:
             return None
         rows, columns = np.divmod(index, box[2] - box[0])
@@ -299,12 +330,21 @@ class _Band:
             levels=levels[index],
         )
 
-    def cell_sums(self, values: np.ndarray, step: int, rows: slice, grid_width: int) -> np.ndarray:
-        """Per-pixel N x C values summed per cell of a grid reduced by `step`, over the grid `rows` of the strip."""
-        count = rows.stop - rows.start
-        cells = (self.rows // step - rows.start) * grid_width + self.columns // step
-        sums = [np.bincount(cells, weights=values[:, c], minlength=count * grid_width) for c in range(values.shape[1])]
-        return np.stack(sums, axis=-1).reshape(count, grid_width, -1).astype(np.float32)
+
+@dataclass(frozen=True)
+class _CellMeans:
+    """Per-pixel values of a strip's band pixels averaged per grid cell."""
+
+    cells: np.ndarray  # each band pixel's cell, flat in the strip's grid rows
+    count: int  # cells in those rows
+    pixels: np.ndarray  # pixels per cell (fewer at the right and bottom edges)
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        # Summed in float64 (np.bincount's precision), the means kept as float32.
+        means: np.ndarray = (np.bincount(self.cells, weights=weights, minlength=self.count) / self.pixels).astype(
+            np.float32
+        )
+        return means
 
 
 @dataclass(frozen=True)
@@ -349,6 +389,24 @@ def _refine_strip(
     packed[:, :3] = estimate
     band.pixels[band.index] = packed.view(np.uint32).ravel()
     target.paste(Image.frombytes("RGB", (right - left, bottom - top), band.pixels, "raw", "RGBX"), (left, top))
+
+
+def _band_index(levels: np.ndarray) -> np.ndarray:
+    """Flat positions of the band pixels (0 < alpha < 255) of an alpha array."""
+    return np.flatnonzero(np.subtract(levels.ravel(), 1, dtype=np.uint8) < 254)  # 1..254; 0 wraps to 255
+
+
+def _each(work: Callable[[tuple[int, int]], None], strips: list[tuple[int, int]]) -> None:
+    """`work` on every strip, over the CPU share: strips write disjoint rows, and Pillow and numpy
+    release the GIL in their loops, so a second core shares the full-resolution passes."""
+    threads = min(available_cpus(), len(strips))
+    if threads <= 1:
+        for bounds in strips:
+            work(bounds)
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for _ in pool.map(work, strips):
+            pass  # re-raises a strip's error
 
 
 def _strips(start: int, stop: int, width: int, rows_multiple: int) -> Iterator[tuple[int, int]]:

@@ -55,6 +55,8 @@ def test_bake_makes_deformable_convolutions_native_and_records_the_check(tmp_pat
     assert record["rewrite"]["candidates"] == record["rewrite"]["rewritten"] == 2
     assert [layer["kernel"] for layer in record["rewrite"]["layers"]] == [[3, 3], [3, 3]]
     assert record["check"]["probes"] == [path.name for path in probes]
+    # (the three photos tiled into one input: each model runs once)
+    assert (record["check"]["layout"], record["check"]["runs"]) == ("mosaic 2x2", 1)
     assert record["check"]["max_probability_difference"] <= record["check"]["tolerance"]
     assert record["source_sha256"] == sha256_of(TINY) == manifest["source_sha256"]
     assert record["rewritten_sha256"] not in (None, record["source_sha256"])

@@ -272,3 +272,36 @@ def test_graph_whose_opset_cannot_be_raised_is_refused() -> None:
     model.graph.output.append(helper.make_empty_tensor_value_info("z"))
     with pytest.raises(RewriteRefused, match="cannot raise the opset from 17 to 19"):
         rewrite_model(model)
+
+
+# -- the rewritten graph's own checks ----------------------------------------------------------------
+
+
+def test_the_weights_set_aside_for_the_converter_come_back_whole() -> None:
+    # The converter and the checker run with the initializers' bytes set aside (external-data marks).
+    model = load("k3_two_layers")
+    weights = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+    rewritten, _ = rewrite_model(model)
+    kept = {init.name: init for init in rewritten.graph.initializer}
+    for name, value in weights.items():
+        if name in kept:  # the chains' own constants are gone with them
+            assert not kept[name].external_data and not kept[name].HasField("data_location"), name
+            np.testing.assert_array_equal(numpy_helper.to_array(kept[name]), value)
+    assert any(name in kept for name in weights)
+
+
+def test_a_malformed_rewrite_is_stopped_by_the_checker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a rewrite that emits a DeformConv with an attribute the operator does not have
+    import handler.core.deform_rewrite as deform_rewrite
+
+    real = deform_rewrite._deform_node
+
+    def malformed(graph: onnx.GraphProto, match: object, names: set[str]) -> onnx.NodeProto:
+        node = real(graph, match, names)  # type: ignore[arg-type]
+        node.attribute.append(helper.make_attribute("bogus", 1))
+        return node
+
+    monkeypatch.setattr(deform_rewrite, "_deform_node", malformed)
+    # THEN onnx's checker, run with the weights set aside, refuses it
+    with pytest.raises(onnx.checker.ValidationError, match="bogus"):
+        rewrite_model(load("k3_two_layers"))

@@ -155,3 +155,50 @@ def test_box_widths_scale_with_the_longer_side() -> None:
     assert Plan.for_size((1024, 768)) == Plan(1, 4, 6, 22)
     large = Plan.for_size((4096, 3072))
     assert large.fine_box * large.fine_reduction == 24 and large.coarse_box * large.coarse_reduction == 352
+
+
+def _dense_cell_means(values: np.ndarray, step: int) -> np.ndarray:
+    """Means of step x step cells of an HxWxC float array, the edge cells over the pixels they hold."""
+    height, width = values.shape[:2]
+    padded = np.zeros((-(-height // step) * step, -(-width // step) * step, values.shape[2]), dtype=np.float64)
+    padded[:height, :width] = values
+    ones = np.zeros(padded.shape[:2], dtype=np.float64)
+    ones[:height, :width] = 1
+    shape = (padded.shape[0] // step, step, padded.shape[1] // step, step)
+    sums = padded.reshape(*shape, values.shape[2]).sum(axis=(1, 3))
+    return sums / ones.reshape(shape).sum(axis=(1, 3))[..., None]
+
+
+@pytest.mark.parametrize("size", [(613, 411), (97, 1030)])
+def test_the_strip_wise_grids_are_the_cell_means_of_the_whole_photo(
+    size: tuple[int, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grids are measured strip by strip with words, paste-free zeroing and per-cell sums of the
+    band pixels only; here they are computed over the whole photo at once, from their definition:
+    opaque pixels' 8-bit cell means (colour x alpha, alpha) plus the band pixels' float sums."""
+    from handler.core import refine
+
+    # Small strips, so that several strips, partial cells and a partial last strip are all met.
+    monkeypatch.setattr(refine, "STRIP_PIXELS", 20_000)
+    rng = np.random.default_rng(11)
+    width, height = size
+    colour = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    # Opaque, transparent and band pixels in about equal parts.
+    levels = rng.choice(
+        np.array([0, 255, *range(1, 255)], dtype=np.uint8), (height, width), p=[1 / 3, 1 / 3] + [1 / 762] * 254
+    )
+    photo, alpha = Image.fromarray(colour, "RGB"), Image.fromarray(levels, "L")
+    plan = Plan.for_size(size, fine_reduction=4)
+
+    grids = refine._Grids.measure(photo, alpha, plan)
+
+    opaque = (levels == 255)[..., None]
+    rgba = np.concatenate([colour * opaque, (255 * opaque).astype(np.uint8)], axis=2)
+    eight_bit = np.asarray(Image.fromarray(rgba, "RGBa").reduce(4), dtype=np.float64) / 255
+    a = np.where((levels > 0) & (levels < 255), levels / 255, 0.0)[..., None]
+    c = colour / 255
+    band_sums = _dense_cell_means(
+        np.concatenate([a * c, a, a * (1 - a**2), a**2 * (1 - a), a * (1 - a) * c], axis=2), 4
+    )
+    np.testing.assert_allclose(grids.premultiplied, eight_bit + band_sums[..., :4], atol=1e-6)
+    np.testing.assert_allclose(grids.band_terms, band_sums[..., 4:], atol=1e-6)

@@ -1,0 +1,315 @@
+"""The whole pipeline on a 12 MP photo against the bare model run, stage by stage, with peak memory.
+
+Usage::
+
+    .venv/bin/python benchmarks/deform_standin.py      # once: bakes the stand-in (results/work/deform_after)
+    .venv/bin/python benchmarks/overhead.py [--model PATH] [--rounds 5]
+
+The model is what `python -m handler download --output` bakes from benchmarks/deform_standin.py's
+stand-in (BiRefNet-lite's 20 deformable convolutions at 1024x1024, rewritten to native DeformConv,
+a photo-like subject in its logits), loaded with the service's session options. The photo is a
+4000x3000 JPEG (a sample upscaled, sensor-like noise, quality 90) carrying an EXIF block with
+Orientation 6, as a phone's portrait photo does: the pipeline decodes, turns it upright
+(3000x4000), and cuts it out with the API's defaults (PNG, edge colour refined).
+
+In one process, after a warm-up, each round times the bare `session.run` on the input tensor of
+this photo, then `render.process` (JPEG bytes in -> PNG bytes out) with every stage it calls
+timed in place (wall seconds; the full decode runs on a second thread during the inference, so
+the stages do not add up to the total). Both also report the process's CPU seconds (all
+threads). The ratio is the median pipeline over the median bare run. Peak memory: one fresh
+process runs the bare model once, another the pipeline once (VmHWM); the difference is what the
+photo adds. Prints a markdown table and writes benchmarks/results/overhead.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.measure import RESULTS, loadavg, machine_info, peak_rss_mb, rss_mb, run_child, write_json
+
+SCRIPT = Path(__file__).resolve()
+WORK = RESULTS / "work"
+DEFAULT_MODEL = WORK / "deform_after" / "model.onnx"
+STAGES = (
+    "draft decode",
+    "full decode (during inference)",
+    "preprocess",
+    "session.run + sigmoid",
+    "mask to 12 MP",
+    "subject box",
+    "refine",
+    "compose + PNG",
+)
+
+
+def phone_photo(path: Path) -> Path:
+    """The 12 MP benchmark JPEG re-saved with an EXIF block saying Orientation 6; made once."""
+    if path.exists():
+        return path
+    from PIL import Image
+
+    from benchmarks.measure import twelve_megapixel_jpeg
+
+    source = twelve_megapixel_jpeg(path.with_name("photo_12mp.jpg"))
+    with Image.open(source) as image:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+        exif[0x010F] = "Benchmark"  # Make
+        exif[0x0110] = "Phone"  # Model
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=90, exif=exif.tobytes())
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def _load(model_path: str) -> Any:
+    from handler.core.cpu import available_cpus
+    from handler.core.model import BackgroundModel
+    from handler.core.settings import ModelSpec
+
+    return BackgroundModel.load(model_path, ModelSpec(), threads=available_cpus())
+
+
+def _feeds(model: Any, data: bytes) -> dict[str, Any]:
+    """The tensor the pipeline gives the model for this photo (its draft decode, resized)."""
+    from handler.core.decode import load_model_input
+    from handler.core.settings import ImageLimits
+
+    small = load_model_input(data, ImageLimits(), model.input_size)
+    assert small is not None, "the benchmark photo must be a JPEG large enough for a draft decode"
+    return {model.input_name: model.preprocess(small)}
+
+
+def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
+    import handler.core.render as render
+    from handler.core.options import RenderOptions
+    from handler.core.settings import ImageLimits
+
+    model = _load(model_path)
+    data = Path(image_path).read_bytes()
+    feeds = _feeds(model, data)
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+
+    def timed(stage: str, step: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                stages[stage].append(time.perf_counter() - started)
+
+        return wrapper
+
+    render.load_model_input = timed("draft decode", render.load_model_input)  # type: ignore[attr-defined]
+    render.load_picture = timed("full decode (during inference)", render.load_picture)  # type: ignore[attr-defined]
+    render.alpha_from = timed("mask to 12 MP", render.alpha_from)  # type: ignore[attr-defined]
+    render.foreground_box = timed("subject box", render.foreground_box)  # type: ignore[attr-defined]
+    render.refined = timed("refine", render.refined)  # type: ignore[attr-defined]
+    render._render = timed("compose + PNG", render._render)
+    model.preprocess = timed("preprocess", model.preprocess)
+    model.infer = timed("session.run + sigmoid", model.infer)
+
+    def pipeline() -> bytes:
+        result = render.process(data, ["cutout"], RenderOptions(), model, ImageLimits())
+        output: bytes = result.outputs["cutout"].data
+        return output
+
+    def bare() -> None:
+        model.session.run([model.output_name], feeds)
+
+    pipeline()  # warm-up: arena, caches
+    bare()
+    for values in stages.values():
+        values.clear()
+    bare_s: list[float] = []
+    bare_cpu: list[float] = []
+    whole_s: list[float] = []
+    whole_cpu: list[float] = []
+    load = [loadavg()]
+    for _ in range(rounds):
+        for run, wall, cpu in ((bare, bare_s, bare_cpu), (pipeline, whole_s, whole_cpu)):
+            cpu_started, started = time.process_time(), time.perf_counter()
+            output = run()
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - cpu_started)
+            if output is not None:
+                png_bytes = len(output)
+        load.append(loadavg())
+    bare_median, whole_median = statistics.median(bare_s), statistics.median(whole_s)
+    return {
+        "image": Path(image_path).name,
+        "rounds": rounds,
+        "session_run_s": bare_median,
+        "pipeline_s": whole_median,
+        "ratio": whole_median / bare_median,
+        "ratios_per_round": [w / b for w, b in zip(whole_s, bare_s, strict=True)],
+        "session_run_cpu_s": statistics.median(bare_cpu),
+        "pipeline_cpu_s": statistics.median(whole_cpu),
+        "all_session_run_s": bare_s,
+        "all_pipeline_s": whole_s,
+        "stages_s": {stage: statistics.median(values) for stage, values in stages.items() if values},
+        "png_mb": png_bytes / 1e6,
+        "loadavg_per_round": load,
+    }
+
+
+class _Recorded:
+    """A session that answers with one recorded output at once: the pipeline's own cost, without the
+    model's seconds (whose noise on a shared machine swamps it)."""
+
+    def __init__(self, session: Any, feeds: dict[str, Any], output_name: str) -> None:
+        self._session = session
+        (self._output,) = session.run([output_name], feeds)
+
+    def run(self, names: list[str], feeds: dict[str, Any]) -> list[Any]:
+        return [self._output.copy()]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def child_overhead(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
+    """`render.process` with the model's run replaced by its recorded output, `rounds` times.
+
+    The full decode then has no inference to hide behind, so this is an upper bound of what the
+    pipeline adds to the run."""
+    import handler.core.render as render
+    from handler.core.options import RenderOptions
+    from handler.core.settings import ImageLimits
+
+    model = _load(model_path)
+    data = Path(image_path).read_bytes()
+    model.session = _Recorded(model.session, _feeds(model, data), model.output_name)
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+
+    def timed(stage: str, step: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return step(*args, **kwargs)
+            finally:
+                stages[stage].append(time.perf_counter() - started)
+
+        return wrapper
+
+    render.load_model_input = timed("draft decode", render.load_model_input)  # type: ignore[attr-defined]
+    render.load_picture = timed("full decode (during inference)", render.load_picture)  # type: ignore[attr-defined]
+    render.alpha_from = timed("mask to 12 MP", render.alpha_from)  # type: ignore[attr-defined]
+    render.foreground_box = timed("subject box", render.foreground_box)  # type: ignore[attr-defined]
+    render.refined = timed("refine", render.refined)  # type: ignore[attr-defined]
+    render._render = timed("compose + PNG", render._render)
+    model.preprocess = timed("preprocess", model.preprocess)
+    model.infer = timed("session.run + sigmoid", model.infer)
+    walls, cpus = [], []
+    for _ in range(rounds + 1):
+        cpu_started, started = time.process_time(), time.perf_counter()
+        output = render.process(data, ["cutout"], RenderOptions(), model, ImageLimits()).outputs["cutout"].data
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu_started)
+    del walls[0], cpus[0]  # the warm-up
+    return {
+        "rounds": rounds,
+        "overhead_s": statistics.median(walls),
+        "overhead_cpu_s": statistics.median(cpus),
+        "all_s": walls,
+        "stages_s": {stage: statistics.median(values[1:]) for stage, values in stages.items() if values[1:]},
+        "png_mb": len(output) / 1e6,
+        "loadavg": loadavg(),
+    }
+
+
+def child_peak(model_path: str, image_path: str, what: str) -> dict[str, Any]:
+    from handler.core.options import RenderOptions
+    from handler.core.render import process
+    from handler.core.settings import ImageLimits
+
+    model = _load(model_path)
+    after_load = rss_mb()
+    data = Path(image_path).read_bytes()
+    if what == "bare":
+        feeds = _feeds(model, data)
+        model.session.run([model.output_name], feeds)
+    else:
+        process(data, ["cutout"], RenderOptions(), model, ImageLimits())
+    return {"after_load_mb": after_load, "peak_mb": peak_rss_mb()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--label", default="", help="a note kept with the results (e.g. which code was measured)")
+    parser.add_argument("--overhead-only", action="store_true", help="only the pipeline around a recorded model output")
+    parser.add_argument("--child", nargs="+")
+    args = parser.parse_args(argv)
+    if args.child:
+        import json
+
+        kind, *rest = args.child
+        if kind == "overhead":
+            result = child_overhead(rest[0], rest[1], int(rest[2]))
+        elif kind == "time":
+            result = child_time(rest[0], rest[1], int(rest[2]))
+        else:
+            result = child_peak(*rest)
+        print(json.dumps(result))
+        return
+    if not args.model.exists():
+        raise SystemExit(f"{args.model} is missing: run benchmarks/deform_standin.py first (it bakes the stand-in)")
+    WORK.mkdir(parents=True, exist_ok=True)
+    photo = phone_photo(WORK / "photo_12mp_exif6.jpg")
+    if args.overhead_only:
+        import json
+
+        overhead = run_child(SCRIPT, "overhead", str(args.model), str(photo), str(args.rounds), timeout=3600)
+        print(json.dumps(overhead))
+        return
+    timing = run_child(SCRIPT, "time", str(args.model), str(photo), str(args.rounds), timeout=3600)
+    peaks = {
+        what: run_child(SCRIPT, "peak", str(args.model), str(photo), what, timeout=1800)
+        for what in ("bare", "pipeline")
+    }
+    report = {
+        "machine": machine_info(),
+        "label": args.label,
+        "model": str(
+            args.model.relative_to(RESULTS.parent.parent)
+            if args.model.is_relative_to(RESULTS.parent.parent)
+            else args.model
+        ),
+        "photo": "4000x3000 JPEG q90, EXIF Orientation 6 (upright 3000x4000)",
+        "timing": timing,
+        "peak": {**peaks, "added_by_photo_mb": peaks["pipeline"]["peak_mb"] - peaks["bare"]["peak_mb"]},
+    }
+    write_json(RESULTS / "overhead.json", report)
+    print("\n".join(tables(report)))
+
+
+def tables(report: dict[str, Any]) -> list[str]:
+    timing, peak = report["timing"], report["peak"]
+    lines = [
+        f"| stage (median of {timing['rounds']}) | wall (s) |",
+        "|---|---:|",
+        *(f"| {stage} | {seconds:.3f} |" for stage, seconds in timing["stages_s"].items()),
+        f"| **pipeline** | **{timing['pipeline_s']:.2f}** (CPU {timing['pipeline_cpu_s']:.2f}) |",
+        f"| **bare session.run** | **{timing['session_run_s']:.2f}** (CPU {timing['session_run_cpu_s']:.2f}) |",
+        "",
+        f"ratio {timing['ratio']:.3f} (per round: {', '.join(f'{r:.3f}' for r in timing['ratios_per_round'])}); "
+        f"PNG {timing['png_mb']:.2f} MB; peak RSS bare {peak['bare']['peak_mb']:.0f} MB, pipeline "
+        f"{peak['pipeline']['peak_mb']:.0f} MB (+{peak['added_by_photo_mb']:.0f} MB); "
+        f"load average per round {[round(load[0], 1) for load in timing['loadavg_per_round']]}",
+    ]
+    return lines
+
+
+if __name__ == "__main__":
+    main()
