@@ -43,11 +43,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from PIL import Image, ImageColor
+from PIL import Image
 
 from handler.core.encode import encode
 from handler.core.errors import BackgroundRemovalError, InvalidParameter
-from handler.core.options import Margin, RenderOptions
+from handler.core.options import Margin, RenderOptions, parse_colour
 from handler.core.settings import OutputKind
 
 PATH = "/v1.0/removebg"
@@ -74,7 +74,6 @@ MAX_MARGIN_FRACTION = 0.5
 MAX_MARGIN_PIXELS = 500
 _TRUE, _FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 _MARGIN_VALUE = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
-_HEX = re.compile(r"^#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 
 OutputFormat = Literal["png", "jpg", "webp", "zip"]
 WHITE = (255, 255, 255)
@@ -180,17 +179,7 @@ def _boolean(fields: Mapping[str, Any], name: str) -> bool:
 
 
 def _colour(value: Any) -> tuple[int, int, int]:
-    text = _text({"bg_color": value}, "bg_color") or ""
-    hex_match = _HEX.match(text)
-    try:
-        rgba = ImageColor.getrgb(f"#{hex_match.group(1)}" if hex_match else text)
-    except ValueError as error:
-        raise InvalidParameter(
-            "bg_color", f"expected a hex colour (81d4fa, #fff) or a colour name, got {text!r}"
-        ) from error
-    if len(rgba) == 4 and rgba[3] != 255:
-        raise InvalidParameter("bg_color", "a semi-transparent background colour is not supported; give an opaque one")
-    return rgba[0], rgba[1], rgba[2]
+    return parse_colour("bg_color", _text({"bg_color": value}, "bg_color") or "")
 
 
 def _crop_margin(value: Any) -> SidedMargin:

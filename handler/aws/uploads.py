@@ -51,6 +51,8 @@ def create(event: BaseProxyEvent, current: Runtime) -> JsonAnswer:
     raw = parse_fields(event)
     content_type = _content_type(raw.pop(CONTENT_TYPE_FIELD, None))
     parse_options(raw, "cutout").check_for("cutout")  # the same refusals as POST /remove
+    if "outputs" in raw:  # accepted by the parser for POST /remove; an upload's job writes both anyway
+        raise InvalidParameter("outputs", "an upload's result has the cutout and the mask already (GET ?output=mask)")
     result_id = upload_records.new_id()
     expiry = function.presigned_url_expiry
     max_bytes = current.settings.limits.max_bytes

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from PIL import ImageColor
+
 from handler.core.env import switch_word
 from handler.core.errors import InvalidParameter
 from handler.core.formats import FORMATS, OutputFormat, format_named
@@ -17,7 +19,9 @@ from handler.core.settings import OUTPUT_KINDS, RESOLUTIONS, OutputKind
 MAX_SIZE_LIMIT = 20_000
 # Digits a whole-number option may have: more than any valid value, far below int()'s limit.
 _MAX_DIGITS = 9
-_HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{6})$")
+# Hex colours as CSS writes them (3, 4, 6 or 8 digits), with or without "#": remove.bg's clients send
+# "81d4fa", CSS users "#fff". Anything else is tried as a CSS colour name ("green").
+_HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
 _MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
 # Options for cutouts (/remove) only: a mask is the alpha alone, without colour or metadata, and
 # `outputs` adds the mask to a cutout's answer (POST /mask already is the mask alone).
@@ -108,12 +112,17 @@ def _format(name: str, value: Any) -> OutputFormat:
     return fmt
 
 
-def _colour(name: str, value: Any) -> tuple[int, int, int]:
-    match = _HEX_COLOUR.match(_text(name, value))
-    if match is None:
-        raise InvalidParameter(name, f"expected #rrggbb, got {value!r}")
-    digits = match.group(1)
-    return int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16)
+def parse_colour(name: str, value: Any) -> tuple[int, int, int]:
+    """An opaque RGB colour from hex (with or without "#") or a CSS colour name."""
+    text = _text(name, value).strip()
+    hex_match = _HEX_COLOUR.match(text)
+    try:
+        rgba = ImageColor.getrgb(f"#{hex_match.group(1)}" if hex_match else text)
+    except ValueError as error:
+        raise InvalidParameter(name, f"expected a hex colour (81d4fa, #fff) or a colour name, got {value!r}") from error
+    if len(rgba) == 4 and rgba[3] != 255:
+        raise InvalidParameter(name, "a semi-transparent background colour is not supported; give an opaque one")
+    return rgba[0], rgba[1], rgba[2]
 
 
 def _switch(name: str, value: Any) -> bool:
@@ -174,7 +183,7 @@ def _outputs(name: str, value: Any) -> tuple[OutputKind, ...]:
 # Every option a request may set, by its name (RenderOptions' field), and the parser of its value.
 _PARSERS: dict[str, Callable[[str, Any], object]] = {
     "format": _format,
-    "bg_color": _colour,
+    "bg_color": parse_colour,
     "crop": _switch,
     "margin": _margin,
     "max_size": _max_size,

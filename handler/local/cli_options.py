@@ -49,7 +49,7 @@ def add_render_flags(command: argparse.ArgumentParser, kind: OutputKind) -> None
     command.add_argument(
         "--bg-color",
         metavar="COLOUR",
-        help="fill the background with this colour (#rrggbb or rrggbb) instead of transparency; needed for jpeg",
+        help="fill the background with this colour (hex with or without #, or a name: ffffff, #fff, white) instead of transparency; needed for jpeg",
     )
     command.add_argument(
         "--refine",

@@ -45,6 +45,8 @@ class EmbeddedS3:
             raise RuntimeError(
                 "the local run needs moto's S3 server: pip install -e '.[test]' (make venv does it)"
             ) from error
+        from handler.local.post_policy import LocalS3Server
+
         # werkzeug logs every request at INFO; the serve's poller lists the bucket every second.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         secrets = {LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]: LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}

@@ -33,7 +33,7 @@ def picture(tmp_path: Path) -> Path:
     return square_picture(tmp_path / "in.png")
 
 
-@pytest.mark.parametrize("colour", ["#00ff00", "00ff00", "00FF00"])
+@pytest.mark.parametrize("colour", ["#00ff00", "00ff00", "00FF00", "#0f0", "lime"])
 def test_bg_color_fills_the_background_of_a_jpeg(cli: Cli, tmp_path: Path, picture: Path, colour: str) -> None:
     # WHEN cut out to JPEG over green, the colour written as the API takes it
     result = cli("remove", "in.png", "-o", "out.jpg", "--bg-color", colour)

@@ -223,6 +223,8 @@ def test_the_buckets_answer_a_browsers_preflight_upload_and_fetch(local: LocalSe
         ({"format": "png"}, 400, "invalid_parameter"),
         ({"content_type": "text/html"}, 415, "unsupported_media_type"),
         ({"content_type": "image/jpeg", "image": "aGVsbG8="}, 400, "invalid_parameter"),
+        # An upload's result holds both outputs: accepting this would promise something it ignores.
+        ({"content_type": "image/jpeg", "outputs": "cutout,mask"}, 400, "invalid_parameter"),
     ],
 )
 def test_post_uploads_refuses_what_post_remove_refuses(
