@@ -31,7 +31,9 @@ ARG MODEL_MEAN=
 ARG MODEL_STD=
 ARG MODEL_INPUT_SIZE=
 COPY handler/__init__.py handler/__main__.py /tmp/bake/handler/
-COPY handler/local/__init__.py handler/local/cli.py /tmp/bake/handler/local/
+# The command line (handler/local/) is what runs the bake, here as on a laptop; whole folders, so a
+# module the CLI comes to import cannot be left behind.
+COPY handler/local/ /tmp/bake/handler/local/
 COPY handler/core/ /tmp/bake/handler/core/
 # The native-DeformConv rewrite (handler/core/deform_bake.py) is verified on the sample photos (the
 # context holds only their .jpg files), and needs onnx (pinned, hashed), installed into a folder

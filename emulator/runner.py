@@ -24,7 +24,7 @@ def stage(
 ) -> dict[tuple[str, str], Path]:
     """Create every bucket the events name (and `extra_buckets`); put a sample photo at every key."""
     documents = [events.load(path) for path in event_paths]
-    s3.create_buckets(sorted({bucket for event in documents for bucket in events.buckets(event)} | set(extra_buckets)))
+    s3.create_buckets(*sorted({bucket for event in documents for bucket in events.buckets(event)} | set(extra_buckets)))
     photos = sorted(samples)
     named = sorted({ref for event in documents for ref in events.objects(event)})
     placed = {ref: photos[index % len(photos)] for index, ref in enumerate(named)}

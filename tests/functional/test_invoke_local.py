@@ -43,6 +43,10 @@ def invoke(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# The API events whose right answer is not 200 OK.
+API_STATUS = {"api_v2_uploads.json": 201, "api_v2_results.json": 404}
+
+
 def closed_port() -> int:
     """A port on 127.0.0.1 with nothing listening: S3 calls there are refused at once."""
     with socket.socket() as probe:
@@ -54,7 +58,7 @@ def stored_images(folder: Path) -> dict[str, tuple[str | None, str]]:
     """(format, mode) of every file under `folder`, by its path relative to it."""
     found = {}
     for path in sorted(folder.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path.suffix != ".json":  # results/<id>.json: POST /uploads' records
             with Image.open(path) as image:
                 found[path.relative_to(folder).as_posix()] = (image.format, image.mode)
     return found
@@ -73,7 +77,8 @@ def test_every_event_file_runs_with_local(env: dict[str, str], tmp_path: Path, e
     stored = stored_images(outputs) if outputs.exists() else {}
     document = json.loads(event.read_text())
     if "statusCode" in response:  # the API: an answer, nothing stored
-        assert response["statusCode"] == 200, response.get("body")
+        # events/api_v2_results.json asks for an id no upload made here: the route's own 404 is its answer
+        assert response["statusCode"] == API_STATUS.get(event.name, 200), response.get("body")
         assert stored == {}
         return
     # AND the jobs function found the object the event names and stored its cutout and mask
