@@ -388,7 +388,7 @@ def test_unknown_parameter_is_named(service: Service, make_event: Callable[[], d
     ("name", "value"),
     [
         ("format", "gif"),
-        ("bg_color", "red"),
+        ("bg_color", "reddish"),
         ("bg_color", "#12345"),
         ("crop", "maybe"),
         ("margin", "-5"),
