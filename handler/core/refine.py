@@ -330,36 +330,6 @@ class _Grids:
 
 
 @dataclass(frozen=True)
-class _Band:
-    """The band pixels of a strip: where they are, their colour (float32 0-255) and alpha level."""
-
-    pixels: np.ndarray  # the whole strip, one uint32 per pixel (RGBX): gathers and scatters move whole pixels
-    index: np.ndarray  # flat, in the strip
-    rows: np.ndarray  # image rows
-    columns: np.ndarray  # image columns
-    colour: np.ndarray  # N x 3
-    levels: np.ndarray  # N, uint8
-
-    @classmethod
-    def of(cls, colour: Image.Image, opacity: np.ndarray, box: tuple[int, int, int, int]) -> _Band | None:
-        """The band of an RGB strip cut from the photo at `box`, with its alpha; None if it has none."""
-        levels = opacity.ravel()
-        index = _band_index(opacity)
-        if index.size == 0:
-            return None
-        rows, columns = np.divmod(index, box[2] - box[0])
-        pixels = np.frombuffer(bytearray(colour.tobytes("raw", "RGBX")), dtype=np.uint32)
-        return cls(
-            pixels=pixels,
-            index=index,
-            rows=rows + box[1],
-            columns=columns + box[0],
-            colour=pixels[index].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32),
-            levels=levels[index],
-        )
-
-
-@dataclass(frozen=True)
 class _CellMeans:
     """Per-pixel values of a strip's band pixels averaged per grid cell."""
 
@@ -396,10 +366,17 @@ class _SampleGrid:
             cells[..., channel] = np.rint(np.clip(plane, 0, 1) * 255)
         return cls(cells.view(np.uint32).ravel(), planes[0].shape[1], reduction)
 
-    def at(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """The colours (0-255, float32, N x 3) of the cells holding the given pixels."""
-        packed: np.ndarray = self.cells[(rows // self.reduction) * self.width + columns // self.reduction]
-        return packed.view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+    def cells_of(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The cell of each pixel of the image region `box`, flat in the region's row-major order."""
+        left, top, right, bottom = box
+        rows = np.arange(top, bottom) // self.reduction * self.width
+        cells: np.ndarray = (rows[:, None] + np.arange(left, right)[None, :] // self.reduction).ravel()
+        return cells
+
+    def colours(self, cells: np.ndarray) -> np.ndarray:
+        """The colours (0-255, float32, N x 3) of the given cells."""
+        colours: np.ndarray = self.cells[cells].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+        return colours
 
 
 def _refine_strip(
@@ -407,19 +384,24 @@ def _refine_strip(
 ) -> None:
     """F = F̄(1 - α²) + αI - α(1 - α)B̄ at the band pixels of `box`, written into `target`."""
     left, top, right, bottom = box
-    band = _Band.of(target.crop(box), np.asarray(alpha.crop(box)), box)
-    if band is None:
+    opacity = np.asarray(alpha.crop(box))
+    index = _band_index(opacity)
+    if index.size == 0:
         return
-    estimate = fg.at(band.rows, band.columns)
-    estimate *= _KEEP_FG[band.levels][:, None]
-    estimate += band.colour * _KEEP_PHOTO[band.levels][:, None]
-    estimate -= bg.at(band.rows, band.columns) * _DROP_BG[band.levels][:, None]
-    packed = np.empty((band.index.size, 4), dtype=np.uint8)
+    levels = opacity.ravel()[index]
+    # The whole strip, one uint32 per pixel (RGBX): gathers and scatters move whole pixels.
+    pixels = np.frombuffer(bytearray(target.crop(box).tobytes("raw", "RGBX")), dtype=np.uint32)
+    cells = fg.cells_of(box)[index]  # one gather serves both fields: they share the grid
+    estimate = fg.colours(cells)
+    estimate *= _KEEP_FG[levels][:, None]
+    estimate += pixels[index].view(np.uint8).reshape(-1, 4)[:, :3] * _KEEP_PHOTO[levels][:, None]
+    estimate -= bg.colours(cells) * _DROP_BG[levels][:, None]
+    packed = np.empty((index.size, 4), dtype=np.uint8)
     packed[:, 3] = 255
     np.rint(np.clip(estimate, 0, 255, out=estimate), out=estimate)
     packed[:, :3] = estimate
-    band.pixels[band.index] = packed.view(np.uint32).ravel()
-    target.paste(Image.frombytes("RGB", (right - left, bottom - top), band.pixels, "raw", "RGBX"), (left, top))
+    pixels[index] = packed.view(np.uint32).ravel()
+    target.paste(Image.frombytes("RGB", (right - left, bottom - top), pixels, "raw", "RGBX"), (left, top))
 
 
 def _band_index(levels: np.ndarray) -> np.ndarray:
