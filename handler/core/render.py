@@ -85,18 +85,15 @@ def _decode_and_infer(
     """The full-size picture and the model's probabilities (and the inference time in ms).
 
     For a large JPEG the model runs on a reduced draft decode while the full decode, needed only
-    for the cutout, runs alongside it on a second thread (Pillow decodes without the GIL). The full
-    decode starts first: while the draft is decoded and preprocessed, on one core, it has the other
-    to itself, and less of it is left to take from the model's threads.
+    for the cutout, runs alongside it on a second thread (Pillow decodes without the GIL).
     """
+    small = load_model_input(source, limits, model_size)
+    if small is None:
+        picture = load_picture(source, limits)
+        inference_started = time.perf_counter()
+        return picture, model.probabilities(picture.rgb, model_size), (time.perf_counter() - inference_started) * 1000
     with ThreadPoolExecutor(max_workers=1) as pool:
         full_decode = pool.submit(load_picture, source, limits)
-        small = load_model_input(source, limits, model_size)
-        if small is None:
-            picture = full_decode.result()
-            inference_started = time.perf_counter()
-            probabilities = model.probabilities(picture.rgb, model_size)
-            return picture, probabilities, (time.perf_counter() - inference_started) * 1000
         inference_started = time.perf_counter()
         probabilities = model.probabilities(small, model_size)
         inference_ms = (time.perf_counter() - inference_started) * 1000
