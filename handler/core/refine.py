@@ -157,32 +157,42 @@ def box_mean(values: np.ndarray, width: int) -> np.ndarray:
     """
     values = np.asarray(values, dtype=np.float32)
     if values.ndim == 2:
-        return _box_axis(_box_axis(values, width, 0), width, 1)
+        return _box_mean_2d(values, width)
     means = np.empty_like(values)
     for channel in range(values.shape[2]):
-        means[..., channel] = _box_axis(_box_axis(values[..., channel], width, 0), width, 1)
+        means[..., channel] = _box_mean_2d(values[..., channel], width)
     return means
 
 
-def _box_axis(values: np.ndarray, width: int, axis: int) -> np.ndarray:
-    """Box means along one axis from running sums: one subtraction per value, whatever the width."""
-    length = values.shape[axis]
+def _box_mean_2d(values: np.ndarray, width: int) -> np.ndarray:
+    """`box_mean` of one HxW plane: down the columns, then (on the transpose) along the rows.
+
+    Both passes run down axis 0, whose running sums are whole-row additions (see _box_rows).
+    """
+    columns = _box_rows(np.ascontiguousarray(values, dtype=np.float32), width)
+    return np.ascontiguousarray(_box_rows(np.ascontiguousarray(columns.T), width).T)
+
+
+def _box_rows(values: np.ndarray, width: int) -> np.ndarray:
+    """Box means down axis 0 of an HxW array from running sums: one subtraction per value, whatever the width.
+
+    The running sums are added one row at a time: the same float32 additions in the same order as
+    np.cumsum(axis=0) (so the same sums, bit for bit), but each row is one vectorised addition
+    where np.cumsum walks value by value (~3x slower on the fine grid of a 12 MP photo).
+    """
+    length = values.shape[0]
     before, after = (width - 1) // 2, width // 2  # the window is [i - before, i + after]
-
-    def span(start: int, stop: int | None) -> tuple[slice, ...]:
-        return (slice(None),) * axis + (slice(start, stop),)
-
     # sums[k] = the sum of values[0 : k - before], clamped to 0 and to the total beyond both ends.
-    shape = list(values.shape)
-    shape[axis] = length + width
-    sums = np.empty(shape, dtype=np.float32)
-    sums[span(0, before + 1)] = 0
-    np.cumsum(values, axis=axis, dtype=np.float32, out=sums[span(before + 1, before + 1 + length)])
-    sums[span(before + 1 + length, None)] = sums[span(before + length, before + length + 1)]
-    means = sums[span(width, width + length)] - sums[span(0, length)]
+    sums = np.empty((length + width, values.shape[1]), dtype=np.float32)
+    sums[: before + 1] = 0
+    sums[before + 1] = values[0]
+    for row in range(1, length):
+        np.add(sums[before + row], values[row], out=sums[before + 1 + row])
+    sums[before + 1 + length :] = sums[before + length]
+    means = sums[width : width + length] - sums[:length]
     index = np.arange(length)
     counts = np.minimum(index + after + 1, length) - np.maximum(index - before, 0)
-    means /= counts.astype(np.float32).reshape((length,) + (1,) * (values.ndim - 1 - axis))
+    means /= counts.astype(np.float32)[:, None]
     return means
 
 
@@ -211,6 +221,14 @@ class _Grids:
         band_terms = np.zeros((*shape, 5), dtype=np.float32)
         colour_means = np.empty((*shape, 3), dtype=np.uint8)
         column_counts = np.minimum(step, width - np.arange(shape[1]) * step)
+        strips = list(_strips(0, height, width, plan.coarse_reduction))
+        # Each pixel's cell, flat in its strip's grid rows (strips start on grid rows): one gather
+        # per band pixel instead of a division and four more operations.
+        strip_rows = max(bottom - top for top, bottom in strips)
+        cell_map = (
+            np.arange(strip_rows, dtype=np.intp)[:, None] // step * shape[1]
+            + np.arange(width, dtype=np.intp)[None, :] // step
+        ).ravel()
 
         def measure_strip(bounds: tuple[int, int]) -> None:
             top, bottom = bounds
@@ -239,8 +257,7 @@ class _Grids:
             del opaque
             if index.size == 0:
                 return
-            band_rows, band_columns = np.divmod(index, width)
-            cells = (band_rows + (top - rows.start * step)) // step * shape[1] + band_columns // step
+            cells = cell_map[index]
             band_levels = levels[index]
             count = (rows.stop - rows.start) * shape[1]
             row_counts = np.minimum(step, bottom - np.arange(rows.start, rows.stop) * step)
@@ -258,7 +275,7 @@ class _Grids:
             terms[:, 0] = cell_means(_FIRST_FG[band_levels])
             terms[:, 1] = cell_means(_FIRST_BG[band_levels])
 
-        _each(measure_strip, list(_strips(0, height, width, plan.coarse_reduction)))
+        _each(measure_strip, strips)
         # Opaque pixels give the same 8-bit means on both paths, so inside the subject
         # colour - premultiplied (the background's share) is exactly 0 on the coarse grid too.
         return cls(
@@ -268,8 +285,10 @@ class _Grids:
             coarse_colour=_block_mean(colour_means, COARSE_REDUCTION) / 255,
         )
 
-    def blurred_colours(self, plan: Plan) -> tuple[np.ndarray, np.ndarray]:
-        """The second pass's blurred fore- and background colours on the fine grid, in [0, 1]."""
+    def blurred_colours(self, plan: Plan) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """The second pass's blurred fore- and background colours on the fine grid, in [0, 1]: one
+        contiguous HxW plane per channel (whole-plane arithmetic runs ~2x faster than on strided
+        channels of HxWx3 arrays; the values are the same, operation for operation)."""
         # First pass, coarse grid.
         coarse = self.coarse_premultiplied
         blurred_alpha = box_mean(coarse[..., 3], plan.coarse_box)[..., None]
@@ -280,55 +299,34 @@ class _Grids:
         # plus at band pixels alpha(1 - alpha²)F̄ - alpha(1 - alpha)I - alpha²(1 - alpha)B̄ (the first
         # estimate's formula multiplied out; F̄ and B̄ are smooth, so constant within a cell).
         shape = self.premultiplied.shape[:2]
-        fg_input = _upsample(first_fg, COARSE_REDUCTION, shape)
-        del first_fg
-        fg_input *= self.band_terms[..., 0:1]
-        fg_input -= self.band_terms[..., 2:5]
-        first_bg = _upsample(first_bg, COARSE_REDUCTION, shape)
-        fg_input -= first_bg * self.band_terms[..., 1:2]
+        first_fg_terms = np.ascontiguousarray(self.band_terms[..., 0])
+        first_bg_terms = np.ascontiguousarray(self.band_terms[..., 1])
+        opacity = np.ascontiguousarray(self.premultiplied[..., 3])
+        blurred_opacity = box_mean(opacity, plan.fine_box)
+        fg_divisor = blurred_opacity + EPSILON
+        bg_divisor = (1 - blurred_opacity) + EPSILON
+        del blurred_opacity
+        transparency = 1 - opacity
+        fg_planes, bg_planes = [], []
+        for channel in range(3):
+            fg_input = _upsample(first_fg[..., channel], COARSE_REDUCTION, shape)
+            fg_input *= first_fg_terms
+            fg_input -= self.band_terms[..., 2 + channel]
+            first_bg_plane = _upsample(first_bg[..., channel], COARSE_REDUCTION, shape)
+            fg_input -= first_bg_plane * first_bg_terms
+            fg_input += self.premultiplied[..., channel]
+            # Second pass, fine grid.
+            fg = box_mean(fg_input, plan.fine_box)
+            del fg_input
+            fg /= fg_divisor
+            fg_planes.append(fg)
+            first_bg_plane *= transparency
+            bg = box_mean(first_bg_plane, plan.fine_box)
+            del first_bg_plane
+            bg /= bg_divisor
+            bg_planes.append(bg)
         self.band_terms = np.empty((0, 0, 5), dtype=np.float32)  # used up: its memory goes back now
-        fg_input += self.premultiplied[..., :3]
-        # Second pass, fine grid.
-        opacity = self.premultiplied[..., 3]
-        blurred_alpha = box_mean(opacity, plan.fine_box)[..., None]
-        fg = box_mean(fg_input, plan.fine_box)
-        del fg_input
-        fg /= blurred_alpha + EPSILON
-        first_bg *= (1 - opacity)[..., None]
-        bg = box_mean(first_bg, plan.fine_box)
-        del first_bg
-        bg /= (1 - blurred_alpha) + EPSILON
-        return fg, bg
-
-
-@dataclass(frozen=True)
-class _Band:
-    """The band pixels of a strip: where they are, their colour (float32 0-255) and alpha level."""
-
-    pixels: np.ndarray  # the whole strip, one uint32 per pixel (RGBX): gathers and scatters move whole pixels
-    index: np.ndarray  # flat, in the strip
-    rows: np.ndarray  # image rows
-    columns: np.ndarray  # image columns
-    colour: np.ndarray  # N x 3
-    levels: np.ndarray  # N, uint8
-
-    @classmethod
-    def of(cls, colour: Image.Image, opacity: np.ndarray, box: tuple[int, int, int, int]) -> _Band | None:
-        """The band of an RGB strip cut from the photo at `box`, with its alpha; None if it has none."""
-        levels = opacity.ravel()
-        index = _band_index(opacity)
-        if index.size == 0:
-            return None
-        rows, columns = np.divmod(index, box[2] - box[0])
-        pixels = np.frombuffer(bytearray(colour.tobytes("raw", "RGBX")), dtype=np.uint32)
-        return cls(
-            pixels=pixels,
-            index=index,
-            rows=rows + box[1],
-            columns=columns + box[0],
-            colour=pixels[index].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32),
-            levels=levels[index],
-        )
+        return fg_planes, bg_planes
 
 
 @dataclass(frozen=True)
@@ -361,14 +359,24 @@ class _SampleGrid:
     reduction: int
 
     @classmethod
-    def of(cls, field: np.ndarray, reduction: int) -> _SampleGrid:
-        image = Image.fromarray(np.rint(np.clip(field, 0, 1) * 255).astype(np.uint8), "RGB")
-        return cls(np.frombuffer(image.tobytes("raw", "RGBX"), dtype=np.uint32), image.width, reduction)
+    def of(cls, planes: list[np.ndarray], reduction: int) -> _SampleGrid:
+        """From a field's three HxW channel planes (float, in [0, 1])."""
+        cells = np.empty((*planes[0].shape, 4), dtype=np.uint8)
+        for channel, plane in enumerate(planes):
+            cells[..., channel] = np.rint(np.clip(plane, 0, 1) * 255)
+        return cls(cells.view(np.uint32).ravel(), planes[0].shape[1], reduction)
 
-    def at(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
-        """The colours (0-255, float32, N x 3) of the cells holding the given pixels."""
-        packed: np.ndarray = self.cells[(rows // self.reduction) * self.width + columns // self.reduction]
-        return packed.view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+    def cells_of(self, box: tuple[int, int, int, int]) -> np.ndarray:
+        """The cell of each pixel of the image region `box`, flat in the region's row-major order."""
+        left, top, right, bottom = box
+        rows = np.arange(top, bottom) // self.reduction * self.width
+        cells: np.ndarray = (rows[:, None] + np.arange(left, right)[None, :] // self.reduction).ravel()
+        return cells
+
+    def colours(self, cells: np.ndarray) -> np.ndarray:
+        """The colours (0-255, float32, N x 3) of the given cells."""
+        colours: np.ndarray = self.cells[cells].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+        return colours
 
 
 def _refine_strip(
@@ -376,19 +384,24 @@ def _refine_strip(
 ) -> None:
     """F = F̄(1 - α²) + αI - α(1 - α)B̄ at the band pixels of `box`, written into `target`."""
     left, top, right, bottom = box
-    band = _Band.of(target.crop(box), np.asarray(alpha.crop(box)), box)
-    if band is None:
+    opacity = np.asarray(alpha.crop(box))
+    index = _band_index(opacity)
+    if index.size == 0:
         return
-    estimate = fg.at(band.rows, band.columns)
-    estimate *= _KEEP_FG[band.levels][:, None]
-    estimate += band.colour * _KEEP_PHOTO[band.levels][:, None]
-    estimate -= bg.at(band.rows, band.columns) * _DROP_BG[band.levels][:, None]
-    packed = np.empty((band.index.size, 4), dtype=np.uint8)
+    levels = opacity.ravel()[index]
+    # The whole strip, one uint32 per pixel (RGBX): gathers and scatters move whole pixels.
+    pixels = np.frombuffer(bytearray(target.crop(box).tobytes("raw", "RGBX")), dtype=np.uint32)
+    cells = fg.cells_of(box)[index]  # one gather serves both fields: they share the grid
+    estimate = fg.colours(cells)
+    estimate *= _KEEP_FG[levels][:, None]
+    estimate += pixels[index].view(np.uint8).reshape(-1, 4)[:, :3] * _KEEP_PHOTO[levels][:, None]
+    estimate -= bg.colours(cells) * _DROP_BG[levels][:, None]
+    packed = np.empty((index.size, 4), dtype=np.uint8)
     packed[:, 3] = 255
     np.rint(np.clip(estimate, 0, 255, out=estimate), out=estimate)
     packed[:, :3] = estimate
-    band.pixels[band.index] = packed.view(np.uint32).ravel()
-    target.paste(Image.frombytes("RGB", (right - left, bottom - top), band.pixels, "raw", "RGBX"), (left, top))
+    pixels[index] = packed.view(np.uint32).ravel()
+    target.paste(Image.frombytes("RGB", (right - left, bottom - top), pixels, "raw", "RGBX"), (left, top))
 
 
 def _band_index(levels: np.ndarray) -> np.ndarray:
@@ -421,22 +434,24 @@ def _block_mean(grid: np.ndarray, factor: int) -> np.ndarray:
     height, width = grid.shape[:2]
     padded = np.pad(grid, ((0, -height % factor), (0, -width % factor), (0, 0)), mode="edge")
     blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor, grid.shape[2])
-    means: np.ndarray = blocks.mean(axis=(1, 3), dtype=np.float32)
+    # Summed cell by cell in row-major order within each block, as blocks.mean(axis=(1, 3)) sums
+    # (the same float32 sums), in factor² whole-grid additions: ~3x faster than the strided reduction.
+    means: np.ndarray = blocks[:, 0, :, 0].astype(np.float32)
+    for row in range(factor):
+        for column in range(factor):
+            if row or column:
+                means += blocks[:, row, :, column]
+    means /= np.float32(factor * factor)
     return means
 
 
 def _upsample(field: np.ndarray, reduction: int, shape: tuple[int, int]) -> np.ndarray:
-    """A coarse HxWxC grid field bilinearly resampled onto a grid `reduction` times finer, of `shape`."""
+    """A coarse HxW grid plane bilinearly resampled onto a grid `reduction` times finer, of `shape`."""
     height, width = shape
     # The region of the coarse grid that the finer one covers: cell centres stay aligned.
     box = (0.0, 0.0, min(field.shape[1], width / reduction), min(field.shape[0], height / reduction))
-    channels = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(field[..., c]), "F").resize(
-                (width, height), Image.Resampling.BILINEAR, box=box
-            )
-        )
-        for c in range(field.shape[2])
-    ]
-    upsampled: np.ndarray = np.stack(channels, axis=-1)
-    return upsampled
+    upsampled: np.ndarray = np.asarray(
+        Image.fromarray(np.ascontiguousarray(field), "F").resize((width, height), Image.Resampling.BILINEAR, box=box)
+    )
+    # asarray over an image's bytes is read-only; the caller accumulates into it.
+    return upsampled if upsampled.flags.writeable else upsampled.copy()

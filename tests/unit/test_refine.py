@@ -202,3 +202,30 @@ def test_the_strip_wise_grids_are_the_cell_means_of_the_whole_photo(
     )
     np.testing.assert_allclose(grids.premultiplied, eight_bit + band_sums[..., :4], atol=1e-6)
     np.testing.assert_allclose(grids.band_terms, band_sums[..., 4:], atol=1e-6)
+
+
+# SHA-256 of refine_foreground's output, recorded from the implementation before its speed-ups
+# (np.cumsum box means, HxWx3 grids, strided block means): those were to change the time only,
+# not one byte. A deliberate change of the numerics updates these, with its accuracy shown by the
+# tests above and benchmarks/refine.py.
+RECORDED_OUTPUTS = {
+    "hair-coffee": "0341a4b4bb393796748ffd40ff2cc9a09e6ddc6c951f9332f28fbf3c11628e70",
+    "noise-2050x1401": "46eb0d559fa440eef03b0d57eb66e00686a0f75322c0318c698ae354b4b18fd4",
+}
+
+
+def test_the_output_is_the_recorded_one_to_the_byte() -> None:
+    import hashlib
+
+    composite = next(c for c in cases(REDUCED_SIZE, backgrounds=("coffee",)) if c.name == "hair-coffee")
+    # Random colours and alphas at a size whose grids (reduced 4x and 16x) end in partial cells.
+    rng = np.random.default_rng(7)
+    noise = Image.fromarray(rng.integers(0, 256, (1401, 2050, 3), dtype=np.uint8), "RGB")
+    noise_alpha = Image.fromarray(rng.integers(0, 256, (1401, 2050), dtype=np.uint8), "L")
+
+    outputs = {
+        "hair-coffee": refine_foreground(composite.image, composite.alpha),
+        "noise-2050x1401": refine_foreground(noise, noise_alpha),
+    }
+
+    assert {name: hashlib.sha256(image.tobytes()).hexdigest() for name, image in outputs.items()} == RECORDED_OUTPUTS
