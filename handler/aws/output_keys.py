@@ -5,7 +5,7 @@ from __future__ import annotations
 from handler.aws.keys import climbs_out, is_encodable
 from handler.aws.settings import FunctionSettings
 from handler.core.errors import InvalidParameter
-from handler.core.formats import FORMATS
+from handler.core.formats import FORMATS, OutputFormat
 from handler.core.settings import OutputKind
 
 # Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
@@ -42,9 +42,12 @@ def output_key(source_key: str, kind: OutputKind, extension: str, function: Func
     return key
 
 
-def output_keys(source_key: str, function: FunctionSettings) -> dict[OutputKind, str]:
-    """The key of each output the function writes for `source_key`, in OUTPUTS order."""
-    extension = FORMATS[function.output_format].extension
+def output_keys(
+    source_key: str, function: FunctionSettings, output_format: OutputFormat | None = None
+) -> dict[OutputKind, str]:
+    """The key of each output the function writes for `source_key`, in OUTPUTS order, with the extension
+    of `output_format` (an upload's own choice) or else of the function's OUTPUT_FORMAT."""
+    extension = FORMATS[output_format or function.output_format].extension
     return {kind: output_key(source_key, kind, extension, function) for kind in function.outputs}
 
 

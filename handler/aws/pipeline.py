@@ -20,7 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from handler.aws import upload_records
 from handler.aws.envelopes import ObjectRef
 from handler.aws.observability import count_error, logger, metrics, record_processed, tracer
-from handler.aws.output_keys import is_under_output, output_key, output_keys
+from handler.aws.output_keys import is_under_output, output_keys
 from handler.aws.runtime import Runtime
 from handler.aws.settings import FunctionSettings
 from handler.aws.storage import StoredObject
@@ -32,7 +32,6 @@ from handler.core.errors import (
     SourceForbidden,
     SourceNotFound,
 )
-from handler.core.formats import FORMATS
 from handler.core.options import RenderOptions
 from handler.core.render import process
 from handler.core.settings import OutputKind
@@ -229,8 +228,7 @@ def _handle(
         # An upload through POST /uploads: the caller's options, stored with it, in place of the
         # function's; its outputs get the extension of the format asked for.
         options = upload_records.upload_options(stored.metadata)
-        extension = FORMATS[options.format].extension
-        targets = {kind: output_key(key, kind, extension, function) for kind in function.outputs}
+        targets = output_keys(key, function, options.format)
     elif key != ref.key:
         targets = output_keys(key, function)
     if overlap is not None:
