@@ -89,14 +89,10 @@ def _feeds(model: Any, data: bytes) -> dict[str, Any]:
     return {model.input_name: model.preprocess(small)}
 
 
-def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
+def _timed_stages(model: Any) -> dict[str, list[float]]:
+    """Wrap each stage of the pipeline (render's steps, the model's) to record its wall time, per call."""
     import handler.core.render as render
-    from handler.core.options import RenderOptions
-    from handler.core.settings import ImageLimits
 
-    model = _load(model_path)
-    data = Path(image_path).read_bytes()
-    feeds = _feeds(model, data)
     stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
 
     def timed(stage: str, step: Callable[..., Any]) -> Callable[..., Any]:
@@ -117,6 +113,18 @@ def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
     render._render = timed("compose + PNG", render._render)
     model.preprocess = timed("preprocess", model.preprocess)
     model.infer = timed("session.run + sigmoid", model.infer)
+    return stages
+
+
+def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
+    import handler.core.render as render
+    from handler.core.options import RenderOptions
+    from handler.core.settings import ImageLimits
+
+    model = _load(model_path)
+    data = Path(image_path).read_bytes()
+    feeds = _feeds(model, data)
+    stages = _timed_stages(model)
 
     def pipeline() -> bytes:
         result = render.process(data, ["cutout"], RenderOptions(), model, ImageLimits())
@@ -189,26 +197,7 @@ def child_overhead(model_path: str, image_path: str, rounds: int) -> dict[str, A
     model = _load(model_path)
     data = Path(image_path).read_bytes()
     model.session = _Recorded(model.session, _feeds(model, data), model.output_name)
-    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
-
-    def timed(stage: str, step: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return step(*args, **kwargs)
-            finally:
-                stages[stage].append(time.perf_counter() - started)
-
-        return wrapper
-
-    render.load_model_input = timed("draft decode", render.load_model_input)  # type: ignore[attr-defined]
-    render.load_picture = timed("full decode (during inference)", render.load_picture)  # type: ignore[attr-defined]
-    render.alpha_from = timed("mask to 12 MP", render.alpha_from)  # type: ignore[attr-defined]
-    render.foreground_box = timed("subject box", render.foreground_box)  # type: ignore[attr-defined]
-    render.refined = timed("refine", render.refined)  # type: ignore[attr-defined]
-    render._render = timed("compose + PNG", render._render)
-    model.preprocess = timed("preprocess", model.preprocess)
-    model.infer = timed("session.run + sigmoid", model.infer)
+    stages = _timed_stages(model)
     walls, cpus = [], []
     for _ in range(rounds + 1):
         cpu_started, started = time.process_time(), time.perf_counter()

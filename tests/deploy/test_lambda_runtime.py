@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import shutil
 import socket
 import urllib.request
 from collections.abc import Iterator
@@ -34,19 +32,14 @@ from emulator.runtime_api import REQUEST_LIMIT, RESPONSE_LIMIT
 from emulator.sandbox import LAMBDA_GID, LAMBDA_UID
 from handler.local.upload_trigger import s3_put_event
 from tests import graphs
+from tests.helpers.sandbox import NEEDS_SANDBOX
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 FIXTURES = Path(__file__).resolve().parent / "lambda_fixtures"
 CACHE = ROOT / ".cache" / "lambda-runtime-tests"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("bwrap") is None or shutil.which("strace") is None or os.geteuid() != 0,
-        reason="needs bubblewrap and strace (make sandbox-tools installs them) and root",
-    ),
-]
+pytestmark = [pytest.mark.slow, NEEDS_SANDBOX]
 
 
 # The upload flow's events and what each answers alone: a ticket, and an id no one was given.

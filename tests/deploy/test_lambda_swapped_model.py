@@ -10,8 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,17 +20,12 @@ from emulator import configuration, events, runner
 from emulator.bench import Bench
 from emulator.images import cached_image
 from emulator.local_s3 import LocalS3
+from tests.helpers.sandbox import NEEDS_SANDBOX
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "lambda-runtime-tests"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        shutil.which("bwrap") is None or shutil.which("strace") is None or os.geteuid() != 0,
-        reason="needs bubblewrap and strace (make sandbox-tools installs them) and root",
-    ),
-]
+pytestmark = [pytest.mark.slow, NEEDS_SANDBOX]
 
 
 def test_u2netp_baked_without_model_output_gives_a_clear_background(

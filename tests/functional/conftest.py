@@ -10,7 +10,6 @@ import importlib
 import io
 import itertools
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from handler.local.context import LocalLambdaContext
 from scripts.fetch_u2netp import ensure_u2netp
 from tests.graphs import GraphFile
 from tests.helpers.api import Service
-from tests.helpers.cli import CHILD_TIMEOUT_S, INPUT_SIZE, Cli, Result, red_graph
+from tests.helpers.cli import CHILD_TIMEOUT_S, Cli, Result, child_env, red_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -180,20 +179,9 @@ def logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
 def cli(tmp_path: Path, graph_file: GraphFile) -> Cli:
     """Run the CLI in `tmp_path` with the test graph as MODEL_PATH; keyword arguments add variables."""
     model_path = graph_file(red_graph())
-    # The developer's own settings must not leak into the child.
-    base = {name: value for name, value in os.environ.items() if not name.startswith(("MODEL_", "MAX_INPUT_", "HF_"))}
 
     def run(*args: str, **environ: str) -> Result:
-        env = {
-            **base,
-            "MODEL_PATH": str(model_path),
-            "MODEL_INPUT_SIZE": str(INPUT_SIZE),
-            "MODEL_THREADS": "1",
-            "HF_HUB_OFFLINE": "1",
-            "HF_HUB_DISABLE_TELEMETRY": "1",
-            "PYTHONPATH": str(ROOT),
-            **environ,
-        }
+        env = child_env(model_path, **environ)
         completed = subprocess.run(
             [sys.executable, "-m", "handler", *args],
             cwd=tmp_path,
