@@ -121,12 +121,17 @@ def load_picture(source: ImageSource, limits: ImageLimits | None = None) -> Pict
 
     Paths and bytes are checked against `limits`; a PIL image is already decoded and is trusted.
     """
-    image = source if isinstance(source, Image.Image) else open_image(source, limits or ImageLimits())
+    image = opened(source, limits or ImageLimits())
     try:
         return _to_picture(image)
     except _CORRUPT_DATA_ERRORS as error:
         # Pillow reports truncated and corrupt data lazily, on first pixel access.
         raise InvalidImage(f"the image data is corrupt or truncated ({_detail(error)})") from error
+
+
+def opened(source: ImageSource, limits: ImageLimits) -> Image.Image:
+    """`source` opened (header only, limits checked), or the PIL image it already is."""
+    return source if isinstance(source, Image.Image) else open_image(source, limits)
 
 
 def load_model_input(source: ImageSource, limits: ImageLimits, model_size: tuple[int, int]) -> Image.Image | None:

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from handler.core.background import Box, alpha_from, compose_cutout, foreground_box, refined
-from handler.core.decode import ImageSource, Picture, load_model_input, load_picture
+from handler.core.decode import ImageSource, Picture, load_model_input, load_picture, opened
 from handler.core.encode import encode
 from handler.core.formats import FORMATS
 from handler.core.model import BackgroundModel
@@ -84,18 +84,20 @@ def _decode_and_infer(
 ) -> tuple[Picture, np.ndarray, float]:
     """The full-size picture and the model's probabilities (and the inference time in ms).
 
-    For a large JPEG the model runs on a reduced draft decode while the full decode, needed only
-    for the cutout, runs alongside it on a second thread (Pillow decodes without the GIL).
+    The full decode runs on a second thread from the start (Pillow decodes without the GIL). For
+    a large JPEG the model runs on a reduced draft decode made meanwhile on this thread, so the
+    full decode, needed only for the cutout, has the otherwise idle second core during the draft
+    decode and preprocessing, and shares the cores with the inference only for what is left.
+    Both opens (header checks) happen on this thread: `open_image`'s warning filter is not
+    thread-safe.
     """
-    small = load_model_input(source, limits, model_size)
-    if small is None:
-        picture = load_picture(source, limits)
-        inference_started = time.perf_counter()
-        return picture, model.probabilities(picture.rgb, model_size), (time.perf_counter() - inference_started) * 1000
+    image = opened(source, limits)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        full_decode = pool.submit(load_picture, source, limits)
+        full_decode = pool.submit(load_picture, image)
+        small = load_model_input(source, limits, model_size)
+        model_input = small if small is not None else full_decode.result().rgb
         inference_started = time.perf_counter()
-        probabilities = model.probabilities(small, model_size)
+        probabilities = model.probabilities(model_input, model_size)
         inference_ms = (time.perf_counter() - inference_started) * 1000
         return full_decode.result(), probabilities, inference_ms
 

@@ -64,11 +64,20 @@ def test_opaque_pixels_keep_their_colour_and_only_the_band_changes(composites: l
         np.testing.assert_array_equal(np.asarray(refined)[outside], np.asarray(composite.image)[outside])
 
 
-def test_the_reduced_grids_are_as_accurate_as_full_resolution_blur_fusion() -> None:
+@pytest.mark.parametrize(
+    ("size", "reductions"),
+    [
+        (REDUCED_SIZE, (2, 8)),  # the small box spans 4.7 cells of the fine grid
+        ((2048, 1536), (4, 16)),  # 3 cells: as coarse as the plan goes
+    ],
+)
+def test_the_reduced_grids_are_as_accurate_as_full_resolution_blur_fusion(
+    size: tuple[int, int], reductions: tuple[int, int]
+) -> None:
     # GIVEN photos large enough that the blurs run on reduced grids
-    plan = Plan.for_size(REDUCED_SIZE)
-    assert (plan.fine_reduction, plan.coarse_reduction) == (2, 8)
-    for composite in cases(REDUCED_SIZE, backgrounds=("coffee",)):
+    plan = Plan.for_size(size)
+    assert (plan.fine_reduction, plan.coarse_reduction) == reductions
+    for composite in cases(size, backgrounds=("coffee",)):
         # WHEN refined, and estimated by the definition at full resolution with the same box widths
         refined = refine_foreground(composite.image, composite.alpha)
         exact = blur_fusion(
@@ -151,8 +160,11 @@ def test_box_mean_is_the_mean_over_the_window_clipped_at_the_border(width: int) 
 
 
 def test_box_widths_scale_with_the_longer_side() -> None:
-    # The reference's 90 and 6 pixels at 1024; four times as wide on a 4096-pixel photo.
-    assert Plan.for_size((1024, 768)) == Plan(1, 4, 6, 22)
+    # The reference's 90 and 6 pixels at 1024 (on grids reduced 2x and 8x: 11 and 3 cells); four
+    # times as wide on a 4096-pixel photo.
+    plan = Plan.for_size((1024, 768))
+    assert plan == Plan(2, 8, 3, 11)
+    assert plan.fine_box * plan.fine_reduction == 6
     large = Plan.for_size((4096, 3072))
     assert large.fine_box * large.fine_reduction == 24 and large.coarse_box * large.coarse_reduction == 352
 
