@@ -12,6 +12,14 @@ a photo-like subject in its logits), loaded with the service's session options. 
 Orientation 6, as a phone's portrait photo does: the pipeline decodes, turns it upright
 (3000x4000), and cuts it out with the API's defaults (PNG, edge colour refined).
 
+The stand-in's mask is softer than BiRefNet's: its logits ramp over ~240 pixels at 12 MP, so 18%
+of the photo is semi-transparent and the edge refinement (whose work grows with those pixels) is
+at a worst case, like U-2-Net-p's 320-pixel mask enlarged. BiRefNet's own 1024-pixel masks are
+near-binary, their soft edge a pixel or two wide outside hair. `--edge sharp` multiplies the
+stand-in's logits by EDGE_SHARPNESS inside the pipeline's session (the bare run is untouched and
+the multiply counts against the pipeline), which leaves ~3% of the photo semi-transparent.
+Results go to results/overhead.json (stand-in edge) and results/overhead_sharp_edge.json.
+
 In one process, after a warm-up, each round times the bare `session.run` on the input tensor of
 this photo, then `render.process` (JPEG bytes in -> PNG bytes out) with every stage it calls
 timed in place (wall seconds; the full decode runs on a second thread during the inference, so
@@ -39,6 +47,9 @@ from benchmarks.measure import RESULTS, loadavg, machine_info, peak_rss_mb, rss_
 SCRIPT = Path(__file__).resolve()
 WORK = RESULTS / "work"
 DEFAULT_MODEL = WORK / "deform_after" / "model.onnx"
+# The logits' factor for `--edge sharp`: ~3% of the 12 MP photo semi-transparent instead of 18%.
+EDGE_SHARPNESS = 6.0
+EDGES = {"stand-in": 1.0, "sharp": EDGE_SHARPNESS}
 STAGES = (
     "draft decode",
     "full decode (during inference)",
@@ -79,6 +90,37 @@ def _load(model_path: str) -> Any:
     return BackgroundModel.load(model_path, ModelSpec(), threads=available_cpus())
 
 
+class _Sharpened:
+    """The session with its logits multiplied by `factor` (a sharper edge, same subject)."""
+
+    def __init__(self, session: Any, factor: float) -> None:
+        self._session = session
+        self._factor = factor
+
+    def run(self, names: list[str], feeds: dict[str, Any]) -> list[Any]:
+        return [output * self._factor for output in self._session.run(names, feeds)]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def _with_edge(model: Any, edge: str) -> Any:
+    if EDGES[edge] != 1.0:
+        model.session = _Sharpened(model.session, EDGES[edge])
+    return model
+
+
+def _band_share(model: Any, data: bytes) -> float:
+    """The share of the upright photo's pixels that the mask leaves semi-transparent (1-254)."""
+    from handler.core.background import alpha_from
+    from handler.core.decode import load_picture
+    from handler.core.settings import ImageLimits
+
+    picture = load_picture(data, ImageLimits())
+    histogram = alpha_from(picture, model.probabilities(picture.rgb, model.input_size)).histogram()
+    return sum(histogram[1:255]) / sum(histogram)
+
+
 def _feeds(model: Any, data: bytes) -> dict[str, Any]:
     """The tensor the pipeline gives the model for this photo (its draft decode, resized)."""
     from handler.core.decode import load_model_input
@@ -116,7 +158,7 @@ def _timed_stages(model: Any) -> dict[str, list[float]]:
     return stages
 
 
-def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
+def child_time(model_path: str, image_path: str, rounds: int, edge: str) -> dict[str, Any]:
     import handler.core.render as render
     from handler.core.options import RenderOptions
     from handler.core.settings import ImageLimits
@@ -124,6 +166,9 @@ def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
     model = _load(model_path)
     data = Path(image_path).read_bytes()
     feeds = _feeds(model, data)
+    session = model.session  # the bare run's: never sharpened
+    model = _with_edge(model, edge)
+    band_share = _band_share(model, data)
     stages = _timed_stages(model)
 
     def pipeline() -> bytes:
@@ -132,7 +177,7 @@ def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
         return output
 
     def bare() -> None:
-        model.session.run([model.output_name], feeds)
+        session.run([model.output_name], feeds)
 
     pipeline()  # warm-up: arena, caches
     bare()
@@ -153,12 +198,22 @@ def child_time(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
                 png_bytes = len(output)
         load.append(loadavg())
     bare_median, whole_median = statistics.median(bare_s), statistics.median(whole_s)
+    # The pipeline's own time per round: its wall time less its inference's. The model's run
+    # swings by ±0.3 s from round to round, more than the pipeline's whole cost; a concurrent full
+    # decode did not slow it measurably (14 alternating pairs: -0.004 s median, se 0.06 s), so the
+    # bare median plus this is the steadier estimate of the pipeline.
+    around = [whole - inference for whole, inference in zip(whole_s, stages["session.run + sigmoid"], strict=True)]
     return {
         "image": Path(image_path).name,
+        "edge": edge,
+        "band_share": band_share,
         "rounds": rounds,
         "session_run_s": bare_median,
         "pipeline_s": whole_median,
         "ratio": whole_median / bare_median,
+        "around_model_s": statistics.median(around),
+        "ratio_around": (bare_median + statistics.median(around)) / bare_median,
+        "all_around_model_s": around,
         "ratios_per_round": [w / b for w, b in zip(whole_s, bare_s, strict=True)],
         "session_run_cpu_s": statistics.median(bare_cpu),
         "pipeline_cpu_s": statistics.median(whole_cpu),
@@ -185,7 +240,7 @@ class _Recorded:
         return getattr(self._session, name)
 
 
-def child_overhead(model_path: str, image_path: str, rounds: int) -> dict[str, Any]:
+def child_overhead(model_path: str, image_path: str, rounds: int, edge: str) -> dict[str, Any]:
     """`render.process` with the model's run replaced by its recorded output, `rounds` times.
 
     The full decode then has no inference to hide behind, so this is an upper bound of what the
@@ -196,7 +251,7 @@ def child_overhead(model_path: str, image_path: str, rounds: int) -> dict[str, A
 
     model = _load(model_path)
     data = Path(image_path).read_bytes()
-    model.session = _Recorded(model.session, _feeds(model, data), model.output_name)
+    model.session = _Recorded(_with_edge(model, edge).session, _feeds(model, data), model.output_name)
     stages = _timed_stages(model)
     walls, cpus = [], []
     for _ in range(rounds + 1):
@@ -206,6 +261,7 @@ def child_overhead(model_path: str, image_path: str, rounds: int) -> dict[str, A
         cpus.append(time.process_time() - cpu_started)
     del walls[0], cpus[0]  # the warm-up
     return {
+        "edge": edge,
         "rounds": rounds,
         "overhead_s": statistics.median(walls),
         "overhead_cpu_s": statistics.median(cpus),
@@ -216,12 +272,14 @@ def child_overhead(model_path: str, image_path: str, rounds: int) -> dict[str, A
     }
 
 
-def child_peak(model_path: str, image_path: str, what: str) -> dict[str, Any]:
+def child_peak(model_path: str, image_path: str, what: str, edge: str) -> dict[str, Any]:
     from handler.core.options import RenderOptions
     from handler.core.render import process
     from handler.core.settings import ImageLimits
 
     model = _load(model_path)
+    if what != "bare":
+        model = _with_edge(model, edge)
     after_load = rss_mb()
     data = Path(image_path).read_bytes()
     if what == "bare":
@@ -238,6 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--label", default="", help="a note kept with the results (e.g. which code was measured)")
     parser.add_argument("--overhead-only", action="store_true", help="only the pipeline around a recorded model output")
+    parser.add_argument("--edge", choices=sorted(EDGES), default="stand-in", help="the mask's edge (see above)")
     parser.add_argument("--child", nargs="+")
     args = parser.parse_args(argv)
     if args.child:
@@ -245,9 +304,9 @@ def main(argv: list[str] | None = None) -> None:
 
         kind, *rest = args.child
         if kind == "overhead":
-            result = child_overhead(rest[0], rest[1], int(rest[2]))
+            result = child_overhead(rest[0], rest[1], int(rest[2]), rest[3])
         elif kind == "time":
-            result = child_time(rest[0], rest[1], int(rest[2]))
+            result = child_time(rest[0], rest[1], int(rest[2]), rest[3])
         else:
             result = child_peak(*rest)
         print(json.dumps(result))
@@ -259,12 +318,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.overhead_only:
         import json
 
-        overhead = run_child(SCRIPT, "overhead", str(args.model), str(photo), str(args.rounds), timeout=3600)
+        overhead = run_child(SCRIPT, "overhead", str(args.model), str(photo), str(args.rounds), args.edge, timeout=3600)
         print(json.dumps(overhead))
         return
-    timing = run_child(SCRIPT, "time", str(args.model), str(photo), str(args.rounds), timeout=3600)
+    timing = run_child(SCRIPT, "time", str(args.model), str(photo), str(args.rounds), args.edge, timeout=3600)
     peaks = {
-        what: run_child(SCRIPT, "peak", str(args.model), str(photo), what, timeout=1800)
+        what: run_child(SCRIPT, "peak", str(args.model), str(photo), what, args.edge, timeout=1800)
         for what in ("bare", "pipeline")
     }
     report = {
@@ -279,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
         "timing": timing,
         "peak": {**peaks, "added_by_photo_mb": peaks["pipeline"]["peak_mb"] - peaks["bare"]["peak_mb"]},
     }
-    write_json(RESULTS / "overhead.json", report)
+    write_json(RESULTS / ("overhead.json" if args.edge == "stand-in" else "overhead_sharp_edge.json"), report)
     print("\n".join(tables(report)))
 
 
@@ -291,7 +350,10 @@ def tables(report: dict[str, Any]) -> list[str]:
         *(f"| {stage} | {seconds:.3f} |" for stage, seconds in timing["stages_s"].items()),
         f"| **pipeline** | **{timing['pipeline_s']:.2f}** (CPU {timing['pipeline_cpu_s']:.2f}) |",
         f"| **bare session.run** | **{timing['session_run_s']:.2f}** (CPU {timing['session_run_cpu_s']:.2f}) |",
+        f"| **pipeline less its own inference** | **{timing['around_model_s']:.3f}** |",
         "",
+        f"ratio with the pipeline's own time: (bare + around) / bare = {timing['ratio_around']:.3f}",
+        f"edge {timing['edge']}: {timing['band_share']:.1%} of the photo semi-transparent; "
         f"ratio {timing['ratio']:.3f} (per round: {', '.join(f'{r:.3f}' for r in timing['ratios_per_round'])}); "
         f"PNG {timing['png_mb']:.2f} MB; peak RSS bare {peak['bare']['peak_mb']:.0f} MB, pipeline "
         f"{peak['pipeline']['peak_mb']:.0f} MB (+{peak['added_by_photo_mb']:.0f} MB); "
