@@ -61,7 +61,10 @@ class PresignedPost:
 class Storage:
     def __init__(self, settings: StorageSettings | None = None, *, client: Any | None = None) -> None:
         self.settings = settings or StorageSettings()
-        self._client = client or boto3.client(
+        # A session of its own: boto3's default one keeps the credentials it resolved first for the
+        # whole process, so a runtime made again after the environment changed (the local server,
+        # tests) would sign with the old ones.
+        self._client = client or boto3.session.Session().client(
             "s3",
             config=Config(
                 retries={"mode": self.settings.retry_mode, "total_max_attempts": self.settings.max_attempts},
