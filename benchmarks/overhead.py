@@ -22,7 +22,7 @@ Results go to results/overhead.json (stand-in edge) and results/overhead_sharp_e
 
 In one process, after a warm-up, each round times the bare `session.run` on the input tensor of
 this photo, then `render.process` (JPEG bytes in -> PNG bytes out) with every stage it calls
-timed in place (wall seconds; the full decode runs on a second thread during the inference, so
+timed in place (wall seconds; the full decode runs on a second thread from the start, so
 the stages do not add up to the total). Both also report the process's CPU seconds (all
 threads). The ratio is the median pipeline over the median bare run. Peak memory: one fresh
 process runs the bare model once, another the pipeline once (VmHWM); the difference is what the

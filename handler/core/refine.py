@@ -18,10 +18,11 @@ Budget. Only band pixels (0 < alpha < 255) change, and every blurred quantity is
 - the large blur runs on a coarse grid (COARSE_REDUCTION times coarser than the fine one);
 - the small blur runs on the coarsest fine grid (a power-of-two reduction) on which its box still
   spans MIN_FINE_BOX_CELLS cells: measured on composites of known foreground from 1024 to 4000
-  pixels, a box of 3 cells is as close to full resolution as one of 6, and one of 2 is not. Its input, the first estimate times alpha, equals the
-  photo times alpha except at band pixels, where the difference is made of polynomials in alpha,
-  the photo and the (smooth) first-pass colours: per-cell sums of those polynomials stand in
-  for the first estimate, which is never computed per pixel;
+  pixels, a box of 3 cells is as close to full resolution as one of 6, and one of 2 is not. Its
+  input, the first estimate times alpha, equals the photo times alpha except at band pixels,
+  where the difference is made of polynomials in alpha, the photo and the (smooth) first-pass
+  colours: per-cell sums of those polynomials stand in for the first estimate, which is never
+  computed per pixel;
 - the per-pixel formula runs at band pixels only, strip by strip, each reading the blurred
   colours of its fine-grid cell.
 benchmarks/refine.py measures the error of this against `blur_fusion` at full resolution, and
@@ -51,7 +52,7 @@ EPSILON = 1e-5
 # the estimate within ~0.7 levels of full resolution, like 6 cells; 2.2-2.6 cells doubled that.
 MIN_FINE_BOX_CELLS = 2.9
 # The large blur's grid is this much coarser again: its box is 15x the small one, so it still
-# spans ~22 cells.
+# spans ~11-22 cells.
 COARSE_REDUCTION = 4
 # Full-resolution work is done in horizontal strips of about this many pixels: bounded memory.
 STRIP_PIXELS = 1 << 19
