@@ -62,15 +62,19 @@ _LEVELS = np.arange(256, dtype=np.float64) / 255
 _BAND_LUT = [0] + [255] * 254 + [0]
 # The opaque pixels as an alpha: their colour premultiplied by it is exact, with no rounding.
 _OPAQUE_LUT = [0] * 255 + [255]
-# Per alpha level, the first-pass correction's polynomials: alpha(1 - alpha²), alpha²(1 - alpha),
-# alpha(1 - alpha) (see _Grids.blurred_colours).
-_FIRST_FG = (_LEVELS * (1 - _LEVELS**2)).astype(np.float32)
-_FIRST_BG = (_LEVELS**2 * (1 - _LEVELS)).astype(np.float32)
-_CROSS = (_LEVELS * (1 - _LEVELS)).astype(np.float32)
+# Per alpha level, what the band's cell sums add up (see _Grids.blurred_colours): alpha, the
+# first-pass correction's polynomials alpha(1 - alpha²) and alpha²(1 - alpha), and the factors of
+# a colour byte in colour x alpha and colour x alpha(1 - alpha). Float64, as np.bincount sums: it
+# would convert float32 weights itself, holding the GIL, so two strips' sums ran one at a time.
+_ALPHA = _LEVELS
+_FIRST_FG = _LEVELS * (1 - _LEVELS**2)
+_FIRST_BG = _LEVELS**2 * (1 - _LEVELS)
+_BYTE_ALPHA = _LEVELS / 255
+_BYTE_CROSS = _LEVELS * (1 - _LEVELS) / 255
 # F = F̄(1 - α²) + αI - α(1 - α)B̄: the per-pixel formula's coefficients by alpha level.
 _KEEP_FG = (1 - _LEVELS**2).astype(np.float32)
 _KEEP_PHOTO = _LEVELS.astype(np.float32)
-_DROP_BG = _CROSS
+_DROP_BG = (_LEVELS * (1 - _LEVELS)).astype(np.float32)
 # The 4th byte of a little-endian pixel word: the alpha of an opaque pixel.
 _OPAQUE_WORD = np.uint32(0xFF000000)
 
@@ -133,9 +137,13 @@ def refine_foreground(
     bg_cells = _SampleGrid.of(bg, plan.fine_reduction)
     del bg
     left, top, right, bottom = band_box
+    step = plan.fine_reduction
+    # Strips start on grid rows, so each pixel's cell is one lookup in a map made once for them all.
+    strips = list(_strips(top // step * step, bottom, right - left, step))
+    cell_map = _cell_map(max(stop - start for start, stop in strips), (left, right), step, fg_cells.width)
     _each(
-        lambda rows: _refine_strip(target, alpha, (left, rows[0], right, rows[1]), fg_cells, bg_cells),
-        list(_strips(top, bottom, right - left, 1)),
+        lambda rows: _refine_strip(target, alpha, (left, rows[0], right, rows[1]), cell_map, fg_cells, bg_cells),
+        strips,
     )
     return target
 
@@ -236,10 +244,7 @@ class _Grids:
         # Each pixel's cell, flat in its strip's grid rows (strips start on grid rows): one gather
         # per band pixel instead of a division and four more operations.
         strip_rows = max(bottom - top for top, bottom in strips)
-        cell_map = (
-            np.arange(strip_rows, dtype=np.intp)[:, None] // step * shape[1]
-            + np.arange(width, dtype=np.intp)[None, :] // step
-        ).ravel()
+        cell_map = _cell_map(strip_rows, (0, width), step, shape[1])
 
         def measure_strip(bounds: tuple[int, int]) -> None:
             top, bottom = bounds
@@ -253,7 +258,7 @@ class _Grids:
             words = np.frombuffer(colour.tobytes("raw", "RGBX"), dtype="<u4")
             del colour
             index = _band_index(levels)
-            band_colour = words[index].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
+            band_colour = words[index].view(np.uint8).reshape(-1, 4)
             # Colour x alpha and alpha where alpha is 255, 0 elsewhere (the band is added below):
             # premultiplied by a 0/255 alpha as it is (RGBa: reduce() would convert an RGBA image).
             opaque = np.multiply(words | _OPAQUE_WORD, levels == 255, dtype="<u4")
@@ -274,15 +279,15 @@ class _Grids:
             row_counts = np.minimum(step, bottom - np.arange(rows.start, rows.stop) * step)
             pixels = np.outer(row_counts, column_counts).astype(np.float32).ravel()
             cell_means = _CellMeans(cells, count, pixels)
-            a = _KEEP_PHOTO[band_levels]
-            cross = _CROSS[band_levels]
+            byte_alpha = _BYTE_ALPHA[band_levels]
+            byte_cross = _BYTE_CROSS[band_levels]
             region = premultiplied[rows].reshape(count, 4)  # views: whole rows are contiguous
             terms = band_terms[rows].reshape(count, 5)
+            weights = np.empty(index.size)
             for channel in range(3):
-                values = band_colour[:, channel] / 255
-                region[:, channel] += cell_means(a * values)
-                terms[:, 2 + channel] = cell_means(cross * values)
-            region[:, 3] += cell_means(a)
+                region[:, channel] += cell_means(np.multiply(band_colour[:, channel], byte_alpha, out=weights))
+                terms[:, 2 + channel] = cell_means(np.multiply(band_colour[:, channel], byte_cross, out=weights))
+            region[:, 3] += cell_means(_ALPHA[band_levels])
             terms[:, 0] = cell_means(_FIRST_FG[band_levels])
             terms[:, 1] = cell_means(_FIRST_BG[band_levels])
 
@@ -349,7 +354,7 @@ class _CellMeans:
     pixels: np.ndarray  # pixels per cell (fewer at the right and bottom edges)
 
     def __call__(self, weights: np.ndarray) -> np.ndarray:
-        # Summed in float64 (np.bincount's precision), the means kept as float32.
+        # Summed in float64 (np.bincount's precision; `weights` are float64 already), kept as float32.
         means: np.ndarray = (np.bincount(self.cells, weights=weights, minlength=self.count) / self.pixels).astype(
             np.float32
         )
@@ -377,23 +382,23 @@ class _SampleGrid:
             cells[..., channel] = np.rint(np.clip(plane, 0, 1) * 255)
         return cls(cells.view(np.uint32).ravel(), planes[0].shape[1], reduction)
 
-    def cells_of(self, box: tuple[int, int, int, int]) -> np.ndarray:
-        """The cell of each pixel of the image region `box`, flat in the region's row-major order."""
-        left, top, right, bottom = box
-        rows = np.arange(top, bottom) // self.reduction * self.width
-        cells: np.ndarray = (rows[:, None] + np.arange(left, right)[None, :] // self.reduction).ravel()
-        return cells
-
-    def colours(self, cells: np.ndarray) -> np.ndarray:
-        """The colours (0-255, float32, N x 3) of the given cells."""
-        colours: np.ndarray = self.cells[cells].view(np.uint8).reshape(-1, 4)[:, :3].astype(np.float32)
-        return colours
+    def channels(self, cells: np.ndarray) -> np.ndarray:
+        """The colours of the given cells, N x 4 bytes (R, G, B, unused): one column per channel."""
+        channels: np.ndarray = self.cells[cells].view(np.uint8).reshape(-1, 4)
+        return channels
 
 
 def _refine_strip(
-    target: Image.Image, alpha: Image.Image, box: tuple[int, int, int, int], fg: _SampleGrid, bg: _SampleGrid
+    target: Image.Image,
+    alpha: Image.Image,
+    box: tuple[int, int, int, int],
+    cell_map: np.ndarray,
+    fg: _SampleGrid,
+    bg: _SampleGrid,
 ) -> None:
-    """F = F̄(1 - α²) + αI - α(1 - α)B̄ at the band pixels of `box`, written into `target`."""
+    """F = F̄(1 - α²) + αI - α(1 - α)B̄ at the band pixels of `box` (whose top is on a grid row),
+    written into `target`; `cell_map` gives each pixel of such a box its cell, relative to the box's
+    first grid row."""
     left, top, right, bottom = box
     opacity = np.asarray(alpha.crop(box))
     index = _band_index(opacity)
@@ -402,17 +407,35 @@ def _refine_strip(
     levels = opacity.ravel()[index]
     # The whole strip, one uint32 per pixel (RGBX): gathers and scatters move whole pixels.
     pixels = np.frombuffer(bytearray(target.crop(box).tobytes("raw", "RGBX")), dtype=np.uint32)
-    cells = fg.cells_of(box)[index]  # one gather serves both fields: they share the grid
-    estimate = fg.colours(cells)
-    estimate *= _KEEP_FG[levels][:, None]
-    estimate += pixels[index].view(np.uint8).reshape(-1, 4)[:, :3] * _KEEP_PHOTO[levels][:, None]
-    estimate -= bg.colours(cells) * _DROP_BG[levels][:, None]
+    cells = cell_map[index]
+    cells += top // fg.reduction * fg.width  # one gather then serves both fields: they share the grid
+    photo = pixels[index].view(np.uint8).reshape(-1, 4)
+    fg_colours, bg_colours = fg.channels(cells), bg.channels(cells)
+    keep_fg, keep_photo, drop_bg = _KEEP_FG[levels], _KEEP_PHOTO[levels], _DROP_BG[levels]
     packed = np.empty((index.size, 4), dtype=np.uint8)
     packed[:, 3] = 255
-    np.rint(np.clip(estimate, 0, 255, out=estimate), out=estimate)
-    packed[:, :3] = estimate
+    # Channel by channel over contiguous N-vectors: broadcasting over N x 3 runs numpy's inner
+    # loop three values at a time, ~2x slower for the same operations in the same order.
+    estimate = np.empty(index.size, dtype=np.float32)
+    term = np.empty_like(estimate)
+    for channel in range(3):
+        np.multiply(fg_colours[:, channel], keep_fg, out=estimate)
+        estimate += np.multiply(photo[:, channel], keep_photo, out=term)
+        estimate -= np.multiply(bg_colours[:, channel], drop_bg, out=term)
+        np.rint(np.clip(estimate, 0, 255, out=estimate), out=estimate)
+        packed[:, channel] = estimate
     pixels[index] = packed.view(np.uint32).ravel()
     target.paste(Image.frombytes("RGB", (right - left, bottom - top), pixels, "raw", "RGBX"), (left, top))
+
+
+def _cell_map(rows: int, columns: tuple[int, int], step: int, grid_width: int) -> np.ndarray:
+    """The grid cell of each pixel of `rows` rows (from a grid row) by `columns` (left, right),
+    flat in row-major order, relative to the first grid row."""
+    cells: np.ndarray = (
+        np.arange(rows, dtype=np.intp)[:, None] // step * grid_width
+        + np.arange(*columns, dtype=np.intp)[None, :] // step
+    ).ravel()
+    return cells
 
 
 def _band_index(levels: np.ndarray) -> np.ndarray:
