@@ -104,7 +104,7 @@ def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response[Any]:
             return Response(200, content_type="application/json", body=body, headers=headers)
     elif _fits_inline(rendered.data):
         return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
-    return _redirect_to_stored(rendered, result, app, current, extras)
+    return _redirect_to_stored(rendered, result, app, current, extras, links_as_json=request.wants_json)
 
 
 def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
@@ -123,10 +123,15 @@ def _redirect_to_stored(
     app: ApiGatewayResolver,
     current: runtime.Runtime,
     extras: Sequence[Rendered] = (),
+    *,
+    links_as_json: bool = False,
 ) -> Response[Any]:
     """Too big to return inline: store it and answer 303 with a presigned link, or 413 if we cannot.
 
     `extras` (the mask beside a cutout) are stored too; their links are `<kind>_url` in the body.
+    A client that asked for JSON (`links_as_json`) gets the same document as a 200 instead: HTTP
+    clients follow a 303 on their own (requests, fetch, curl -L) and would hand it the cutout's bytes
+    where it expects JSON, and never the mask's link.
     """
     function = current.settings.function
     if function.output_bucket is None:
@@ -145,6 +150,8 @@ def _redirect_to_stored(
     links = {f"{extra.kind}_url": extra_url for extra, extra_url in zip(extras, extra_urls, strict=True)}
     expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry))
     document = {"url": url, **links, "expires_in": expiry, "expires_at": expires_at, **_result_fields(result, rendered)}
+    if links_as_json:
+        return _json(200, document, headers=_result_headers(result, rendered))
     return _json(303, document, headers={"Location": url, **_result_headers(result, rendered)})
 
 

@@ -321,7 +321,7 @@ def test_a_large_photo_goes_through_uploads_and_s3(page: Page, server: LocalServ
     _screenshot(page, "large-upload")
 
 
-def test_a_result_too_large_to_come_back_inline_is_fetched_through_uploads(
+def test_a_result_too_large_to_come_back_inline_is_shown_from_s3(
     page: Page, server: LocalServer, tmp_path: Path
 ) -> None:
     # GIVEN a photo small enough to send, whose PNG cutout is over the 6 MB a response can carry
@@ -331,15 +331,15 @@ def test_a_result_too_large_to_come_back_inline_is_fetched_through_uploads(
 
     page.set_input_files("#file", str(photo))
 
-    # THEN POST /remove answers with a link (303), and the page gets both images through /uploads
+    # THEN POST /remove answers with links to both images, stored in S3, and the page shows them
+    # from there: one request, one model run (no second trip through /uploads)
     state = _finished_state(page)
     assert state == "done", page.inner_text("#status")
-    api = _assert_went_through_uploads(sent, server)
-    assert api[:2] == [("POST", "/remove"), ("POST", "/uploads")]
-    redirect = sent[0].redirected_to
-    assert redirect is not None and redirect.url.startswith(f"{server.s3_endpoint}/{server.output_bucket}/")
+    assert [(request.method, urlsplit(request.url).path) for request in sent] == [("POST", "/remove")]
     for kind in ("cutout", "mask"):
         assert _natural_size(page, f"#{kind}") == (2000, 2000)
+        assert (page.get_attribute(f"#{kind}", "src") or "").startswith(f"{server.s3_endpoint}/{server.output_bucket}/")
+        assert page.get_attribute(f"#download-{kind}", "target") == "_blank"
 
 
 def test_a_large_file_that_fails_in_the_jobs_function_shows_why(
