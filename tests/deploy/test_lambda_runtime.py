@@ -243,7 +243,8 @@ def test_a_large_cutout_comes_back_as_a_link_never_an_oversized_response(
     assert result.function_error is None, result.payload[:1000]
     assert len(result.payload) <= RESPONSE_LIMIT
     response = result.document
-    assert response["statusCode"] == 303, response.get("body")
+    # A 303 for an image client; a JSON client gets the same document as a 200 (it would follow a 303)
+    assert response["statusCode"] == (303 if accept is None else 200), response.get("body")
     link = json.loads(response["body"])["url"]
     assert link.startswith(bench.s3.endpoint)
     with urllib.request.urlopen(link) as stored:  # the local S3, on 127.0.0.1
