@@ -1,6 +1,7 @@
 """GET /results/{id}: what became of an upload POST /uploads asked for (handler.aws.upload_records).
 
-- pending (the upload has not arrived, or is being processed): 202;
+- pending (the upload has not arrived, or is being processed): 202; once its form has expired
+  (and UPLOAD_GRACE_SECONDS more) with no upload, failed with 410 upload_not_received, for good;
 - done: 303 to a presigned GET of the cutout (`?output=mask` for the mask), or 200 with the same
   JSON when the client asks for `Accept: application/json` (a browser's fetch cannot read the
   Location of a cross-origin 303);
@@ -18,7 +19,7 @@ from handler.aws import upload_records
 from handler.aws.output_keys import OUTPUT_FOLDERS
 from handler.aws.runtime import Runtime
 from handler.aws.uploads import RESULTS_PATH, JsonAnswer
-from handler.core.errors import InvalidParameter
+from handler.core.errors import InvalidParameter, UploadNotReceived
 from handler.core.formats import FORMATS
 from handler.core.settings import OutputKind
 
@@ -33,6 +34,13 @@ def answer(result_id: str, event: BaseProxyEvent, current: Runtime) -> JsonAnswe
     wanted = _wanted_output(event)
     function = current.settings.function
     record = upload_records.read(current.storage, result_id, function)
+    if upload_records.never_uploaded(current.storage, result_id, record, function, time.time()):
+        assert record.upload_by is not None  # never_uploaded checked it
+        expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.upload_by))
+        missing = UploadNotReceived(f"no photo was uploaded with the form for {result_id}, which expired at {expired}")
+        # Recorded, so that later polls get the same answer without looking for the upload again.
+        record = upload_records.failed(missing.code, missing.message, missing.status)
+        upload_records.write(current.storage, result_id, record, function)
     base: dict[str, Any] = {"id": result_id, "result": f"{RESULTS_PATH}{result_id}"}
     if record.status == "pending":
         return JsonAnswer(202, {"status": "pending", **base}, {"Retry-After": str(RETRY_AFTER_SECONDS)})

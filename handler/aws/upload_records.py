@@ -7,6 +7,9 @@ its record live, the options an upload carries, and the record of what became of
 - Its record is `<OUTPUT_PREFIX>results/<id>.json` in the output bucket: `pending` from POST
   /uploads on, then `done` (with the output keys) or `failed` (with the error the synchronous API
   would have answered) once the jobs function has seen the upload. GET /results/{id} reads it.
+  A pending record says until when the upload may arrive (its form's expiry, `upload_by`): a
+  record still pending well after that, with no upload in the input bucket, is an upload that
+  never came, and GET /results/{id} records it as failed instead of answering "pending" forever.
 
 Ids are 128 random bits in lower-case hex, and an id is accepted only in exactly that form, so no
 caller-chosen text ever becomes part of a key.
@@ -42,6 +45,10 @@ OPTIONS_FIELD = f"x-amz-meta-{OPTIONS_METADATA}"
 MAX_OPTIONS_BYTES = 1024
 # A record is a few hundred bytes; anything far larger is not one of ours.
 MAX_RECORD_BYTES = 64 * 1024
+# How long after its form expired an upload may still be arriving: S3 checks a form's expiry when
+# the POST starts, and a large photo on a slow link takes minutes (64 MB in 15 minutes is ~0.6
+# Mbit/s). One that still arrives later is processed all the same, and its record then says done.
+UPLOAD_GRACE_SECONDS = 15 * 60
 _ID = re.compile(r"[0-9a-f]{32}")
 
 RecordStatus = Literal["pending", "done", "failed"]
@@ -113,6 +120,8 @@ class Record:
     status: RecordStatus
     outputs: dict[OutputKind, str] = field(default_factory=dict)
     error: dict[str, Any] | None = None
+    # A pending record's deadline for the upload (Unix seconds): the expiry of the form it was given.
+    upload_by: int | None = None
 
     def as_json(self) -> bytes:
         document: dict[str, Any] = {"status": self.status}
@@ -120,6 +129,8 @@ class Record:
             document["outputs"] = dict(self.outputs)
         if self.error is not None:
             document["error"] = self.error
+        if self.upload_by is not None:
+            document["upload_by"] = self.upload_by
         return json.dumps(document, separators=(",", ":")).encode()
 
 
@@ -136,6 +147,15 @@ def done(output_keys: tuple[str, ...], function: FunctionSettings) -> Record:
             if key.startswith(f"{function.output_prefix}{folder}/"):
                 outputs[kind] = key
     return Record("done", outputs=outputs)
+
+
+def never_uploaded(storage: Storage, result_id: str, record: Record, function: FunctionSettings, now: float) -> bool:
+    """Whether `record` is pending for an upload that can no longer come: its form expired (plus
+    UPLOAD_GRACE_SECONDS) and the input bucket has no upload under its key."""
+    if record.status != "pending" or record.upload_by is None or now <= record.upload_by + UPLOAD_GRACE_SECONDS:
+        return False
+    input_bucket, _ = buckets(function)
+    return storage.metadata(input_bucket, upload_key(result_id, function)) is None
 
 
 def write(storage: Storage, result_id: str, record: Record, function: FunctionSettings) -> None:
@@ -157,4 +177,9 @@ def read(storage: Storage, result_id: str, function: FunctionSettings) -> Record
     except SourceNotFound as error:
         raise ResultNotFound(f"no result has the id {result_id}") from error
     document = json.loads(stored.data)
-    return Record(status=document["status"], outputs=document.get("outputs") or {}, error=document.get("error"))
+    return Record(
+        status=document["status"],
+        outputs=document.get("outputs") or {},
+        error=document.get("error"),
+        upload_by=document.get("upload_by"),
+    )

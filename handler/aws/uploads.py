@@ -63,15 +63,16 @@ def create(event: BaseProxyEvent, current: Runtime) -> JsonAnswer:
         max_bytes=max_bytes,
         expires_in=expiry,
     )
+    upload_by = int(time.time()) + expiry
     # Written before the answer: from now on GET /results/{id} knows the id (202 until it is done).
-    upload_records.write(current.storage, result_id, upload_records.Record("pending"), function)
+    upload_records.write(current.storage, result_id, upload_records.Record("pending", upload_by=upload_by), function)
     result = f"{RESULTS_PATH}{result_id}"
     document = {
         "id": result_id,
         "upload": {"url": post.url, "method": "POST", "fields": post.fields},
         "result": result,
         "expires_in": expiry,
-        "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry)),
+        "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(upload_by)),
         "max_bytes": max_bytes,
     }
     return JsonAnswer(201, document, {"Location": result})

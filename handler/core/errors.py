@@ -93,6 +93,13 @@ class ResultNotFound(BackgroundRemovalError):
     status = 404
 
 
+class UploadNotReceived(BackgroundRemovalError):
+    """A result id whose upload form expired with no photo uploaded through it."""
+
+    code = "upload_not_received"
+    status = 410
+
+
 class SourceForbidden(BackgroundRemovalError):
     code = "source_forbidden"
     status = 403
