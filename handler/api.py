@@ -104,7 +104,7 @@ def _respond(app: ApiGatewayResolver, kind: OutputKind) -> Response[Any]:
             return Response(200, content_type="application/json", body=body, headers=headers)
     elif _fits_inline(rendered.data):
         return Response(200, content_type=rendered.content_type, body=rendered.data, headers=headers)
-    return _redirect_to_stored(rendered, result, app, current, extras, links_as_json=request.wants_json)
+    return _hand_over_stored(rendered, result, app, current, extras, links_as_json=request.wants_json)
 
 
 def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
@@ -117,7 +117,7 @@ def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
     return current.storage.read(source.bucket, source.key, max_bytes=current.settings.limits.max_bytes).data
 
 
-def _redirect_to_stored(
+def _hand_over_stored(
     rendered: Rendered,
     result: Result,
     app: ApiGatewayResolver,
@@ -126,7 +126,7 @@ def _redirect_to_stored(
     *,
     links_as_json: bool = False,
 ) -> Response[Any]:
-    """Too big to return inline: store it and answer 303 with a presigned link, or 413 if we cannot.
+    """Too big to return inline: store it and answer with a presigned link (303), or 413 if we cannot.
 
     `extras` (the mask beside a cutout) are stored too; their links are `<kind>_url` in the body.
     A client that asked for JSON (`links_as_json`) gets the same document as a 200 instead: HTTP
@@ -218,7 +218,7 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
     @app.post(removebg.PATH)
     def removebg_route() -> Response[Any]:
         # remove.bg's vocabulary and error shape, for its existing clients (handler/aws/removebg.py).
-        return removebg_api.respond(app, runtime.current(), _redirect_to_stored, _fits_inline)
+        return removebg_api.respond(app, runtime.current(), _hand_over_stored, _fits_inline)
 
     @app.post("/uploads")
     def uploads_route() -> Response[Any]:

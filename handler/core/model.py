@@ -163,10 +163,10 @@ class BackgroundModel:
 def to_mask(probabilities: np.ndarray, size: tuple[int, int]) -> Image.Image:
     """Probabilities at the model's size → mode "L" mask at `size`, bilinear, rounded.
 
-    Scaled (and offset by 0.5) at the model's small size, so the full-size work is one float resize
+    Scaled (and offset by 0.5) at the model's small size, so the full-size work is a float resize
     and Pillow's F->L conversion, which truncates and clips: truncating x + 0.5 rounds x, and
     bilinear weights sum to 1, so the offset survives the resize exactly. No numpy temporaries at
-    full size: 5 bytes per pixel instead of ~17.
+    full size: ~6 bytes per pixel instead of ~17.
     """
     levels = Image.fromarray((probabilities * np.float32(255.0) + np.float32(0.5)).astype(np.float32, copy=False), "F")
     width, height = size
