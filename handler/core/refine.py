@@ -60,8 +60,6 @@ STRIP_PIXELS = 1 << 19
 _LEVELS = np.arange(256, dtype=np.float64) / 255
 # The band (0 < alpha < 255) as a mask: its bounding box bounds the per-pixel work.
 _BAND_LUT = [0] + [255] * 254 + [0]
-# The opaque pixels as an alpha: their colour premultiplied by it is exact, with no rounding.
-_OPAQUE_LUT = [0] * 255 + [255]
 # Per alpha level, what the band's cell sums add up (see _Grids.blurred_colours): alpha, the
 # first-pass correction's polynomials alpha(1 - alpha²) and alpha²(1 - alpha), and the factors of
 # a colour byte in colour x alpha and colour x alpha(1 - alpha). Float64, as np.bincount sums: it
