@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 LAMBDA_MB_PER_VCPU = 1769
 LAMBDA_MAX_VCPUS = 6
@@ -45,3 +50,16 @@ def available_cpus(environ: Mapping[str, str] | None = None, *, cpu_max: Path = 
     if memory.isdigit():
         limits.append(lambda_vcpus(int(memory)))
     return max(1, min(limits))
+
+
+def map_over_cpus(work: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+    """`work` on every item, in order, on threads up to the CPU share (none for one item or one CPU).
+
+    For image work split into independent parts: Pillow and numpy release the GIL in their loops,
+    so the parts share the cores. A part's error is raised here.
+    """
+    threads = min(available_cpus(), len(items))
+    if threads <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        return list(pool.map(work, items))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from handler.core.cpu import available_cpus
+from handler.core.cpu import map_over_cpus
 from handler.core.errors import ConfigurationError, InvalidParameter, ModelUnavailable
 from handler.core.model_contract import RGB, ModelContract, contract_for
 from handler.core.settings import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
@@ -185,10 +184,8 @@ def to_mask(probabilities: np.ndarray, size: tuple[int, int]) -> Image.Image:
         box = (left * source_width / width, 0, right * source_width / width, source_height)
         return levels.resize((right - left, height), Image.Resampling.BILINEAR, box=box).convert("L")
 
-    with ThreadPoolExecutor(max_workers=min(available_cpus(), MASK_COLUMNS)) as pool:
-        strips = list(pool.map(strip, bounds))
     mask = Image.new("L", size)
-    for (left, _), part in zip(bounds, strips, strict=True):
+    for (left, _), part in zip(bounds, map_over_cpus(strip, bounds), strict=True):
         mask.paste(part, (left, 0))
     return mask
 

@@ -32,13 +32,12 @@ the time and memory it adds.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from handler.core.cpu import available_cpus
+from handler.core.cpu import map_over_cpus
 
 # The reference's box widths, in pixels of an image whose longer side is REFERENCE_SIDE.
 REFERENCE_SIDE = 1024
@@ -442,16 +441,9 @@ def _band_index(levels: np.ndarray) -> np.ndarray:
 
 
 def _each(work: Callable[[tuple[int, int]], None], strips: list[tuple[int, int]]) -> None:
-    """`work` on every strip, over the CPU share: strips write disjoint rows, and Pillow and numpy
-    release the GIL in their loops, so a second core shares the full-resolution passes."""
-    threads = min(available_cpus(), len(strips))
-    if threads <= 1:
-        for bounds in strips:
-            work(bounds)
-        return
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in pool.map(work, strips):
-            pass  # re-raises a strip's error
+    """`work` on every strip, over the CPU share: strips write disjoint rows, so they can share
+    the cores for the full-resolution passes."""
+    map_over_cpus(work, strips)
 
 
 def _strips(start: int, stop: int, width: int, rows_multiple: int) -> Iterator[tuple[int, int]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handler.core import model
+from handler.core import cpu
 from handler.core.model import to_mask
 
 
@@ -59,6 +59,6 @@ def test_a_large_mask_is_the_same_whatever_the_cpu_count(monkeypatch: pytest.Mon
     probabilities = np.random.default_rng(5).random((1024, 1024), dtype=np.float32)
     masks = []
     for cpus in (1, 2, 6):
-        monkeypatch.setattr(model, "available_cpus", lambda cpus=cpus: cpus)
+        monkeypatch.setattr(cpu, "available_cpus", lambda cpus=cpus: cpus)
         masks.append(np.asarray(to_mask(probabilities, (2600, 1700))))
     assert all(np.array_equal(masks[0], other) for other in masks[1:])
