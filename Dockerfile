@@ -13,29 +13,30 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r /tmp/requ
         --target "${LAMBDA_TASK_ROOT}" \
     && rm /tmp/requirements.txt
 
-# 2. The model, baked at build time with the same code path users run: `python -m handler download`.
-#    Only what the download step imports is copied here: the command line and the AWS-free core,
-#    whole (a folder cannot go stale as modules are added), so edits to the AWS and local code do
-#    not invalidate this layer (tests/deploy/test_image_build.py runs this step with exactly these
-#    files). The file's checksum is verified (MODEL_SHA256 when given, else the hub's own content
-#    hash), its decomposed deformable convolutions are made native DeformConv when the result is
-#    verified to agree, and a pre-optimised copy is kept when it loads faster.
+# 2. The model, baked at build time by the same code `python -m handler download --output` runs
+#    (handler/core/bake/). Only what the bake imports is copied here: the core's shared modules, its
+#    model room and the bake itself, as whole folders where a room is whole (a module added to one
+#    cannot be left behind). Edits to the request path (handler/core/image/, render.py), the AWS
+#    side and the local tools do not invalidate this layer; tests/deploy/test_image_build.py runs
+#    this step with exactly these files. The file's checksum is verified (MODEL_SHA256 when given,
+#    else the hub's own content hash), its decomposed deformable convolutions are made native
+#    DeformConv when the result is verified to agree, and a pre-optimised copy is kept when it
+#    loads faster.
 ARG MODEL_REPO=onnx-community/BiRefNet_lite-ONNX
 ARG MODEL_FILE=onnx/model.onnx
 ARG MODEL_REVISION=main
 ARG MODEL_SHA256=
-#    A swapped model's contract, when its graph cannot say it (handler/core/model_contract.py):
+#    A swapped model's contract, when its graph cannot say it (handler/core/model/contract.py):
 #    empty means "from the model". Recorded in /opt/model/model.json, so the function needs none.
 ARG MODEL_OUTPUT=
 ARG MODEL_MEAN=
 ARG MODEL_STD=
 ARG MODEL_INPUT_SIZE=
-COPY handler/__init__.py handler/__main__.py /tmp/bake/handler/
-# The command line (handler/local/) is what runs the bake, here as on a laptop; whole folders, so a
-# module the CLI comes to import cannot be left behind.
-COPY handler/local/ /tmp/bake/handler/local/
-COPY handler/core/ /tmp/bake/handler/core/
-# The native-DeformConv rewrite (handler/core/deform_bake.py) is verified on the sample photos (the
+COPY handler/__init__.py /tmp/bake/handler/
+COPY handler/core/__init__.py handler/core/errors.py handler/core/env.py handler/core/cpu.py /tmp/bake/handler/core/
+COPY handler/core/model/ /tmp/bake/handler/core/model/
+COPY handler/core/bake/ /tmp/bake/handler/core/bake/
+# The native-DeformConv rewrite (handler/core/bake/deform.py) is verified on the sample photos (the
 # context holds only their .jpg files), and needs onnx (pinned, hashed), installed into a folder
 # this step deletes: never in the image.
 COPY samples/ /tmp/bake/samples/
@@ -50,7 +51,7 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: --no-deps -r
        MODEL_REVISION="${MODEL_REVISION}" MODEL_SHA256="${MODEL_SHA256}" MODEL_CACHE_DIR=/tmp/hub-cache \
        MODEL_OUTPUT="${MODEL_OUTPUT}" MODEL_MEAN="${MODEL_MEAN}" MODEL_STD="${MODEL_STD}" \
        MODEL_INPUT_SIZE="${MODEL_INPUT_SIZE}" \
-       PYTHONPATH="${LAMBDA_TASK_ROOT}:/tmp/bake-deps" python -m handler download --output /opt/model \
+       PYTHONPATH="${LAMBDA_TASK_ROOT}:/tmp/bake-deps" python -m handler.core.bake /opt/model \
     && rm -rf /tmp/bake /tmp/hub-cache /tmp/bake-deps /tmp/bake-requirements.txt
 
 # At run time nothing is downloaded: the baked file is the model, the hub is switched off, and

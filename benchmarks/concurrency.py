@@ -137,8 +137,8 @@ def model_child(model_path: str, output: str, threads: int, runs: int, serialise
     from PIL import Image
 
     from handler.core.cpu import available_cpus
-    from handler.core.model import BackgroundModel
-    from handler.core.settings import ModelSpec
+    from handler.core.model.session import BackgroundModel
+    from handler.core.model.settings import ModelSpec
 
     model = BackgroundModel.load(model_path, ModelSpec(output=output), threads=available_cpus())  # type: ignore[arg-type]
     photo = Image.open(ROOT / "samples" / "astronaut.jpg").convert("RGB")

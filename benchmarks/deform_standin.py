@@ -214,7 +214,7 @@ def child_run(model_path: str, threads: int, runs: int, output: str) -> dict[str
     import onnxruntime as ort
     from PIL import Image
 
-    from handler.core.model import BackgroundModel, session_options
+    from handler.core.model.session import BackgroundModel, session_options
 
     with Image.open(SAMPLES / "astronaut.jpg") as image:
         rgb = image.convert("RGB")

@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 if TYPE_CHECKING:
-    from handler.core.settings import OutputKind
+    from handler.core.image.formats import OutputKind
 
 from measure import ROOT, SAMPLES, machine_info, peak_rss_mb, rss_mb, run_child, write_json  # noqa: E402
 
@@ -59,10 +59,11 @@ def photo(name: str) -> Path:
 
 def child(model_path: str, image_path: str, kinds: list[OutputKind]) -> dict[str, Any]:
     from handler.core.cpu import available_cpus
-    from handler.core.model import BackgroundModel
-    from handler.core.options import RenderOptions
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
+    from handler.core.model.session import BackgroundModel
+    from handler.core.model.settings import ModelSpec
     from handler.core.render import process
-    from handler.core.settings import ImageLimits, ModelSpec
 
     model = BackgroundModel.load(model_path, ModelSpec(), threads=available_cpus())
     after_load = rss_mb()

@@ -85,8 +85,8 @@ def phone_photo(path: Path) -> Path:
 
 def _load(model_path: str) -> Any:
     from handler.core.cpu import available_cpus
-    from handler.core.model import BackgroundModel
-    from handler.core.settings import ModelSpec
+    from handler.core.model.session import BackgroundModel
+    from handler.core.model.settings import ModelSpec
 
     return BackgroundModel.load(model_path, ModelSpec(), threads=available_cpus())
 
@@ -113,9 +113,9 @@ def _with_edge(model: Any, edge: str) -> Any:
 
 def _band_share(model: Any, data: bytes) -> float:
     """The share of the upright photo's pixels that the mask leaves semi-transparent (1-254)."""
-    from handler.core.background import alpha_from
-    from handler.core.decode import load_picture
-    from handler.core.settings import ImageLimits
+    from handler.core.image.compose import alpha_from
+    from handler.core.image.decode import load_picture
+    from handler.core.image.limits import ImageLimits
 
     picture = load_picture(data, ImageLimits())
     histogram = alpha_from(picture, model.probabilities(picture.rgb, model.input_size)).histogram()
@@ -124,8 +124,8 @@ def _band_share(model: Any, data: bytes) -> float:
 
 def _feeds(model: Any, data: bytes) -> dict[str, Any]:
     """The tensor the pipeline gives the model for this photo (its draft decode, resized)."""
-    from handler.core.decode import load_model_input
-    from handler.core.settings import ImageLimits
+    from handler.core.image.decode import load_model_input
+    from handler.core.image.limits import ImageLimits
 
     small = load_model_input(data, ImageLimits(), model.input_size)
     assert small is not None, "the benchmark photo must be a JPEG large enough for a draft decode"
@@ -162,8 +162,8 @@ def _timed_stages(model: Any) -> dict[str, list[float]]:
 
 def child_time(model_path: str, image_path: str, rounds: int, edge: str) -> dict[str, Any]:
     import handler.core.render as render
-    from handler.core.options import RenderOptions
-    from handler.core.settings import ImageLimits
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
 
     model = _load(model_path)
     data = Path(image_path).read_bytes()
@@ -251,8 +251,8 @@ def child_overhead(model_path: str, image_path: str, rounds: int, edge: str) -> 
     The full decode then has no inference to hide behind, so this is an upper bound of what the
     pipeline adds to the run."""
     import handler.core.render as render
-    from handler.core.options import RenderOptions
-    from handler.core.settings import ImageLimits
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
 
     model = _load(model_path)
     data = Path(image_path).read_bytes()
@@ -278,9 +278,9 @@ def child_overhead(model_path: str, image_path: str, rounds: int, edge: str) -> 
 
 
 def child_peak(model_path: str, image_path: str, what: str, edge: str) -> dict[str, Any]:
-    from handler.core.options import RenderOptions
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
     from handler.core.render import process
-    from handler.core.settings import ImageLimits
 
     model = _load(model_path)
     if what != "bare":

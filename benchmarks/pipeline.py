@@ -52,21 +52,20 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "compose", "encode
 
 def _model(path: str) -> Any:
     from handler.core.cpu import available_cpus
-    from handler.core.model import BackgroundModel
-    from handler.core.settings import ModelSpec
+    from handler.core.model.session import BackgroundModel
+    from handler.core.model.settings import ModelSpec
 
     return BackgroundModel.load(path, ModelSpec(), threads=available_cpus())
 
 
 def child_ratio(model_path: str, image_path: str, runs: int) -> dict[str, Any]:
     """Interleave bare session.run and the whole pipeline; one staged run for the breakdown."""
-    from handler.core.background import compose_cutout
-    from handler.core.decode import load_picture
-    from handler.core.encode import encode
-    from handler.core.model import to_mask
-    from handler.core.options import RenderOptions
+    from handler.core.image.compose import compose_cutout, to_mask
+    from handler.core.image.decode import load_picture
+    from handler.core.image.encode import encode
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
     from handler.core.render import process
-    from handler.core.settings import ImageLimits
 
     model = _model(model_path)
     data = Path(image_path).read_bytes()
@@ -111,9 +110,9 @@ def child_ratio(model_path: str, image_path: str, runs: int) -> dict[str, Any]:
 
 
 def child_memory(model_path: str, image_path: str) -> dict[str, Any]:
-    from handler.core.options import RenderOptions
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
     from handler.core.render import process
-    from handler.core.settings import ImageLimits
 
     model = _model(model_path)
     after_load = rss_mb()
@@ -131,7 +130,7 @@ def child_create(model_path: str, repeats: int) -> dict[str, Any]:
     import onnxruntime as ort
 
     from handler.core.cpu import available_cpus
-    from handler.core.model import session_options
+    from handler.core.model.session import session_options
 
     times = []
     for _ in range(repeats):

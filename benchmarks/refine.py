@@ -66,8 +66,8 @@ def _u2netp() -> Any:
 def _model(name: str) -> Any:
     """U-2-Net-p, or the stand-in with BiRefNet-lite's cost at 1024x1024 (benchmarks/heavy_graph.py)."""
     from handler.core.cpu import available_cpus
-    from handler.core.model import BackgroundModel
-    from handler.core.settings import ModelSpec
+    from handler.core.model.session import BackgroundModel
+    from handler.core.model.settings import ModelSpec
 
     if name == "heavy":
         return BackgroundModel.load(HEAVY, ModelSpec(), threads=available_cpus())
@@ -79,18 +79,18 @@ def _model(name: str) -> Any:
 
 def _picture_and_alpha(model: Any) -> tuple[Any, Any]:
     """The 12 MP photo decoded and its U-2-Net-p alpha, as the pipeline makes them."""
-    from handler.core.background import alpha_from
-    from handler.core.decode import load_picture
+    from handler.core.image.compose import alpha_from
+    from handler.core.image.decode import load_picture
 
     picture = load_picture(PHOTO.read_bytes())
     return picture, alpha_from(picture, model.probabilities(picture.rgb))
 
 
 def child_time(model_name: str, rounds: int) -> dict[str, Any]:
-    from handler.core.options import RenderOptions
-    from handler.core.refine import refine_foreground
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
+    from handler.core.image.refine import refine_foreground
     from handler.core.render import process
-    from handler.core.settings import ImageLimits
 
     model = _model(model_name)
     data = PHOTO.read_bytes()
@@ -124,9 +124,9 @@ def child_time(model_name: str, rounds: int) -> dict[str, Any]:
 
 
 def child_pipeline_peak(refine: str) -> dict[str, Any]:
-    from handler.core.options import RenderOptions
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
     from handler.core.render import process
-    from handler.core.settings import ImageLimits
 
     model = _u2netp()
     after_load = rss_mb()
@@ -148,8 +148,8 @@ def _saved_alpha() -> Any:
 
 def child_refine_peak() -> dict[str, Any]:
     """No model in this process: the photo and its saved mask, then refine_foreground in place."""
-    from handler.core.decode import load_picture
-    from handler.core.refine import refine_foreground
+    from handler.core.image.decode import load_picture
+    from handler.core.image.refine import refine_foreground
 
     picture, alpha = load_picture(PHOTO.read_bytes()), _saved_alpha()
     before_peak, before = peak_rss_mb(), rss_mb()
@@ -167,7 +167,7 @@ def child_accuracy() -> dict[str, Any]:
     import numpy as np
     from PIL import Image
 
-    from handler.core.refine import Plan, blur_fusion, refine_foreground
+    from handler.core.image.refine import Plan, blur_fusion, refine_foreground
     from tests.composites import _smooth_colour, compose
 
     alpha = _saved_alpha()

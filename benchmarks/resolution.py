@@ -68,8 +68,8 @@ def child_time(model_path: str, rounds: int) -> dict[str, Any]:
 
 def _loaded(model_path: str) -> tuple[Any, Any]:
     from handler.core.cpu import available_cpus
-    from handler.core.decode import load_picture
-    from handler.core.model import BackgroundModel
+    from handler.core.image.decode import load_picture
+    from handler.core.model.session import BackgroundModel
 
     return load_picture(PHOTO), BackgroundModel.load(model_path, threads=available_cpus())
 

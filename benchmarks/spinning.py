@@ -35,7 +35,7 @@ def measure(model_path: Path, rounds: int) -> dict[str, Any]:
     import onnxruntime as ort
 
     from handler.core.cpu import available_cpus
-    from handler.core.model import session_options
+    from handler.core.model.session import session_options
 
     ort.set_default_logger_severity(3)  # overriding the option's "0" is announced as a warning
     sessions = {}

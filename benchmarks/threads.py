@@ -49,7 +49,7 @@ def child(model: str, size: int, threads: int, runs: int) -> dict[str, Any]:
     import numpy as np
     import onnxruntime as ort
 
-    from handler.core.model import session_options
+    from handler.core.model.session import session_options
 
     session = ort.InferenceSession(model, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
     feeds = {"input_image": np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)}

@@ -96,11 +96,12 @@ def _load_ours(model: str):
     import onnxruntime
     import PIL
 
-    from handler.core.background import load_model
-    from handler.core.decode import load_picture
-    from handler.core.options import RenderOptions
+    from handler.core.image.decode import load_picture
+    from handler.core.image.limits import ImageLimits
+    from handler.core.image.options import RenderOptions
+    from handler.core.model.session import load_model
+    from handler.core.model.settings import ModelSettings
     from handler.core.render import process
-    from handler.core.settings import ImageLimits, ModelSettings
 
     settings = ModelSettings.from_env()
     model_obj = load_model(settings)

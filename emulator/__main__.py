@@ -8,7 +8,7 @@ copied to demo-output/lambda/. Exits non-zero if an event failed or a function w
 /tmp or connected beyond 127.0.0.1.
 
 Model, as `make demo` chooses it: MODEL_PATH if set; else BiRefNet-lite from the local cache (or
-downloaded into it); else U-2-Net-p from a PyPI package (handler.core.model_choice).
+downloaded into it); else U-2-Net-p from a PyPI package (handler.local.model_choice).
 
 Usage: python -m emulator [EVENT.json ...]   (EVENT=events/x.json make lambda)
 """
@@ -79,12 +79,12 @@ def main(argv: list[str]) -> int:
 def _model() -> tuple[dict[str, str], dict[str, str]]:
     """(the bake step's environment, the functions' extra environment).
 
-    The bake records the model's contract in its manifest (handler.core.model_contract), so the
+    The bake records the model's contract in its manifest (handler.core.model.contract), so the
     functions get only the settings given explicitly, and none for the fallback, which describes itself.
     """
-    from handler.core.model_choice import local_model_settings
-    from handler.core.model_store import resolve_model_path
-    from handler.core.settings import ModelSettings
+    from handler.core.model.settings import ModelSettings
+    from handler.core.model.store import resolve_model_path
+    from handler.local.model_choice import local_model_settings
     from scripts.demo import prepare_model  # the demo's choice, so both run the same model
 
     env = dict(os.environ)

@@ -143,11 +143,38 @@ def build_image(
         instructions = read(context / dockerfile)
     except DockerfileError as error:
         raise BuildError(str(error)) from error
+    state = _State(root=dest.resolve(), env={})
+    for instruction, key in _steps(instructions, state, context, build_args, python_home.name):
+        _run(instruction, state, python_home, step_env, key, layers)
+    return Image(root=state.root, env=dict(state.env), cmd=state.cmd, python=python_home / "bin" / "python3")
+
+
+def run_keys(
+    dest: Path, *, context: Path = REPO_ROOT, build_args: Mapping[str, str] = {}, dockerfile: str = "Dockerfile"
+) -> list[tuple[str, str]]:
+    """Each RUN's arguments and layer key as `build_image` computes them, without running any RUN.
+
+    A layer's key is what decides, here as in Docker's cache, whether the step runs again: the
+    steps before it and the files they copied. The COPYs are made into `dest` (to digest them).
+    """
+    _empty_root(dest)
+    state = _State(root=dest.resolve(), env={})
+    steps = _steps(read(context / dockerfile), state, context.resolve(), build_args, clean_python_name())
+    return [(instruction.arguments, key) for instruction, key in steps]
+
+
+def _steps(
+    instructions: Sequence[Instruction],
+    state: _State,
+    context: Path,
+    build_args: Mapping[str, str],
+    python_name: str,
+) -> Iterator[tuple[Instruction, str]]:
+    """Apply every instruction but RUN to `state`; yield each RUN with its layer key, in order."""
     ignore = DockerIgnore.of(context)
     known_args = {**_platform_args(), **build_args}
-    state = _State(root=dest.resolve(), env={})
     # Everything a layer depends on goes into its key: the interpreter, then each step in order.
-    key = hashlib.sha256(f"{LAYER_FORMAT}\n{python_home.name}\n".encode())
+    key = hashlib.sha256(f"{LAYER_FORMAT}\n{python_name}\n".encode())
     for instruction in instructions:
         key.update(f"{instruction.keyword} {instruction.arguments}\n".encode())
         if instruction.keyword == "FROM":
@@ -164,10 +191,9 @@ def build_image(
         elif instruction.keyword == "COPY":
             key.update(_copy(instruction, context, ignore, state))
         elif instruction.keyword == "RUN":
-            _run(instruction, state, python_home, step_env, key.hexdigest(), layers)
+            yield instruction, key.hexdigest()
         elif instruction.keyword == "CMD":
             state.cmd = instruction.exec_form() or ["/bin/sh", "-c", instruction.arguments]
-    return Image(root=state.root, env=dict(state.env), cmd=state.cmd, python=python_home / "bin" / "python3")
 
 
 def copy_sources(context: Path = REPO_ROOT, build_args: Mapping[str, str] = {}) -> list[str]:
@@ -330,7 +356,7 @@ def _run(
 def _only_pinned_installs(command: str) -> bool:
     """Whether a RUN's downloads are all hash-pinned pip installs, so that its inputs decide its
     outcome: it pins with --require-hashes and runs no project code (the model step's
-    `python -m handler download` fetches from the hub, so it must run every time)."""
+    `python -m handler.core.bake` fetches from the hub, so it must run every time)."""
     steps = [step.strip() for step in re.split(r"&&|;|\|\|", command) if step.strip()]
     programs = [next((word for word in step.split() if "=" not in word), "") for step in steps]  # after VAR=value
     return HASH_PINNED in command and not any(program in ("python", "python3") for program in programs)
@@ -414,6 +440,11 @@ def _replace_tree(source: Path, root: Path) -> None:
     shutil.copytree(source, root, symlinks=True, dirs_exist_ok=True)
 
 
+def clean_python_name() -> str:
+    """The clean interpreter's folder name: this machine's Python, which every layer's key includes."""
+    return f"{platform.python_version()}-{hashlib.sha256(sys.base_prefix.encode()).hexdigest()[:12]}"
+
+
 def clean_python(home: Path) -> Path:
     """A Python prefix holding this machine's interpreter, its standard library and pip, nothing else.
 
@@ -424,7 +455,7 @@ def clean_python(home: Path) -> Path:
     """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     base = Path(sys.base_prefix)
-    prefix = home / f"{platform.python_version()}-{hashlib.sha256(str(base).encode()).hexdigest()[:12]}"
+    prefix = home / clean_python_name()
     done = prefix / ".complete"
     home.mkdir(parents=True, exist_ok=True)
     with _locked(home / ".lock"):

@@ -16,7 +16,7 @@ with atheris.instrument_imports(include=["handler", "email", "json", "base64"]):
 
     from handler.aws.request import parse_request
     from handler.core.errors import BackgroundRemovalError
-    from handler.core.options import OPTION_NAMES, parse_options
+    from handler.core.image.options import OPTION_NAMES, parse_options
 
 MEDIA_TYPES = ["image/jpeg", "application/octet-stream", "application/json", "multipart/form-data", "text/plain", ""]
 NAMES = [*sorted(OPTION_NAMES), "image", "source", "x"]

@@ -14,9 +14,9 @@ from common import run  # also puts the repository on sys.path
 with atheris.instrument_imports(include=["PIL", "handler"]):
     from PIL import Image
 
-    from handler.core.decode import load_picture
     from handler.core.errors import BackgroundRemovalError
-    from handler.core.settings import ImageLimits
+    from handler.core.image.decode import load_picture
+    from handler.core.image.limits import ImageLimits
 
 # Lambda-sized limits, smaller than the defaults so that one input cannot take seconds to decode.
 LIMITS = ImageLimits(max_bytes=1 << 20, max_pixels=4_000_000, max_frames=100)

@@ -32,9 +32,9 @@ from handler.core.errors import (
     RouteNotFound,
     SourceForbidden,
 )
-from handler.core.options import parse_options
+from handler.core.image.formats import OutputKind
+from handler.core.image.options import parse_options
 from handler.core.render import Rendered, Result, process
-from handler.core.settings import OutputKind
 
 # Lambda's synchronous response limit is 6 MB for the whole JSON envelope; the image travels in
 # base64 (4/3 of its size). Headers and the envelope stay far below the reserve kept here.

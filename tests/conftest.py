@@ -16,8 +16,8 @@ import onnx
 import pytest
 
 from handler.core.cpu import available_cpus
-from handler.core.model import BackgroundModel
-from handler.core.settings import ModelSpec
+from handler.core.model.session import BackgroundModel
+from handler.core.model.settings import ModelSpec
 from handler.local.server import LocalServer
 from scripts.fetch_u2netp import ensure_u2netp
 from tests import graphs

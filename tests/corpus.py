@@ -432,8 +432,8 @@ def regressions() -> Iterator[Case]:
 
 def decode_outcome(data: bytes) -> str:
     """`load_picture` with the default limits: OK, an error code, or the name of anything else raised."""
-    from handler.core.decode import load_picture
     from handler.core.errors import BackgroundRemovalError
+    from handler.core.image.decode import load_picture
 
     try:
         load_picture(data)

@@ -23,7 +23,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from handler.core.model import BackgroundModel
+from handler.core.model.session import BackgroundModel
 
 OPSET = 17
 # IR version 8 is the one that goes with opset 17 (onnx 1.12/1.13); any onnxruntime reads it.

@@ -40,11 +40,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from fetch_u2netp import ensure_u2netp  # noqa: E402
 
 from benchmarks.measure import machine_info  # noqa: E402
-from handler.core.background import compose_cutout, mask  # noqa: E402
-from handler.core.decode import Picture  # noqa: E402
-from handler.core.model import BackgroundModel  # noqa: E402
-from handler.core.refine import refine_foreground  # noqa: E402
-from handler.core.settings import ModelSpec  # noqa: E402
+from handler.core.image.compose import compose_cutout  # noqa: E402
+from handler.core.image.decode import Picture  # noqa: E402
+from handler.core.image.refine import refine_foreground  # noqa: E402
+from handler.core.model.session import BackgroundModel  # noqa: E402
+from handler.core.model.settings import ModelSpec  # noqa: E402
+from handler.local.background import mask  # noqa: E402
 from tests.composites import BACKGROUNDS, SAMPLES, Composite, background, cases, compose  # noqa: E402
 
 HERE = Path(__file__).resolve().parent

@@ -5,8 +5,7 @@ from __future__ import annotations
 from handler.aws.keys import climbs_out, is_encodable
 from handler.aws.settings import FunctionSettings
 from handler.core.errors import InvalidParameter
-from handler.core.formats import FORMATS, OutputFormat
-from handler.core.settings import OutputKind
+from handler.core.image.formats import FORMATS, OutputFormat, OutputKind
 
 # Where each kind of output goes, under OUTPUT_PREFIX; the rest of the key mirrors the source's.
 OUTPUT_FOLDERS: dict[OutputKind, str] = {"cutout": "cutouts", "mask": "masks"}

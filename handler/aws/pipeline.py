@@ -32,9 +32,9 @@ from handler.core.errors import (
     SourceForbidden,
     SourceNotFound,
 )
-from handler.core.options import RenderOptions
+from handler.core.image.formats import OutputKind
+from handler.core.image.options import RenderOptions
 from handler.core.render import process
-from handler.core.settings import OutputKind
 
 # Characters left as they are in metadata values; everything else is percent-encoded (S3 user
 # metadata travels in HTTP headers, so it must be ASCII).

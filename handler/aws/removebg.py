@@ -45,10 +45,10 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from handler.core.encode import encode
 from handler.core.errors import BackgroundRemovalError, InvalidParameter
-from handler.core.options import Margin, RenderOptions, parse_colour
-from handler.core.settings import OutputKind
+from handler.core.image.encode import encode
+from handler.core.image.formats import OutputKind
+from handler.core.image.options import Margin, RenderOptions, parse_colour
 
 PATH = "/v1.0/removebg"
 SOURCE_FIELDS = ("image_file", "image_file_b64", "image_url")

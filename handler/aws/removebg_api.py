@@ -23,8 +23,8 @@ from handler.aws.observability import count_error, logger, record_processed
 from handler.aws.removebg import CONTENT_TYPES, UnknownForeground, error_document, parse, zip_of
 from handler.aws.removebg_request import parse_event
 from handler.core.errors import BackgroundRemovalError, MethodNotAllowed
+from handler.core.image.formats import OutputKind
 from handler.core.render import Rendered, Result, process
-from handler.core.settings import OutputKind
 
 StoreLarge = Callable[[Rendered, Result, ApiGatewayResolver, runtime.Runtime], Response[Any]]
 

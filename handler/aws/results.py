@@ -20,8 +20,7 @@ from handler.aws.output_keys import OUTPUT_FOLDERS
 from handler.aws.runtime import Runtime
 from handler.aws.uploads import RESULTS_PATH, JsonAnswer
 from handler.core.errors import InvalidParameter, UploadNotReceived
-from handler.core.formats import FORMATS
-from handler.core.settings import OutputKind
+from handler.core.image.formats import FORMATS, OutputKind
 
 OUTPUT_PARAMETER = "output"
 # How soon a client polling a pending result may ask again.

@@ -13,16 +13,15 @@ from functools import cache
 
 from handler.aws.settings import Settings
 from handler.aws.storage import Storage
-from handler.core.background import load_model
-from handler.core.model import BackgroundModel
-from handler.core.model_store import model_sha256
+from handler.core.model.session import BackgroundModel, load_model
+from handler.core.model.store import model_sha256
 
 
 @dataclass(frozen=True)
 class Runtime:
     settings: Settings
     model: BackgroundModel
-    # What outputs record as the model that made them (handler.core.model_store.model_sha256).
+    # What outputs record as the model that made them (handler.core.model.store.model_sha256).
     model_sha256: str
     storage: Storage
 

@@ -11,8 +11,9 @@ from typing import Literal, TypeGuard
 from handler.aws.keys import climbs_out
 from handler.core.env import Environment
 from handler.core.errors import ConfigurationError
-from handler.core.formats import TRANSPARENT_FORMATS, OutputFormat
-from handler.core.settings import OUTPUT_KINDS, ImageLimits, ModelSettings, OutputKind
+from handler.core.image.formats import OUTPUT_KINDS, TRANSPARENT_FORMATS, OutputFormat, OutputKind
+from handler.core.image.limits import ImageLimits
+from handler.core.model.settings import ModelSettings
 
 DEFAULT_PRESIGNED_URL_EXPIRY = 3600
 # SigV4 refuses X-Amz-Expires above 7 days. A link signed with the function's role's temporary

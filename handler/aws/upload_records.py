@@ -33,8 +33,8 @@ from handler.core.errors import (
     ResultNotFound,
     SourceNotFound,
 )
-from handler.core.options import RenderOptions, parse_options
-from handler.core.settings import OutputKind
+from handler.core.image.formats import OutputKind
+from handler.core.image.options import RenderOptions, parse_options
 
 UPLOADS_FOLDER = "uploads/"
 RECORDS_FOLDER = "results/"

@@ -18,10 +18,10 @@ from handler.aws import upload_records
 from handler.aws.request import parse_fields
 from handler.aws.runtime import Runtime
 from handler.core.errors import InvalidParameter, UnsupportedMediaType
-from handler.core.options import parse_options
+from handler.core.image.options import parse_options
 
 CONTENT_TYPE_FIELD = "content_type"
-# The types a browser gives the photos we decode (handler.core.decode.DECODABLE_FORMATS).
+# The types a browser gives the photos we decode (handler.core.image.decode.DECODABLE_FORMATS).
 UPLOAD_CONTENT_TYPES = (
     "image/jpeg",
     "image/png",

@@ -2,7 +2,7 @@
 
 Unset or blank means the default. Anything else must parse, or start-up fails with a
 ConfigurationError that names the variable: a typo (`MODEL_OFFLINE=treu`) must never quietly mean
-something else. On/off words are shared with request options (handler.core.options).
+something else. On/off words are shared with request options (handler.core.image.options).
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from handler.core.background import Box, alpha_from, compose_cutout, foreground_box, refined
-from handler.core.decode import ImageSource, Picture, load_model_input, load_picture, opened
-from handler.core.encode import encode
-from handler.core.formats import FORMATS
-from handler.core.model import BackgroundModel
-from handler.core.options import RenderOptions
-from handler.core.png import encode_png_cutout
-from handler.core.settings import ImageLimits, OutputKind
+from handler.core.image.compose import Box, alpha_from, compose_cutout, foreground_box, refined
+from handler.core.image.decode import ImageSource, Picture, load_model_input, load_picture, opened
+from handler.core.image.encode import encode
+from handler.core.image.formats import FORMATS, OutputKind
+from handler.core.image.limits import ImageLimits
+from handler.core.image.options import RenderOptions
+from handler.core.image.png import encode_png_cutout
+from handler.core.model.session import BackgroundModel
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from handler.core.errors import BackgroundRemovalError, InvalidParameter
-from handler.core.settings import ImageLimits, ModelSettings, OutputKind
+from handler.core.image.formats import OutputKind
+from handler.core.image.limits import ImageLimits
+from handler.core.model.settings import ModelSettings
 from handler.local.cli_options import add_render_flags, flag_error, render_options
 from handler.local.cli_plan import STDIO, UsageError, plan
 
@@ -130,18 +132,13 @@ def _model_settings(args: argparse.Namespace) -> ModelSettings:
 
 
 def _run_download(args: argparse.Namespace) -> int:
-    from handler.core.bake import bake
-    from handler.core.model_store import download_model, sha256_of
+    from handler.core.bake.run import bake
+    from handler.core.model.store import download_model, sha256_of
 
     settings = _model_settings(args)
     try:
         if args.output is not None:
-            baked = bake(settings, args.output)
-            deform = "applied" if baked.native_deform["applied"] else "not applied"
-            print(
-                f"{baked.path}  source_sha256={baked.source_sha256}  preoptimised={baked.preoptimised}  native_deform={deform}"
-            )
-            print(f"native DeformConv: {baked.native_deform['reason']}")
+            print(bake(settings, args.output).summary())
         else:
             path = download_model(settings)
             print(f"{path}  sha256={sha256_of(path)}")
@@ -157,8 +154,8 @@ def _bake_for_local_runs(settings: ModelSettings, path: Path) -> None:
     Best effort: the download itself succeeded, so a bake that cannot be made (a file onnxruntime
     cannot load, say) leaves the plain download in use and says so on stderr.
     """
-    from handler.core.bake import bake
-    from handler.core.model_store import LOCAL_BAKED_MODEL, MANIFEST, local_bake_dir
+    from handler.core.bake.run import bake
+    from handler.core.model.store import LOCAL_BAKED_MODEL, MANIFEST, local_bake_dir
 
     folder = local_bake_dir(settings, path)
     if folder is None:
@@ -181,8 +178,8 @@ def _bake_for_local_runs(settings: ModelSettings, path: Path) -> None:
 
 def _run_images(args: argparse.Namespace) -> int:
     # Imported here so `--help` and `download` stay fast and do not load onnxruntime.
-    from handler.core.background import load_local_model
     from handler.core.render import process
+    from handler.local.background import load_local_model
 
     kinds: list[OutputKind] = [args.kind, "mask"] if args.mask else [args.kind]
     try:

@@ -1,7 +1,7 @@
 """The command line's output flags: the API's options under rembg-style names, parsed by the API's parser.
 
 Each flag maps to the raw option name a request would send (`--bg-color` is `bg_color`), and
-handler.core.options.parse_options validates the lot, so a value the API refuses is refused here
+handler.core.image.options.parse_options validates the lot, so a value the API refuses is refused here
 with the same words, and a value it accepts means the same thing.
 """
 
@@ -11,8 +11,8 @@ import argparse
 from typing import Any
 
 from handler.core.errors import InvalidParameter
-from handler.core.options import RenderOptions, parse_options
-from handler.core.settings import RESOLUTIONS, OutputKind
+from handler.core.image.formats import OutputKind
+from handler.core.image.options import RESOLUTIONS, RenderOptions, parse_options
 
 # The API's option name -> the flag that sets it.
 FLAGS: dict[str, str] = {

@@ -11,8 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from handler.core.formats import FORMATS, OutputFormat, format_named
-from handler.core.settings import OutputKind
+from handler.core.image.formats import FORMATS, OutputFormat, OutputKind, format_named
 
 STDIO = Path("-")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp", ".heic", ".heif", ".avif"}

@@ -103,8 +103,8 @@ def function_environment(
 def model_is_present() -> bool:
     """Whether the model the environment names is on disk already (then no download is tried)."""
     from handler.core.errors import BackgroundRemovalError
-    from handler.core.model_store import resolve_model_path
-    from handler.core.settings import ModelSettings
+    from handler.core.model.settings import ModelSettings
+    from handler.core.model.store import resolve_model_path
 
     try:
         resolve_model_path(dataclasses.replace(ModelSettings.from_env(), offline=True))

@@ -233,10 +233,10 @@ class LocalServer:
             runtime.reset()
 
     def _choose_model(self) -> None:
-        """The local tools' model choice (handler.core.model_choice): the named model, or the fallback,
+        """The local tools' model choice (handler.local.model_choice): the named model, or the fallback,
         which the function then gets as its MODEL_PATH, as a deployment of that model would."""
-        from handler.core.model_choice import local_model_settings
-        from handler.core.settings import ModelSettings
+        from handler.core.model.settings import ModelSettings
+        from handler.local.model_choice import local_model_settings
 
         named = ModelSettings.from_env()
         chosen = local_model_settings(named)

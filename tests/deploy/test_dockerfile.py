@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from emulator.dockerfile import read
+from tests.imports import import_closure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +32,7 @@ def test_layers_are_ordered_requirements_then_model_then_code() -> None:
     runs_and_copies = [(name, args) for name, args in _instructions() if name in {"RUN", "COPY"}]
     order = [
         next(i for i, (name, args) in enumerate(runs_and_copies) if "requirements" in args),
-        next(i for i, (name, args) in enumerate(runs_and_copies) if "python -m handler download" in args),
+        next(i for i, (name, args) in enumerate(runs_and_copies) if "python -m handler.core.bake" in args),
         next(i for i, (name, args) in enumerate(runs_and_copies) if args.startswith("handler/ ")),
     ]
     assert order == sorted(order), runs_and_copies
@@ -57,10 +58,42 @@ def test_requirements_are_pinned_with_hashes_and_match_pyproject() -> None:
             assert pins.get(name.lower().replace("_", "-")) == version, f"{lock.name}: {requirement}"
 
 
-def test_the_model_step_copies_the_core_whole() -> None:
-    """A folder cannot go stale as modules are added (a hand-kept module list once broke the build)."""
-    model_copies = [args.split() for args in _arguments("COPY") if args.split()[-1].startswith("/tmp/bake/")]
-    assert ["handler/core/", "/tmp/bake/handler/core/"] in model_copies
+def _bake_copies() -> list[str]:
+    """The sources the model step copies (every COPY into /tmp/bake/), as paths in the checkout."""
+    sources: list[str] = []
+    for args in _arguments("COPY"):
+        *names, destination = args.split()
+        if destination.startswith("/tmp/bake/"):
+            sources += names
+    return sources
+
+
+def _copied(module_path: Path, sources: list[str]) -> bool:
+    relative = module_path.relative_to(ROOT).as_posix()
+    return any(relative == source or (source.endswith("/") and relative.startswith(source)) for source in sources)
+
+
+def test_the_model_step_copies_everything_the_bake_imports() -> None:
+    """A hand-kept module list once broke the build: every module the bake's entry point reaches is copied."""
+    reached = import_closure(ROOT / "handler" / "core" / "bake" / "__main__.py")
+    assert len(reached) > 10
+    missing = [path.relative_to(ROOT).as_posix() for path in reached if not _copied(path, _bake_copies())]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    "request_path",
+    [
+        "handler/core/render.py",
+        "handler/core/image/decode.py",
+        "handler/aws/pipeline.py",
+        "handler/local/cli.py",
+        "handler/api.py",
+    ],
+)
+def test_the_model_step_copies_nothing_of_the_request_path(request_path: str) -> None:
+    """So that editing the request path does not rebuild the model's layer (and re-bake the model)."""
+    assert not _copied(ROOT / request_path, _bake_copies())
 
 
 def test_bake_requirements_pin_onnx_as_pyproject_does_and_stay_out_of_the_image() -> None:
@@ -70,7 +103,7 @@ def test_bake_requirements_pin_onnx_as_pyproject_does_and_stay_out_of_the_image(
         text = (ROOT / "layers" / f"bake-requirements-{arch}.txt").read_text()
         assert f"{onnx_pin} \\\n    --hash=sha256:" in text, arch
         assert "numpy==" not in text  # the runtime's numpy serves the step
-    (run,) = [args for args in _arguments("RUN") if "python -m handler download" in args]
+    (run,) = [args for args in _arguments("RUN") if "python -m handler.core.bake" in args]
     assert "--require-hashes" in run and "--target /tmp/bake-deps" in run
     assert re.search(r"rm -rf [^&]*/tmp/bake-deps", run)
     assert "/tmp/bake-deps" not in " ".join(_arguments("ENV"))

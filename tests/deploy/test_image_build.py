@@ -18,7 +18,7 @@ import pytest
 
 from emulator.dockerfile import read, words
 from emulator.dockerignore import DockerIgnore
-from emulator.image import BuildError, Image, build_image, copy_sources, sandbox_args
+from emulator.image import BuildError, Image, build_image, copy_sources, run_keys, sandbox_args
 from tests.fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def test_the_model_is_baked_from_the_hub(build: Image | BuildError, hub: FakeHub
         "GET",
         f"/{_default('MODEL_REPO')}/resolve/{_default('MODEL_REVISION')}/{_default('MODEL_FILE')}",
     ) in hub.requests
-    # The model's contract travels with it (handler.core.model_contract): BiRefNet's logits, read
+    # The model's contract travels with it (handler.core.model.contract): BiRefNet's logits, read
     # from its graph in the build step, so the functions need no MODEL_OUTPUT of their own.
     assert manifest["contract"]["output"] == "logits" and manifest["contract"]["bounded_by"] is None
 
@@ -160,3 +160,40 @@ def test_the_build_context_holds_the_copied_files_and_nothing_else() -> None:
         for source in copy_sources(ROOT, {"TARGETARCH": arch}):
             folder = source.rstrip("/")
             assert source in context or any(name.startswith(folder + "/") for name in context), (arch, source)
+
+
+def _model_step_key(context: Path, dest: Path) -> tuple[str, str]:
+    """The layer keys of the model step and of the code step's bytecode RUN, for `context`."""
+    keys = run_keys(dest, context=context)
+    (model,) = [key for arguments, key in keys if "python -m handler.core.bake" in arguments]
+    (code,) = [key for arguments, key in keys if "compileall" in arguments]
+    return model, code
+
+
+@pytest.mark.parametrize(
+    ("edited", "rebuilds_the_model"),
+    [
+        ("handler/core/render.py", False),
+        ("handler/core/image/decode.py", False),
+        ("handler/aws/pipeline.py", False),
+        ("handler/local/cli.py", False),
+        ("handler/api.py", False),
+        ("handler/core/model/session.py", True),
+        ("handler/core/bake/run.py", True),
+    ],
+)
+def test_a_request_path_edit_keeps_the_model_layer(tmp_path: Path, edited: str, rebuilds_the_model: bool) -> None:
+    """Docker reuses a layer while its key holds: the model step's (~224 MB download, minutes of
+    verification) must not depend on the code that serves requests, only on the model's own."""
+    context = tmp_path / "context"
+    for name in DockerIgnore.of(ROOT).files(ROOT, "."):
+        (context / name).parent.mkdir(parents=True, exist_ok=True)
+        (context / name).write_bytes((ROOT / name).read_bytes())
+    for name in ("Dockerfile", ".dockerignore"):
+        (context / name).write_bytes((ROOT / name).read_bytes())
+    model_before, code_before = _model_step_key(context, tmp_path / "before")
+    with (context / edited).open("a") as module:
+        module.write("\n# an edit\n")
+    model_after, code_after = _model_step_key(context, tmp_path / "after")
+    assert code_after != code_before
+    assert (model_after != model_before) is rebuilds_the_model

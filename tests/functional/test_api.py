@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core.decode import load_picture
+from handler.core.image.decode import load_picture
 from tests.composites import changed_edge_pixels
 from tests.helpers.api import (
     EVENT_IMAGE,

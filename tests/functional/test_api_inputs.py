@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler.core import decode as imaging
+from handler.core.image import decode as imaging
 from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
 from tests.helpers.api import EVENT_IMAGE, EVENT_SIZE, Service, assert_error, http_event, multipart_event
 

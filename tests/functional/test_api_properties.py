@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from handler.core import options
+from handler.core.image import options
 from tests import graphs
 from tests.corpus import made_images
 from tests.forms import multipart_body

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core.background import mask
-from handler.core.settings import ModelSpec
+from handler.core.model.settings import ModelSpec
+from handler.local.background import mask
 from tests.composites import changed_edge_pixels
 from tests.graphs import GraphModel
 from tests.helpers.cli import INPUT_SIZE, Cli, opened, photo, red_graph, save

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from handler.core.errors import InvalidParameter
-from handler.core.options import parse_options
+from handler.core.image.options import parse_options
 from tests.helpers.cli import Cli, opened, save
 
 # The subject: a red square at [20, 40) x [12, 32) in a 64 x 48 picture (the model runs at 64 x 64).

@@ -1,4 +1,4 @@
-"""The hub probe (handler.core.hub_probe): a machine without the hub must not wait out the hub client's retries."""
+"""The hub probe (handler.core.model.hub_probe): a machine without the hub must not wait out the hub client's retries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from handler.core.hub_probe import hub_reachable
+from handler.core.model.hub_probe import hub_reachable
 from scripts.demo import prepare_model
 
 

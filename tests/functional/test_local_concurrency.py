@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from handler.core.model import BackgroundModel
+from handler.core.model.session import BackgroundModel
 from handler.local import server as local
 from handler.local.http_server import RequestHandler
 from handler.local.server import LocalServer

@@ -17,10 +17,10 @@ import huggingface_hub.constants
 import numpy as np
 import pytest
 
-from handler.core.background import mask, remove
 from handler.core.errors import HubUnreachable, ModelUnavailable
-from handler.core.model_store import resolve_model_path
-from handler.core.settings import ModelSettings
+from handler.core.model.settings import ModelSettings
+from handler.core.model.store import resolve_model_path
+from handler.local.background import mask, remove
 from handler.local.server import LocalServer
 from tests.helpers.cli import Cli, opened
 

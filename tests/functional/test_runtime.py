@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from handler.aws import runtime
-from handler.core import background
+from handler.local import background
 
 
 def test_the_runtime_and_the_python_api_share_one_loaded_model(deploy: Callable[..., Any]) -> None:

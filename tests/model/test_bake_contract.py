@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core.background import load_model
-from handler.core.bake import bake
+from handler.core.bake.run import bake
 from handler.core.errors import ConfigurationError
-from handler.core.model import BackgroundModel
-from handler.core.settings import ModelSettings
+from handler.core.model.session import BackgroundModel, load_model
+from handler.core.model.settings import ModelSettings
 from tests import graphs
 from tests.graphs import GraphFile
 

@@ -1,4 +1,4 @@
-"""The bake step's native-DeformConv pass (handler/core/deform_bake.py) on a BiRefNet-contract model.
+"""The bake step's native-DeformConv pass (handler/core/bake/deform.py) on a BiRefNet-contract model.
 
 `birefnet_tiny.onnx` (scripts/make_deform_fixtures.py) takes `input_image` and returns
 `output_image` logits like BiRefNet, through two deformable convolutions decomposed by the public
@@ -18,11 +18,11 @@ import onnx
 import pytest
 from PIL import Image
 
-import handler.core.deform_bake as deform_bake
-from handler.core.bake import bake
-from handler.core.model import BackgroundModel
-from handler.core.model_store import sha256_of
-from handler.core.settings import ModelSettings
+import handler.core.bake.deform as deform_bake
+from handler.core.bake.run import bake
+from handler.core.model.session import BackgroundModel
+from handler.core.model.settings import ModelSettings
+from handler.core.model.store import sha256_of
 from tests import graphs
 
 FIXTURES = Path(__file__).resolve().parent / "deform_fixtures"
@@ -94,7 +94,7 @@ def test_a_rewrite_whose_outputs_differ_is_not_kept(
     tmp_path: Path, probes: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a rewrite that gets one layer wrong (its padding off by one: a plausible slip)
-    import handler.core.deform_rewrite as deform_rewrite
+    import handler.core.bake.rewrite as deform_rewrite
 
     real = deform_rewrite._deform_node
 
@@ -128,7 +128,7 @@ def test_without_onnx_installed_the_original_is_baked(
     tmp_path: Path, probes: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The runtime image has no onnx: a bake there (or from a plain pip install) keeps the original.
-    monkeypatch.delitem(sys.modules, "handler.core.deform_rewrite", raising=False)
+    monkeypatch.delitem(sys.modules, "handler.core.bake.rewrite", raising=False)
     real_import = builtins.__import__
 
     def no_onnx(name: str, *args: Any, **kwargs: Any) -> Any:

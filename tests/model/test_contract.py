@@ -16,11 +16,11 @@ import onnx
 import pytest
 from PIL import Image
 
-from handler.core.background import load_model, segment
-from handler.core.decode import load_picture
 from handler.core.errors import ConfigurationError, ModelUnavailable
-from handler.core.model import BackgroundModel
-from handler.core.settings import ModelSettings, ModelSpec
+from handler.core.image.decode import load_picture
+from handler.core.model.session import BackgroundModel, load_model
+from handler.core.model.settings import ModelSettings, ModelSpec
+from handler.local.background import segment
 from tests import graphs
 from tests.graphs import GraphFile, GraphModel
 

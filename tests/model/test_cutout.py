@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.core.background import mask, remove, segment
-from handler.core.decode import load_picture
-from handler.core.encode import encode
-from handler.core.formats import OutputFormat
-from handler.core.model import BackgroundModel
-from handler.core.settings import ModelSpec
+from handler.core.image.decode import load_picture
+from handler.core.image.encode import encode
+from handler.core.image.formats import OutputFormat
+from handler.core.model.session import BackgroundModel
+from handler.core.model.settings import ModelSpec
+from handler.local.background import mask, remove, segment
 from tests import graphs
 from tests.composites import changed_edge_pixels
 from tests.graphs import GraphModel

@@ -1,4 +1,4 @@
-"""The decomposed-DeformConv rewrite (handler/core/deform_rewrite.py) on graphs made by the public exporter.
+"""The decomposed-DeformConv rewrite (handler/core/bake/rewrite.py) on graphs made by the public exporter.
 
 The fixtures in deform_fixtures/ were exported by `deform-conv2d-onnx-exporter` 1.2.0 (the exporter
 of the public BiRefNet files) from small torch modules, by scripts/make_deform_fixtures.py; each
@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from handler.core.deform_rewrite import RewriteRefused, rewrite_model
+from handler.core.bake.rewrite import RewriteRefused, rewrite_model
 from tests import graphs
 
 FIXTURES = Path(__file__).resolve().parent / "deform_fixtures"
@@ -292,7 +292,7 @@ def test_the_weights_set_aside_for_the_converter_come_back_whole() -> None:
 
 def test_a_malformed_rewrite_is_stopped_by_the_checker(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a rewrite that emits a DeformConv with an attribute the operator does not have
-    import handler.core.deform_rewrite as deform_rewrite
+    import handler.core.bake.rewrite as deform_rewrite
 
     real = deform_rewrite._deform_node
 

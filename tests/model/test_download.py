@@ -19,8 +19,8 @@ import huggingface_hub.constants
 import pytest
 
 from handler.core.errors import ModelUnavailable
-from handler.core.model_store import download_model, resolve_model_path
-from handler.core.settings import ModelSettings
+from handler.core.model.settings import ModelSettings
+from handler.core.model.store import download_model, resolve_model_path
 from tests.fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -130,7 +130,7 @@ def cached_files(cache_dir: Path) -> list[Path]:
 
 
 def test_download_fetches_the_revision_into_the_cache_and_returns_its_digest(hub: FakeHub, cache_dir: Path) -> None:
-    from handler.core.model_store import verify_checksum
+    from handler.core.model.store import verify_checksum
 
     path = download_model(settings_for(hub, cache_dir))
 
@@ -373,8 +373,8 @@ def test_cli_download_offline_with_an_empty_cache_exits_1_without_a_request(
 
 
 def test_a_baked_model_is_identified_by_its_content(u2netp_path: Path, tmp_path: Path) -> None:
-    from handler.core.bake import bake
-    from handler.core.model_store import model_sha256
+    from handler.core.bake.run import bake
+    from handler.core.model.store import model_sha256
 
     # GIVEN a model baked the way the image build bakes it
     baked = bake(ModelSettings(path=u2netp_path, threads=1), tmp_path / "model")
@@ -389,7 +389,7 @@ def test_a_baked_model_is_identified_by_its_content(u2netp_path: Path, tmp_path:
 
 
 def test_a_cached_hub_model_is_identified_by_its_blob(hub: FakeHub, cache_dir: Path) -> None:
-    from handler.core.model_store import model_sha256
+    from handler.core.model.store import model_sha256
 
     path = download_model(settings_for(hub, cache_dir))
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core import decode, render
-from handler.core.background import segment
-from handler.core.decode import load_model_input, load_picture
-from handler.core.model import BackgroundModel
-from handler.core.options import RenderOptions
-from handler.core.settings import ImageLimits
+from handler.core import render
+from handler.core.image import decode
+from handler.core.image.decode import load_model_input, load_picture
+from handler.core.image.limits import ImageLimits
+from handler.core.image.options import RenderOptions
+from handler.core.model.session import BackgroundModel
+from handler.local.background import segment
 
 LIMITS = ImageLimits()
 

@@ -12,7 +12,7 @@ import threading
 
 from PIL import Image
 
-from handler.core.model import BackgroundModel
+from handler.core.model.session import BackgroundModel
 from tests import graphs
 from tests.graphs import GraphFile
 

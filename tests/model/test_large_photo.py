@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core.options import RenderOptions
+from handler.core.image.limits import DEFAULT_MAX_INPUT_PIXELS, ImageLimits
+from handler.core.image.options import RenderOptions
+from handler.core.model.settings import ModelSpec
 from handler.core.render import process
-from handler.core.settings import DEFAULT_MAX_INPUT_PIXELS, ImageLimits, ModelSpec
 from tests import graphs
 from tests.graphs import GraphModel
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import onnx
 import pytest
 
-from handler.core.model_store import resolve_model_path
-from handler.core.settings import ModelSettings
+from handler.core.model.settings import ModelSettings
+from handler.core.model.store import resolve_model_path
 from tests.fakehub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,7 +76,7 @@ def test_download_bakes_for_local_runs_and_local_runs_use_the_bake(hub: FakeHub,
 
 
 def test_without_a_bake_local_runs_use_the_download(hub: FakeHub, tmp_path: Path) -> None:
-    from handler.core.model_store import download_model
+    from handler.core.model.store import download_model
 
     settings = ModelSettings(
         repo=REPO, file=FILE, revision=REVISION, cache_dir=tmp_path / "cache", hub_endpoint=hub.endpoint

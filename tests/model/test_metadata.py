@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.core.model import BackgroundModel
-from handler.core.options import Margin, RenderOptions
+from handler.core.image.formats import OutputKind
+from handler.core.image.limits import ImageLimits
+from handler.core.image.options import Margin, RenderOptions
+from handler.core.model.session import BackgroundModel
 from handler.core.render import process
-from handler.core.settings import ImageLimits, OutputKind
 from tests import graphs
 from tests.exif import LATITUDE, ORIENTATION, latitude, phone_exif
 from tests.graphs import GraphModel

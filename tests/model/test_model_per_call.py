@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core.background import mask, remove
-from handler.core.model import BackgroundModel
-from handler.core.model_store import resolve_model_path
-from handler.core.settings import ModelSettings
+from handler.core.model.session import BackgroundModel
+from handler.core.model.settings import ModelSettings
+from handler.core.model.store import resolve_model_path
+from handler.local.background import mask, remove
 from tests import graphs
 from tests.fakehub import FakeHub
 from tests.graphs import GraphFile

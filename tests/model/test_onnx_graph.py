@@ -1,4 +1,4 @@
-"""The wire-format reader of ONNX graphs (handler.core.onnx_graph) against the onnx package's own parser.
+"""The wire-format reader of ONNX graphs (handler.core.model.onnx_graph) against the onnx package's own parser.
 
 The image has no onnx package, so the contract reads graphs itself; it must see the same nodes,
 outputs and constants as onnx does, on the real U-2-Net-p and on test-made graphs.
@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from handler.core.onnx_graph import GraphUnreadable, read_graph
+from handler.core.model.onnx_graph import GraphUnreadable, read_graph
 from tests import graphs
 from tests.graphs import GraphFile
 

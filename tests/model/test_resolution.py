@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core import decode, render
+from handler.core import render
 from handler.core.errors import InvalidParameter
-from handler.core.model import BackgroundModel
-from handler.core.options import RenderOptions, parse_options
+from handler.core.image import decode
+from handler.core.image.limits import ImageLimits
+from handler.core.image.options import RenderOptions, parse_options
+from handler.core.model.session import BackgroundModel
+from handler.core.model.settings import ModelSpec
 from handler.core.render import process
-from handler.core.settings import ImageLimits, ModelSpec
 from tests import graphs
 from tests.graphs import GraphModel
 

@@ -16,10 +16,10 @@ import pytest
 from onnx import TensorProto, helper
 from PIL import Image
 
-from handler.core.background import load_model
 from handler.core.errors import ConfigurationError
-from handler.core.model import BackgroundModel, to_mask
-from handler.core.settings import ModelSettings, ModelSpec
+from handler.core.image.compose import to_mask
+from handler.core.model.session import BackgroundModel, load_model
+from handler.core.model.settings import ModelSettings, ModelSpec
 from tests import graphs
 from tests.graphs import OUTPUT_NAME, PRE_TAIL, GraphFile, GraphModel
 

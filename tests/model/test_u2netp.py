@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import handler.core.background as background
-from handler.core.background import foreground_box, mask, remove
-from handler.core.decode import ImageSource
-from handler.core.model import BackgroundModel
+import handler.local.background as background
+from handler.core.image.compose import foreground_box
+from handler.core.image.decode import ImageSource
+from handler.core.model.session import BackgroundModel
+from handler.local.background import mask, remove
 
 SUBJECT_MIN_MEAN = 200
 BACKGROUND_MAX_MEAN = 40

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core.background import FOREGROUND_THRESHOLD, Box, compose_cutout, foreground_box
-from handler.core.decode import Picture
+from handler.core.image.compose import FOREGROUND_THRESHOLD, Box, compose_cutout, foreground_box
+from handler.core.image.decode import Picture
 
 
 def grey(values: np.ndarray) -> Image.Image:

@@ -9,14 +9,16 @@ import pytest
 from handler.aws.settings import FunctionSettings, StorageSettings
 from handler.core.cpu import available_cpus
 from handler.core.errors import ConfigurationError
-from handler.core.settings import (
+from handler.core.image.limits import (
     DEFAULT_MAX_INPUT_BYTES,
     DEFAULT_MAX_INPUT_FRAMES,
     DEFAULT_MAX_INPUT_PIXELS,
+    ImageLimits,
+)
+from handler.core.model.settings import (
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
     DEFAULT_MODEL_REVISION,
-    ImageLimits,
     ModelSettings,
     ModelSpec,
 )

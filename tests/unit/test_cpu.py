@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from handler.core.cpu import available_cpus, cgroup_cpus, lambda_vcpus
-from handler.core.model import session_options
+from handler.core.model.session import session_options
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""`handler.core.encode.encode`: the output formats, lossless where promised, profiles where they fit."""
+"""`handler.core.image.encode.encode`: the output formats, lossless where promised, profiles where they fit."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.core.encode import encode
 from handler.core.errors import UnsupportedMediaType
-from handler.core.formats import FORMATS, OutputFormat, format_named
+from handler.core.image.encode import encode
+from handler.core.image.formats import FORMATS, OutputFormat, format_named
 
 
 @pytest.fixture

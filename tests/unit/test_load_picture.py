@@ -1,4 +1,4 @@
-"""`handler.core.decode.load_picture` on the odd inputs real users send, all built in memory.
+"""`handler.core.image.decode.load_picture` on the odd inputs real users send, all built in memory.
 
 Every input is turned into upright 8-bit RGB plus its own alpha (or None), or refused with a typed
 error before any untrusted pixel data is decoded.
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, GifImagePlugin, Image, ImageCms, TiffImagePlugin
 
-from handler.core import decode as imaging
-from handler.core.decode import Picture, load_picture
 from handler.core.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
-from handler.core.settings import ImageLimits
+from handler.core.image import decode as imaging
+from handler.core.image.decode import Picture, load_picture
+from handler.core.image.limits import ImageLimits
 
 # JPEG is lossy: flat 16x16 blocks aligned to the MCU grid decode within a few levels.
 JPEG_TOLERANCE = 12

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from handler.core import cpu
-from handler.core.model import to_mask
+from handler.core.image.compose import to_mask
 
 
 def bilinear(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:

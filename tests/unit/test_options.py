@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from handler.core.errors import InvalidParameter
-from handler.core.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
-from handler.core.settings import OutputKind
+from handler.core.image.formats import OutputKind
+from handler.core.image.options import MAX_SIZE_LIMIT, OPTION_NAMES, Margin, RenderOptions, parse_options
 
 
 def test_no_options_gives_the_defaults() -> None:

@@ -27,7 +27,7 @@ from handler.aws.keys import climbs_out
 from handler.aws.output_keys import MAX_KEY_BYTES, OUTPUT_FOLDERS, output_key
 from handler.aws.settings import FunctionSettings
 from handler.core.errors import InvalidParameter
-from handler.core.settings import OutputKind
+from handler.core.image.formats import OutputKind
 
 INPUT_PREFIX = "uploads/"
 OUTPUT_PREFIXES = ("", "results/", "out/put/")

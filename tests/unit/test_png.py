@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from handler.core import png
-from handler.core.png import _adler32_combine, encode_png
+from handler.core.image import png
+from handler.core.image.png import _adler32_combine, encode_png
 
 
 def _noisy(mode: str, width: int, height: int, seed: int = 0) -> Image.Image:
@@ -75,10 +75,10 @@ def test_other_modes_are_refused() -> None:
 
 def test_cutout_encoding_matches_compose_cutout(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a photo and an alpha with fully transparent, soft and opaque pixels, in many strips
-    from handler.core.background import compose_cutout
+    from handler.core.image.compose import compose_cutout
 
     monkeypatch.setattr(png, "STRIP_BYTES", 300)
-    from handler.core.decode import Picture
+    from handler.core.image.decode import Picture
 
     rgb = _noisy("RGB", 71, 43, seed=5)
     alpha = _noisy("L", 71, 43, seed=6).point(lambda value: 0 if value < 90 else value)

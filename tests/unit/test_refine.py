@@ -1,4 +1,4 @@
-"""Edge colour refinement (handler.core.refine) on composites of known alpha and foreground, no model.
+"""Edge colour refinement (handler.core.image.refine) on composites of known alpha and foreground, no model.
 
 The criterion of the issue: on photos I = alpha*F + (1 - alpha)*B made from known foregrounds,
 soft alphas and real background photos, the mean colour error in the 0 < alpha < 1 band must drop
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from handler.core.background import compose_cutout
-from handler.core.decode import Picture
-from handler.core.refine import Plan, blur_fusion, box_mean, refine_foreground
+from handler.core.image.compose import compose_cutout
+from handler.core.image.decode import Picture
+from handler.core.image.refine import Plan, blur_fusion, box_mean, refine_foreground
 from tests.composites import Composite, cases, changed_edge_pixels
 
 # At 1600x1200 the blurs run on grids reduced 2x and 8x, as on large photos.
@@ -188,7 +188,7 @@ def test_the_strip_wise_grids_are_the_cell_means_of_the_whole_photo(
     """The grids are measured strip by strip with words, paste-free zeroing and per-cell sums of the
     band pixels only; here they are computed over the whole photo at once, from their definition:
     opaque pixels' 8-bit cell means (colour x alpha, alpha) plus the band pixels' float sums."""
-    from handler.core import refine
+    from handler.core.image import refine
 
     # Small strips, so that several strips, partial cells and a partial last strip are all met.
     monkeypatch.setattr(refine, "STRIP_PIXELS", 20_000)

@@ -8,10 +8,10 @@ import struct
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from handler.core.decode import load_picture
 from handler.core.errors import InvalidImage, TooManyPixels, UnsupportedMediaType
-from handler.core.refused_formats import HEAD_BYTES, refused_format
-from handler.core.settings import ImageLimits
+from handler.core.image.decode import load_picture
+from handler.core.image.limits import ImageLimits
+from handler.core.image.refused_formats import HEAD_BYTES, refused_format
 
 
 def _written(fmt: str, mode: str = "RGB") -> bytes:

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from handler.core.cpu import map_over_cpus
 from handler.core.errors import ConfigurationError, InvalidParameter, ModelUnavailable
-from handler.core.model_contract import RGB, ModelContract, contract_for
-from handler.core.settings import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSpec
+from handler.core.model.contract import RGB, ModelContract, contract_for
+from handler.core.model.settings import DEFAULT_DYNAMIC_INPUT_SIZE, ModelSettings, ModelSpec
+from handler.core.model.store import resolve_model_path
 
 # BiRefNet's export names; other models (U-2-Net) fall back to their first input and output.
 PREFERRED_INPUT = "input_image"
 PREFERRED_OUTPUT = "output_image"
-# Masks of at least this many pixels are resized in MASK_COLUMNS strips on threads (see to_mask);
-# smaller ones take a few milliseconds in one piece.
-MIN_SPLIT_MASK_PIXELS = 1 << 22
-MASK_COLUMNS = 2
+# Models kept loaded at once, one session each. The functions only ever load one; a Python caller
+# that alternates between a few (`remove(..., repo=...)`) reuses each one's session rather than
+# loading it per call. BiRefNet's session holds gigabytes, so the cache is small.
+MODEL_SESSIONS = 4
 
 
 def session_options(threads: int) -> ort.SessionOptions:
@@ -159,35 +160,13 @@ class BackgroundModel:
         return probabilities
 
 
-def to_mask(probabilities: np.ndarray, size: tuple[int, int]) -> Image.Image:
-    """Probabilities at the model's size → mode "L" mask at `size`, bilinear, rounded.
+@lru_cache(maxsize=MODEL_SESSIONS)
+def load_model(settings: ModelSettings) -> BackgroundModel:
+    """The model `settings` name, loaded once: the process's model cache, one session per model.
 
-    Scaled (and offset by 0.5) at the model's small size, so the full-size work is a float resize
-    and Pillow's F->L conversion, which truncates and clips: truncating x + 0.5 rounds x, and
-    bilinear weights sum to 1, so the offset survives the resize exactly. No numpy temporaries at
-    full size: ~6 bytes per pixel instead of ~17.
+    What the Lambda runtime (handler.aws.runtime) loads: the named model or an error, never a fallback.
     """
-    levels = Image.fromarray((probabilities * np.float32(255.0) + np.float32(0.5)).astype(np.float32, copy=False), "F")
-    width, height = size
-    if width * height < MIN_SPLIT_MASK_PIXELS:
-        return levels.resize(size, Image.Resampling.BILINEAR).convert("L")
-    # Pillow resizes on one thread: a large mask is made as MASK_COLUMNS column strips, each resized
-    # from its own box of the same source (whose pixels beyond the box still weigh in), on threads.
-    # A strip's sampling positions are computed from its box's edge, so they can differ from one
-    # resize's in the last bits: a level at a pixel that falls on a rounding boundary. The strip
-    # count is fixed, never the CPU count, so the mask is the same on any machine.
-    source_width, source_height = levels.size
-    bounds = [(width * part // MASK_COLUMNS, width * (part + 1) // MASK_COLUMNS) for part in range(MASK_COLUMNS)]
-
-    def strip(columns: tuple[int, int]) -> Image.Image:
-        left, right = columns
-        box = (left * source_width / width, 0, right * source_width / width, source_height)
-        return levels.resize((right - left, height), Image.Resampling.BILINEAR, box=box).convert("L")
-
-    mask = Image.new("L", size)
-    for (left, _), part in zip(bounds, map_over_cpus(strip, bounds), strict=True):
-        mask.paste(part, (left, 0))
-    return mask
+    return BackgroundModel.load(resolve_model_path(settings), settings.spec, threads=settings.threads)
 
 
 def _input_size(shape: list[int | str | None], override: int | None) -> tuple[int, int]:

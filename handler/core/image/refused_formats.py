@@ -1,6 +1,6 @@
 """Naming an image format that we recognise but refuse, from its first bytes alone.
 
-Uploads are decoded only by an allow-list of Pillow's plugins (handler.core.decode). A file in another
+Uploads are decoded only by an allow-list of Pillow's plugins (handler.core.image.decode). A file in another
 format Pillow knows (a Photoshop PSD, an EPS, an SGI, ...) is a real image we choose not to read:
 the caller deserves `415 unsupported_media_type` naming it, not `400 invalid_image` ("not an
 image"). The format is told from published magic numbers here, never by asking Pillow's plugin:

@@ -3,9 +3,9 @@
 One order for every entry point (the functions, the command line, the Python API, the local
 server): `MODEL_PATH` as is; else the hub file from the local cache (or its local bake), with no
 request at all; else a download — unless offline, and only once a short probe
-(handler.core.hub_probe) has found the hub reachable, so a machine without it gets an answer in
+(handler.core.model.hub_probe) has found the hub reachable, so a machine without it gets an answer in
 seconds rather than after the hub client's ~24 s of retries. The local tools add a fallback model
-on top (handler.core.model_choice); the functions never do.
+on top (handler.local.model_choice); the functions never do.
 
 At request time nothing is downloaded when the model was baked in: with `MODEL_OFFLINE=1` (or the
 hub's own `HF_HUB_OFFLINE=1`) a missing file is an immediate, clear error instead of a network
@@ -24,12 +24,12 @@ from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from handler.core.errors import HubUnreachable, ModelUnavailable
-from handler.core.hub_probe import PROBE_TIMEOUT_S, hub_reachable
-from handler.core.settings import ModelSettings
+from handler.core.model.hub_probe import PROBE_TIMEOUT_S, hub_reachable
+from handler.core.model.settings import ModelSettings
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _HASH_CHUNK = 8 * 1024 * 1024
-# The bake step's record of what it wrote, beside the baked model (handler.core.bake writes it).
+# The bake step's record of what it wrote, beside the baked model (handler.core.bake.run writes it).
 MANIFEST = "model.json"
 
 
@@ -68,7 +68,7 @@ def _may_download(settings: ModelSettings) -> bool:
     return True
 
 
-# The bake's file name (handler.core.bake.BAKED_MODEL; bake imports this module, not the other way).
+# The bake's file name (handler.core.bake.run.BAKED_MODEL; bake imports this module, not the other way).
 LOCAL_BAKED_MODEL = "model.onnx"
 
 

@@ -21,8 +21,8 @@ import pillow_heif
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from handler.core.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
-from handler.core.refused_formats import HEAD_BYTES, refused_format
-from handler.core.settings import ImageLimits
+from handler.core.image.limits import ImageLimits
+from handler.core.image.refused_formats import HEAD_BYTES, refused_format
 
 # Pillow quotes a few bytes of the file in some messages ("broken PNG file (chunk b'...')"). An
 # error message reaches the client and the jobs' logs, and image bytes belong in neither.

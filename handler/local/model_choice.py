@@ -1,9 +1,9 @@
 """Which model the local tools load: the one the settings name, or else the documented fallback.
 
 The command line, the Python API, the local server and the demo resolve the model as the functions
-do (handler.core.model_store: MODEL_PATH, the cache, the hub) — and where the default BiRefNet-lite
+do (handler.core.model.store: MODEL_PATH, the cache, the hub) — and where the default BiRefNet-lite
 cannot be had (no hub, not cached), they use the real U-2-Net-p from PyPI
-(handler.core.fallback_model), saying so in one line on stderr, so they work on a machine that
+(handler.local.fallback_model), saying so in one line on stderr, so they work on a machine that
 reaches only a package registry. Only the default model falls back: a model named explicitly
 (MODEL_PATH, another repo or file, a checksum) that cannot be had is an error, as is any model
 with MODEL_FALLBACK=0. The Lambda functions never come here: a deployment either has its model or
@@ -17,17 +17,17 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-from handler.core import fallback_model
 from handler.core.env import Environment
 from handler.core.errors import ModelUnavailable
-from handler.core.model_store import resolve_model_path
-from handler.core.settings import (
+from handler.core.model.settings import (
     DEFAULT_MODEL_FILE,
     DEFAULT_MODEL_REPO,
     DEFAULT_MODEL_REVISION,
     ModelSettings,
     ModelSpec,
 )
+from handler.core.model.store import resolve_model_path
+from handler.local import fallback_model
 
 
 def is_default_model(settings: ModelSettings) -> bool:

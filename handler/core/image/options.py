@@ -12,9 +12,11 @@ from PIL import ImageColor
 
 from handler.core.env import switch_word
 from handler.core.errors import InvalidParameter
-from handler.core.formats import FORMATS, OutputFormat, format_named
-from handler.core.settings import OUTPUT_KINDS, RESOLUTIONS, OutputKind
+from handler.core.image.formats import FORMATS, OUTPUT_KINDS, OutputFormat, OutputKind, format_named
 
+# The input sizes a request may ask of a dynamic-input export (`resolution`): each step down is
+# faster and coarser (benchmarks/README.md, "Resolution").
+RESOLUTIONS = (512, 768, 1024)
 # Longest side a caller may ask for; beyond it max_size would only upscale, which we never do.
 MAX_SIZE_LIMIT = 20_000
 # Digits a whole-number option may have: more than any valid value, far below int()'s limit.

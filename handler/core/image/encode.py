@@ -1,4 +1,4 @@
-"""Encoding results: PNG (through handler.core.png), WebP and JPEG, with only the metadata asked for."""
+"""Encoding results: PNG (through handler.core.image.png), WebP and JPEG, with only the metadata asked for."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import io
 from PIL import Image
 
 from handler.core.errors import UnsupportedMediaType
-from handler.core.formats import OutputFormat
-from handler.core.png import encode_png
+from handler.core.image.formats import OutputFormat
+from handler.core.image.png import encode_png
 
 WEBP_QUALITY = 90
 # libwebp's effort (0-6). On a 12 MP cutout, method 0 took 0.66 s for 0.78 MB and the usual 4 took

@@ -1,13 +1,14 @@
 """The container build's model step: fetch and verify the model, then bake it into a fixed path.
 
-`python -m handler download --output /opt/model` writes `/opt/model/model.onnx` — the graph, with
+`python -m handler.core.bake /opt/model` (the image build) and `python -m handler download --output
+/opt/model` (the same, from the command line) write `/opt/model/model.onnx` — the graph, with
 its decomposed deformable convolutions made native DeformConv when that is verified to give the
-same outputs (handler.core.deform_bake), pre-optimised at onnxruntime's EXTENDED level when loading
+same outputs (handler.core.bake.deform), pre-optimised at onnxruntime's EXTENDED level when loading
 it is measured to be faster (EXTENDED rewrites are portable across CPUs; the CPU-specific layout
 passes still run at load) — and `/opt/model/model.json`, a manifest of where it came from and of
 the baked file's SHA-256 and size, which the functions read as the model's identity instead of
 hashing the file at cold start, and of the model's contract (logits or probabilities, input size,
-normalisation), which they read instead of settings of their own (handler.core.model_contract).
+normalisation), which they read instead of settings of their own (handler.core.model.contract).
 """
 
 from __future__ import annotations
@@ -22,14 +23,14 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from handler.core.deform_bake import default_probes, native_deform
-from handler.core.model import BackgroundModel, session_options
-from handler.core.model_store import MANIFEST, download_model, sha256_of
-from handler.core.settings import ModelSettings
+from handler.core.bake.deform import default_probes, native_deform
+from handler.core.model.session import BackgroundModel, session_options
+from handler.core.model.settings import ModelSettings
+from handler.core.model.store import MANIFEST, download_model, sha256_of
 
 BAKED_MODEL = "model.onnx"
 # The checkout (or the build's /tmp/bake), whose samples/ holds the photos the rewrite is checked on.
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class BakedModel:
     source: str
     source_sha256: str
     path: str
-    # The baked file's name, SHA-256 and size: the model's identity (handler.core.model_store.model_sha256).
+    # The baked file's name, SHA-256 and size: the model's identity (handler.core.model.store.model_sha256).
     file: str
     sha256: str
     size: int
@@ -45,9 +46,17 @@ class BakedModel:
     raw_load_seconds: float
     optimised_load_seconds: float | None
     native_deform: dict[str, object]
-    # What the model returns and expects (handler.core.model_contract): the image needs no MODEL_*
+    # What the model returns and expects (handler.core.model.contract): the image needs no MODEL_*
     # settings for a swapped model, and a cold start reads no graph to find out.
     contract: dict[str, object]
+
+    def summary(self) -> str:
+        """What the build's log and the command line print: where it went and what was done to it."""
+        deform = "applied" if self.native_deform["applied"] else "not applied"
+        return (
+            f"{self.path}  source_sha256={self.source_sha256}  preoptimised={self.preoptimised}  native_deform={deform}\n"
+            f"native DeformConv: {self.native_deform['reason']}"
+        )
 
 
 def bake(settings: ModelSettings, output_dir: Path, probes: Sequence[Path] | None = None) -> BakedModel:

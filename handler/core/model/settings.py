@@ -1,7 +1,7 @@
-"""The core's settings: the model (where it comes from, what it expects) and the input limits.
+"""The model's settings: where it comes from, what it expects, how its session runs.
 
-Read once from the environment into frozen objects and validated there; the function's own
-settings (outputs, S3) are handler.aws.settings.
+Read once from the environment into frozen objects and validated there; the input limits are
+handler.core.image.limits, the function's own settings (outputs, S3) handler.aws.settings.
 """
 
 from __future__ import annotations
@@ -30,23 +30,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # Used only when the graph's spatial input dims are dynamic: BiRefNet was trained at 1024x1024.
 DEFAULT_DYNAMIC_INPUT_SIZE = 1024
-# The input sizes a request may ask of a dynamic-input export (`resolution`): each step down is
-# faster and coarser (benchmarks/README.md, "Resolution").
-RESOLUTIONS = (512, 768, 1024)
-
-# Input limits. 100 MB covers any camera JPEG; 64 MP covers phones' 48/50 MP modes while keeping a
-# full-resolution RGBA cutout (4 bytes/pixel) far below Lambda's memory.
-DEFAULT_MAX_INPUT_BYTES = 100 * 1024 * 1024
-DEFAULT_MAX_INPUT_PIXELS = 64_000_000
-# Only the first frame is ever decoded, but GIF and TIFF declare no frame count: counting means
-# walking the file (~2 µs a GIF frame, so a 100 MB GIF of tiny frames would take seconds). The walk
-# stops at this bound, and a file past it is an animation or a document rather than a photo.
-DEFAULT_MAX_INPUT_FRAMES = 1000
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model expects and returns, as set explicitly; None: the model says (handler.core.model_contract).
+    """What a model expects and returns, as set explicitly; None: the model says (handler.core.model.contract).
 
     A model describes itself: its graph says whether it returns logits or probabilities and its
     input size, and a baked model's manifest carries those and the normalisation it was baked
@@ -133,31 +121,8 @@ class ModelSettings:
         return f"{self.repo}/{self.file}@{self.revision}"
 
 
-@dataclass(frozen=True)
-class ImageLimits:
-    """Limits checked before an image is fully decoded."""
-
-    max_bytes: int = DEFAULT_MAX_INPUT_BYTES
-    max_pixels: int = DEFAULT_MAX_INPUT_PIXELS
-    max_frames: int = DEFAULT_MAX_INPUT_FRAMES
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> ImageLimits:
-        env = Environment(environ)
-        return cls(
-            max_bytes=env.positive_int("MAX_INPUT_BYTES", DEFAULT_MAX_INPUT_BYTES),
-            max_pixels=env.positive_int("MAX_INPUT_PIXELS", DEFAULT_MAX_INPUT_PIXELS),
-            max_frames=env.positive_int("MAX_INPUT_FRAMES", DEFAULT_MAX_INPUT_FRAMES),
-        )
-
-
 def _rgb(values: tuple[float, ...] | None) -> tuple[float, float, float] | None:
     if values is None:
         return None
     red, green, blue = values  # Environment.numbers gave exactly three
     return red, green, blue
-
-
-# What a request or a job may ask to be rendered: the cutout (RGBA) and/or the mask (L).
-OutputKind = Literal["cutout", "mask"]
-OUTPUT_KINDS: tuple[OutputKind, ...] = ("cutout", "mask")

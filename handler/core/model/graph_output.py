@@ -18,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from handler.core.onnx_graph import Graph, GraphUnreadable, Node
-from handler.core.onnx_graph import read_graph as _read
+from handler.core.model.onnx_graph import Graph, GraphUnreadable, Node
+from handler.core.model.onnx_graph import read_graph as _read
 
 # Ops whose every output value lies in [0, 1], whatever their input.
 _BOUNDING_OPS = frozenset({"Sigmoid", "HardSigmoid", "Softmax", "Hardmax"})

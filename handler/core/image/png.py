@@ -74,7 +74,7 @@ def encode_png_cutout(
 ) -> bytes:
     """The RGBA cutout of `rgb` with `alpha` as PNG, composed strip by strip inside the encoder.
 
-    Same pixels as handler.core.background.compose_cutout (straight alpha, RGB zeroed where alpha is 0),
+    Same pixels as handler.core.image.compose.compose_cutout (straight alpha, RGB zeroed where alpha is 0),
     but the full-size RGBA image is never built: the composing runs on the encoder's threads and
     memory stays at a few strips.
     """

@@ -1,7 +1,7 @@
 """The bake step's native-DeformConv pass: rewrite, verify on photos, keep only what agrees.
 
 The public BiRefNet files spell each deformable convolution as a chain of plain ops
-(handler/core/deform_rewrite.py); native `DeformConv` runs the same network ~1.8x faster in about a
+(handler/core/bake/rewrite.py); native `DeformConv` runs the same network ~1.8x faster in about a
 third of the memory. The rewrite is kept only when
 
 - it rewrote every decomposed chain the graph holds (a partial rewrite means a chain looked
@@ -29,9 +29,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from handler.core.model import BackgroundModel, session_options
-from handler.core.model_store import sha256_of
-from handler.core.settings import ModelSpec
+from handler.core.model.session import BackgroundModel, session_options
+from handler.core.model.settings import ModelSpec
+from handler.core.model.store import sha256_of
 
 REWRITTEN = "deformconv.onnx"
 # Masks are 8-bit: one grey level is 1/255 ~ 3.9e-3 in probability. The two graphs differ only in
@@ -85,7 +85,7 @@ def native_deform(
     source_sha256 = sha256_of(source)
     started = time.perf_counter()
     try:
-        from handler.core.deform_rewrite import RewriteRefused, rewrite_file
+        from handler.core.bake.rewrite import RewriteRefused, rewrite_file
     except ModuleNotFoundError as error:
         # onnx is a build-time tool, not a run-time dependency; any other missing module is a bug.
         if error.name != "onnx":
