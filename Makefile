@@ -46,15 +46,16 @@ download: $(STAMP)
 	$(BIN)/python -m handler download
 
 # The browser test (tests/browser) drives Debian's chromium with Playwright; Playwright's own browser
-# download cannot be fetched here. Installed when missing and we are root; otherwise those tests skip.
+# download cannot be fetched here. Installed when missing and we are root; without it those tests fail
+# (TESTS_MAY_SKIP=browser lets them skip on a machine that cannot have it).
 chromium:
 	@if [ -x /usr/bin/chromium ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian's chromium for the browser tests"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
-			|| echo "warning: could not install chromium; the browser tests will be skipped"; \
+			|| echo "warning: could not install chromium; the browser tests will fail (TESTS_MAY_SKIP=browser skips them)"; \
 	else \
-		echo "note: /usr/bin/chromium is missing and installing it needs root; the browser tests will be skipped"; \
+		echo "note: /usr/bin/chromium is missing and installing it needs root; the browser tests will fail (TESTS_MAY_SKIP=browser skips them)"; \
 	fi
 
 # Both functions run the way Lambda runs them (emulator/): awslambdaric against a local Runtime API,
@@ -65,15 +66,15 @@ lambda: $(STAMP) sandbox-tools
 # bubblewrap and strace, from Debian: the image build test runs the Dockerfile's RUN steps in a
 # bubblewrap sandbox (tests/deploy/test_image_build.py), and `make lambda` and its tests
 # (tests/deploy/test_lambda_runtime.py) run the functions in one under strace. Installed when
-# missing and we are root; without them those tests cannot run.
+# missing and we are root; without them those tests fail (TESTS_MAY_SKIP=sandbox lets them skip).
 sandbox-tools:
 	@if command -v bwrap >/dev/null && command -v strace >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian's bubblewrap and strace for the image and Lambda runtime tests"; \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap strace >/dev/null; } \
-			|| echo "warning: could not install bubblewrap/strace; the image and Lambda runtime tests cannot run"; \
+			|| echo "warning: could not install bubblewrap/strace; the image and Lambda runtime tests will fail (TESTS_MAY_SKIP=sandbox skips them)"; \
 	else \
-		echo "note: bubblewrap/strace are missing and installing them needs root; the image and Lambda runtime tests cannot run"; \
+		echo "note: bubblewrap/strace are missing and installing them needs root; the image and Lambda runtime tests will fail (TESTS_MAY_SKIP=sandbox skips them)"; \
 	fi
 
 # The container's pinned, hashed requirements, from pyproject.toml, for Lambda's Python 3.12; and the

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from emulator import base_image, sandbox
+from emulator.dockerignore import DockerIgnore
 from emulator.image import REPO_ROOT as ROOT
 from emulator.image import Image, build_image
 
@@ -31,7 +32,7 @@ def cached_image(
     (build_image caches its RUN layers too; this skips even the COPY steps and the unpacking)."""
     dest = dest.resolve()
     build_args, step_env = dict(build_args or {}), dict(step_env or {})
-    key = _content_key(context, build_args, step_env)
+    key = content_key(context, build_args, step_env)
     key_file, image_file = dest / _KEY_FILE, dest / _IMAGE_FILE
     dest.mkdir(parents=True, exist_ok=True)
     if key_file.is_file() and key_file.read_text() == key and image_file.is_file():
@@ -61,12 +62,12 @@ def layout(image: Image, scratch: Path, extra: Mapping[Path, str] | None = None)
     )
 
 
-def _content_key(context: Path, build_args: Mapping[str, str], step_env: Mapping[str, str]) -> str:
+def content_key(context: Path, build_args: Mapping[str, str], step_env: Mapping[str, str]) -> str:
+    """Everything the build can read: the Dockerfile, .dockerignore and every file the context sends
+    (what any COPY could take, so no hand-kept list can leave one out), the step inputs and arguments."""
     digest = hashlib.sha256()
-    files = [context / "Dockerfile", *sorted((context / "layers").glob("requirements-*.txt"))]
-    files += sorted(
-        path for path in (context / "handler").rglob("*") if path.is_file() and "__pycache__" not in path.parts
-    )
+    files = [context / name for name in ("Dockerfile", ".dockerignore") if (context / name).is_file()]
+    files += [context / name for name in DockerIgnore.of(context).files(context)]
     files += [Path(value) for value in step_env.values() if Path(value).is_file()]  # e.g. MODEL_PATH's content
     for path in files:
         digest.update(str(path.relative_to(context) if path.is_relative_to(context) else path).encode())

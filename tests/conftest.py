@@ -22,12 +22,21 @@ from handler.local.server import LocalServer
 from scripts.fetch_u2netp import ensure_u2netp
 from tests import graphs
 from tests.graphs import GraphFile, GraphModel
+from tests.tools import require_chromium, require_sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "samples"
 
 
 _LOOPBACK_HOSTS = {"127.0.0.1", "::1", "localhost"}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked as needing a tool of the machine's fails without it, before its fixtures run."""
+    if item.get_closest_marker("sandbox") is not None:
+        require_sandbox()
+    if item.get_closest_marker("browser") is not None:
+        require_chromium()
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 """The local run's web page in a real browser: headless Debian Chromium driven by Playwright.
 
 Playwright's own browser download is not used (it cannot be fetched here): `make test` installs
-Debian's chromium when it is missing and it can (as root), and these tests skip only when
-/usr/bin/chromium is absent. The page takes a photo, asks POST /remove for the cutout and the mask
+Debian's chromium when it is missing and it can (as root); without it these tests fail
+(tests/tools.py). The page takes a photo, asks POST /remove for the cutout and the mask
 of one inference (`outputs=cutout,mask`), and shows them beside the original. Screenshots go to
 /tmp/background-remover-web-page/ (printed; `pytest -s` shows them), outside pytest's tmp_path,
 which other pytest runs on the machine rotate away.
@@ -22,8 +22,8 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from handler.local.server import LocalServer
+from tests.tools import CHROMIUM
 
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -40,9 +40,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 INLINE_LIMIT = 4_400_000
 SCREENSHOTS = Path(tempfile.gettempdir()) / "background-remover-web-page"
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason=f"{CHROMIUM} is missing: `make test` installs Debian's chromium when run as root"
-)
+pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")

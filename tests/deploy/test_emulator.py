@@ -8,6 +8,8 @@ import pytest
 
 from emulator.dockerignore import DockerIgnore
 from emulator.image import BuildError, build_image
+from emulator.images import content_key
+from tests.helpers.build_context import copy_context
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = "FROM public.ecr.aws/lambda/python:3.12\n"
@@ -94,3 +96,26 @@ def test_the_repo_dockerignore_keeps_out_what_a_checkout_accumulates(tmp_path: P
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("x")
     assert sorted(DockerIgnore.of(tmp_path).files(tmp_path)) == wanted
+
+
+@pytest.mark.parametrize(
+    ("edited", "changes_the_image"),
+    [
+        ("samples/chelsea.jpg", True),  # a probe of the bake's DeformConv check
+        ("layers/bake-requirements-amd64.txt", True),
+        ("layers/requirements-amd64.txt", True),
+        (".dockerignore", True),
+        ("Dockerfile", True),
+        ("handler/core/render.py", True),
+        ("README.md", False),  # not in the build context
+        ("tests/conftest.py", False),
+    ],
+)
+def test_the_cached_image_is_keyed_by_everything_the_build_can_read(
+    tmp_path: Path, edited: str, changes_the_image: bool
+) -> None:
+    context = copy_context(tmp_path / "context", extra=("README.md", "tests/conftest.py"))
+    before = content_key(context, {}, {})
+    with (context / edited).open("ab") as file:
+        file.write(b"\n")
+    assert (content_key(context, {}, {}) != before) is changes_the_image

@@ -20,6 +20,7 @@ from emulator.dockerfile import read, words
 from emulator.dockerignore import DockerIgnore
 from emulator.image import BuildError, Image, build_image, copy_sources, run_keys, sandbox_args
 from tests.fakehub import FakeHub
+from tests.helpers.build_context import copy_context
 
 ROOT = Path(__file__).resolve().parents[2]
 # A tiny graph with BiRefNet's contract whose deformable convolution is decomposed the way the
@@ -58,6 +59,7 @@ def _built(build: Image | BuildError) -> Image:
     return build
 
 
+@pytest.mark.sandbox
 def test_the_model_is_baked_from_the_hub(build: Image | BuildError, hub: FakeHub) -> None:
     image = _built(build)
     model = image.root / "opt" / "model"
@@ -81,6 +83,7 @@ def test_the_model_is_baked_from_the_hub(build: Image | BuildError, hub: FakeHub
     assert manifest["contract"]["output"] == "logits" and manifest["contract"]["bounded_by"] is None
 
 
+@pytest.mark.sandbox
 def test_the_build_leaves_nothing_in_tmp_or_home(build: Image | BuildError) -> None:
     """The model step's scratch (and what libraries write on the side) must not ship in the image."""
     image = _built(build)
@@ -90,6 +93,7 @@ def test_the_build_leaves_nothing_in_tmp_or_home(build: Image | BuildError) -> N
     assert leftovers == []
 
 
+@pytest.mark.sandbox
 def test_the_image_imports_its_entry_points(build: Image | BuildError, tmp_path: Path) -> None:
     """Lambda's view: the image read-only but /tmp, no network, the task root on sys.path (as
     awslambdaric puts it), and the module-level init that loads the baked model."""
@@ -185,12 +189,7 @@ def _model_step_key(context: Path, dest: Path) -> tuple[str, str]:
 def test_a_request_path_edit_keeps_the_model_layer(tmp_path: Path, edited: str, rebuilds_the_model: bool) -> None:
     """Docker reuses a layer while its key holds: the model step's (~224 MB download, minutes of
     verification) must not depend on the code that serves requests, only on the model's own."""
-    context = tmp_path / "context"
-    for name in DockerIgnore.of(ROOT).files(ROOT, "."):
-        (context / name).parent.mkdir(parents=True, exist_ok=True)
-        (context / name).write_bytes((ROOT / name).read_bytes())
-    for name in ("Dockerfile", ".dockerignore"):
-        (context / name).write_bytes((ROOT / name).read_bytes())
+    context = copy_context(tmp_path / "context")
     model_before, code_before = _model_step_key(context, tmp_path / "before")
     with (context / edited).open("a") as module:
         module.write("\n# an edit\n")

@@ -32,14 +32,13 @@ from emulator.runtime_api import REQUEST_LIMIT, RESPONSE_LIMIT
 from emulator.sandbox import LAMBDA_GID, LAMBDA_UID
 from handler.local.upload_trigger import s3_put_event
 from tests import graphs
-from tests.helpers.sandbox import NEEDS_SANDBOX
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
 FIXTURES = Path(__file__).resolve().parent / "lambda_fixtures"
 CACHE = ROOT / ".cache" / "lambda-runtime-tests"
 
-pytestmark = [pytest.mark.slow, NEEDS_SANDBOX]
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 # The upload flow's events and what each answers alone: a ticket, and an id no one was given.

@@ -20,12 +20,11 @@ from emulator import configuration, events, runner
 from emulator.bench import Bench
 from emulator.images import cached_image
 from emulator.local_s3 import LocalS3
-from tests.helpers.sandbox import NEEDS_SANDBOX
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "lambda-runtime-tests"
 
-pytestmark = [pytest.mark.slow, NEEDS_SANDBOX]
+pytestmark = [pytest.mark.slow, pytest.mark.sandbox]
 
 
 def test_u2netp_baked_without_model_output_gives_a_clear_background(

@@ -182,6 +182,32 @@ def test_size_bounds_the_megapixels(service: Service, size: str | None, expected
     assert abs(image.width - image.height) <= 1  # the aspect is kept
 
 
+# A photo above every size's cap but full's: 2400x2000 = 4.8 MP.
+LARGE_SIZE = (2400, 2000)
+
+
+@pytest.fixture(scope="module")
+def large_photo() -> bytes:
+    output = io.BytesIO()
+    Image.open(io.BytesIO(ASTRONAUT)).resize(LARGE_SIZE).save(output, "JPEG", quality=90)
+    return output.getvalue()
+
+
+# remove.bg's reference, not our table: "medium" is up to 1.5 megapixels, "hd" up to 4.
+@pytest.mark.parametrize(("size", "cap"), [("medium", 1_500_000), ("hd", 4_000_000), ("full", None)])
+def test_medium_and_hd_cap_a_large_photo_as_remove_bg_documents(
+    service: Service, large_photo: bytes, size: str, cap: int | None
+) -> None:
+    image = _image(service.invoke(removebg_event({"image_file": large_photo, "size": size})), "PNG", "image/png")
+
+    pixels = image.width * image.height
+    if cap is None:
+        assert image.size == LARGE_SIZE
+    else:
+        assert 0.99 * cap < pixels <= cap
+        assert abs(image.width / image.height - LARGE_SIZE[0] / LARGE_SIZE[1]) < 0.01
+
+
 def test_zip_is_a_colour_jpeg_and_an_alpha_png(service: Service) -> None:
     png = service.invoke(removebg_event({"image_file": EVENT_IMAGE, "size": "full", "format": "png"})).image
 

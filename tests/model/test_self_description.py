@@ -42,6 +42,45 @@ def _sigmoid_then(op: str, *extra_inputs: str, **attributes: Any) -> list[onnx.N
     ]
 
 
+def _halves_joined(op: str) -> list[onnx.NodeProto]:
+    """Sigmoid, then the left and right halves joined again by `op` (Concat along the width)."""
+    return [
+        helper.make_node("Sigmoid", [PRE_TAIL], ["probability"]),
+        helper.make_node("Slice", ["probability", "start", "middle", "width_axis"], ["left"]),
+        helper.make_node("Slice", ["probability", "middle", "end", "width_axis"], ["right"]),
+        helper.make_node(op, ["left", "right"], [OUTPUT_NAME], axis=3),
+    ]
+
+
+_HALVES = (
+    helper.make_tensor("start", TensorProto.INT64, [1], [0]),
+    helper.make_tensor("middle", TensorProto.INT64, [1], [SIZE // 2]),
+    helper.make_tensor("end", TensorProto.INT64, [1], [SIZE]),
+    helper.make_tensor("width_axis", TensorProto.INT64, [1], [3]),
+)
+
+
+def _fused_conv(activation: str) -> onnx.ModelProto:
+    """The constant graph with its Conv fused with an activation, as onnxruntime's optimiser writes
+    it into a pre-optimised export (com.microsoft's FusedConv)."""
+    model = onnx.ModelProto()
+    model.CopyFrom(graphs.constant(LOGIT, size=SIZE))
+    (conv,) = model.graph.node
+    conv.op_type, conv.domain = "FusedConv", "com.microsoft"
+    conv.attribute.append(helper.make_attribute("activation", activation))
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return model
+
+
+def _clip_by_attributes(low: float, high: float) -> onnx.ModelProto:
+    """A Clip as opsets before 11 wrote it: its bounds are attributes, not inputs."""
+    model = onnx.ModelProto()
+    model.CopyFrom(graphs.constant(LOGIT, size=SIZE))
+    del model.opset_import[:]
+    model.opset_import.append(helper.make_opsetid("", 10))
+    return graphs.ending_in(model, [helper.make_node("Clip", [PRE_TAIL], [OUTPUT_NAME], min=low, max=high)])
+
+
 _UNIT_SCALES = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1.0, 1.0, 1.0, 1.0])
 _SHAPE = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 1, SIZE, SIZE])
 
@@ -63,6 +102,24 @@ BOUNDED = {
         1,
     ),
     "sigmoid-reshape": (_tail(*_sigmoid_then("Reshape", "shape"), constants=(_SHAPE,)), 1),
+    # Resize's default mode is nearest: no new values.
+    "sigmoid-default-resize": (_tail(*_sigmoid_then("Resize", "", "scales"), constants=(_UNIT_SCALES,)), 1),
+    # A single channel's hardmax is 1 everywhere.
+    "hardmax": (_tail(helper.make_node("Hardmax", [PRE_TAIL], [OUTPUT_NAME], axis=1)), 255),
+    "clip-attributes-0-1": (_clip_by_attributes(0.0, 1.0), 0),
+    "fused-conv-sigmoid": (_fused_conv("Sigmoid"), 1),
+    # Ops that join several inputs keep their values between the inputs' own.
+    "sigmoid-halves-concat": (_tail(*_halves_joined("Concat"), constants=_HALVES), 1),
+    **{
+        f"sigmoid-{op.lower()}-of-two": (
+            _tail(
+                helper.make_node("Sigmoid", [PRE_TAIL], ["probability"]),
+                helper.make_node(op, ["probability", "probability"], [OUTPUT_NAME]),
+            ),
+            1,
+        )
+        for op in ("Max", "Min", "Mean")
+    },
 }
 UNBOUNDED = {
     "conv": (graphs.constant(LOGIT, size=SIZE), 1),
@@ -74,6 +131,22 @@ UNBOUNDED = {
             constants=(_scalar("low", -1.0), _scalar("high", 1.0)),
         ),
         69,
+    ),
+    "clip-attributes-minus-1-1": (_clip_by_attributes(-1.0, 1.0), 69),
+    # Cubic interpolation overshoots: a probability resized by it can leave [0, 1].
+    "sigmoid-cubic-resize": (
+        _tail(*_sigmoid_then("Resize", "", "scales", mode="cubic"), constants=(_UNIT_SCALES,)),
+        128,
+    ),
+    # relu(-6) = 0, sigmoid(0) = 0.5: fused with anything but a sigmoid, a Conv says nothing.
+    "fused-conv-relu": (_fused_conv("Relu"), 128),
+    # One unbounded input is enough: max(sigmoid(-6), -6) is sigmoid(-6), but the graph cannot tell.
+    "max-of-probability-and-logit": (
+        _tail(
+            helper.make_node("Sigmoid", [PRE_TAIL], ["probability"]),
+            helper.make_node("Max", ["probability", PRE_TAIL], [OUTPUT_NAME]),
+        ),
+        128,
     ),
 }
 
