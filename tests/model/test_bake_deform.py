@@ -94,9 +94,9 @@ def test_a_rewrite_whose_outputs_differ_is_not_kept(
     tmp_path: Path, probes: list[Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a rewrite that gets one layer wrong (its padding off by one: a plausible slip)
-    import handler.core.bake.rewrite as deform_rewrite
+    import handler.core.bake.chain_replace as chain_replace
 
-    real = deform_rewrite._deform_node
+    real = chain_replace.deform_node
 
     def off_by_one(graph: onnx.GraphProto, match: object, names: set[str]) -> onnx.NodeProto:
         node = real(graph, match, names)  # type: ignore[arg-type]
@@ -104,7 +104,7 @@ def test_a_rewrite_whose_outputs_differ_is_not_kept(
         pads.ints[:] = [0, 0, 2, 2]  # same output size, samples shifted by one pixel
         return node
 
-    monkeypatch.setattr(deform_rewrite, "_deform_node", off_by_one)
+    monkeypatch.setattr(chain_replace, "deform_node", off_by_one)
     # WHEN baked
     bake(settings_for(TINY), tmp_path / "model", probes)
     # THEN the check catches it and the original is baked

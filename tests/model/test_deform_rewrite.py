@@ -292,16 +292,16 @@ def test_the_weights_set_aside_for_the_converter_come_back_whole() -> None:
 
 def test_a_malformed_rewrite_is_stopped_by_the_checker(monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a rewrite that emits a DeformConv with an attribute the operator does not have
-    import handler.core.bake.rewrite as deform_rewrite
+    import handler.core.bake.chain_replace as chain_replace
 
-    real = deform_rewrite._deform_node
+    real = chain_replace.deform_node
 
     def malformed(graph: onnx.GraphProto, match: object, names: set[str]) -> onnx.NodeProto:
         node = real(graph, match, names)  # type: ignore[arg-type]
         node.attribute.append(helper.make_attribute("bogus", 1))
         return node
 
-    monkeypatch.setattr(deform_rewrite, "_deform_node", malformed)
+    monkeypatch.setattr(chain_replace, "deform_node", malformed)
     # THEN onnx's checker, run with the weights set aside, refuses it
     with pytest.raises(onnx.checker.ValidationError, match="bogus"):
         rewrite_model(load("k3_two_layers"))
