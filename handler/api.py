@@ -1,5 +1,5 @@
-"""The API entry point: POST /remove (cutout), POST /mask, POST /v1.0/removebg (remove.bg's API,
-handler/aws/removebg_api.py), and the upload flow for large photos and slow models: POST /uploads
+"""The API entry point: POST /remove (cutout), POST /mask, POST /v1.0/removebg and GET /v1.0/account
+(remove.bg's API, handler/aws/removebg_api.py), and the upload flow for large photos and slow models: POST /uploads
 (handler/aws/uploads.py) and GET /results/{id} (handler/aws/results.py). For API Gateway HTTP API
 (v2), REST API (v1) and Function URL events.
 
@@ -46,6 +46,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/remove": ("POST",),
     "/mask": ("POST",),
     removebg.PATH: ("POST",),
+    removebg.ACCOUNT_PATH: ("GET",),
     "/uploads": ("POST",),
 }
 RESULTS_ROUTE = f"{uploads.RESULTS_PATH}<result_id>"
@@ -218,7 +219,11 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
     @app.post(removebg.PATH)
     def removebg_route() -> Response[Any]:
         # remove.bg's vocabulary and error shape, for its existing clients (handler/aws/removebg.py).
-        return removebg_api.respond(app, runtime.current(), _hand_over_stored, _fits_inline)
+        return removebg_api.respond(app, runtime.current(), _fits_inline)
+
+    @app.get(removebg.ACCOUNT_PATH)
+    def removebg_account_route() -> Response[Any]:
+        return removebg_api.account(app, runtime.current())
 
     @app.post("/uploads")
     def uploads_route() -> Response[Any]:
@@ -234,9 +239,13 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
         allowed = ROUTES.get(path) or (("GET",) if path.startswith(uploads.RESULTS_PATH) else None)
         if allowed is not None and app.current_event.http_method not in allowed:
             error = MethodNotAllowed(f"{path} takes {' or '.join(allowed)} only", allowed)
-            return removebg_api.error_response(error) if path == removebg.PATH else _error_response(error)
+            removebg_path = path in (removebg.PATH, removebg.ACCOUNT_PATH)
+            return removebg_api.error_response(error) if removebg_path else _error_response(error)
         return _error_response(
-            RouteNotFound(f"use POST /remove, POST /mask, POST {removebg.PATH}, POST /uploads or GET /results/{{id}}")
+            RouteNotFound(
+                f"use POST /remove, POST /mask, POST {removebg.PATH}, GET {removebg.ACCOUNT_PATH}, POST /uploads "
+                "or GET /results/{id}"
+            )
         )
 
     app.exception_handler(BackgroundRemovalError)(_error_response)

@@ -1,4 +1,4 @@
-"""S3: the only module that talks to boto3.
+"""S3 (and API Gateway's usage figures for remove.bg's API keys): the only module that talks to boto3.
 
 Endpoint overrides go through boto3's own `AWS_ENDPOINT_URL_S3`, so the same code talks to AWS
 and to a local S3. Retries are configured deliberately (config.StorageSettings): botocore's
@@ -28,6 +28,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from handler.aws.observability import logger
 from handler.aws.settings import StorageSettings
 from handler.core.errors import (
     ImageTooLarge,
@@ -164,3 +165,29 @@ def _s3_errors(bucket: str, key: str, *, writing: bool = False) -> Iterator[None
         raise StorageUnavailable(f"S3 failed for {location}: {code or 'unknown error'}") from error
     except BotoCoreError as error:
         raise StorageUnavailable(f"S3 could not be reached for {location}: {type(error).__name__}") from error
+
+
+class UsagePlans:
+    """What is left of an API key's usage-plan quota today (API Gateway's GetUsage), for remove.bg's
+    account figures and rate-limit headers. A figure, not a gate: API Gateway itself refuses a key
+    whose quota is spent, so a failed look-up answers None and the request goes on without it.
+
+    Few attempts and short timeouts: the answer only decorates a response that is ready.
+    """
+
+    def __init__(self, *, client: Any | None = None) -> None:
+        self._client = client or boto3.session.Session().client(
+            "apigateway",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=3),
+        )
+
+    def used_today(self, plan_id: str, key_id: str, day: str) -> int | None:
+        """Requests `key_id` has made on `day` (YYYY-MM-DD, UTC) within `plan_id`; None if unknown."""
+        try:
+            usage = self._client.get_usage(usagePlanId=plan_id, keyId=key_id, startDate=day, endDate=day)
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("usage plan figures unavailable", extra={"error": type(error).__name__})
+            return None
+        # items: {key id: [[used, remaining], ...]}, one pair a day; none yet for a key unused today.
+        days = (usage.get("items") or {}).get(key_id) or [[0, None]]
+        return int(days[-1][0])
