@@ -7,8 +7,9 @@ that ask for JSON, its statuses and `{"errors": [...]}` shape for every refusal.
 
 Credits, here: remove.bg meters credits per account; this service meters nothing itself. Behind
 the REST API with API keys (RemoveBgApiKeys=ENABLED) each request counts once against its key's
-daily usage-plan quota, so a key's "credits" are the requests it has left today, and every
-request is charged 1. Without keys (the HTTP API, the local server) nothing is metered: every
+usage-plan quota (daily in template.yaml), so a key's "credits" are the requests it has left in
+the quota's period, and every request is charged 1 (a key in a plan without a quota has
+unlimited credits). Without keys (the HTTP API, the local server) nothing is metered: every
 request is charged 0 and the account reports `UNLIMITED_CREDITS`, a number (remove.bg's schema
 has numbers only, and JSON has no infinity; clients subtract X-Credits-Charged from it).
 """
@@ -16,6 +17,7 @@ has numbers only, and JSON has no infinity; clients subtract X-Credits-Charged f
 from __future__ import annotations
 
 import base64
+import calendar
 import json
 import time
 from collections.abc import Callable
@@ -59,11 +61,11 @@ class UsageUnavailable(BackgroundRemovalError):
 
 @dataclass(frozen=True)
 class Quota:
-    """An API key's daily quota as remove.bg's rate-limit headers tell it."""
+    """What an API key has left of its usage plan's quota, as remove.bg's rate-limit headers tell it."""
 
     limit: int
     remaining: int
-    # When it starts again: API Gateway's DAY quota period begins at midnight UTC.
+    # When the quota's period starts again (API Gateway's periods start at midnight UTC).
     resets_at: int
 
     def headers(self) -> dict[str, str]:
@@ -72,6 +74,10 @@ class Quota:
             "X-RateLimit-Remaining": str(self.remaining),
             "X-RateLimit-Reset": str(self.resets_at),
         }
+
+
+# A key whose usage plan has no quota: nothing to count down.
+NO_QUOTA = "no quota"
 
 
 def respond(app: ApiGatewayResolver, current: runtime.Runtime, fits: Callable[[str | bytes], bool]) -> Response[Any]:
@@ -118,10 +124,10 @@ def _respond(app: ApiGatewayResolver, current: runtime.Runtime, fits: Callable[[
         raise UnknownForeground()
     rendered = _final(request.output, request.kind, result)
     foreground = _foreground(request, result, rendered)
-    key_id = _api_key_id(app)
+    key_id = _metered_key(app, current)
     headers = {
         **SECURITY_HEADERS,
-        # One request of the key's quota where there are keys; nothing is metered otherwise.
+        # One request of the key's quota where keys are metered; nothing otherwise.
         "X-Credits-Charged": "1" if key_id else "0",
         "X-Width": str(rendered.width),
         "X-Height": str(rendered.height),
@@ -130,7 +136,7 @@ def _respond(app: ApiGatewayResolver, current: runtime.Runtime, fits: Callable[[
     if request.x_type is not None:
         headers["X-Type"] = request.x_type
     quota = _quota(key_id, current)
-    if quota is not None:
+    if isinstance(quota, Quota):
         headers.update(quota.headers())
     if source.wants_json:
         fields = {f"foreground_{name}": value for name, value in foreground.items()}
@@ -180,37 +186,47 @@ def _foreground(request: RemoveBgRequest, result: Result, rendered: Rendered) ->
     }
 
 
-def _api_key_id(app: ApiGatewayResolver) -> str | None:
-    """The API key's id on a request through the REST API with keys; None elsewhere."""
+def _metered_key(app: ApiGatewayResolver, current: runtime.Runtime) -> str | None:
+    """The API key's id on a request through the REST API with keys (RemoveBgApiKeys=ENABLED sets
+    REMOVEBG_API_KEYS): API Gateway accepts a key only in a usage plan, which counts every request."""
     identity = (app.current_event.raw_event.get("requestContext") or {}).get("identity") or {}
     key_id = identity.get("apiKeyId")
-    return key_id if isinstance(key_id, str) and key_id else None
+    return key_id if isinstance(key_id, str) and key_id and current.usage_plans is not None else None
 
 
-def _quota(key_id: str | None, current: runtime.Runtime) -> Quota | None:
-    """The key's quota today, where the stack has keys and API Gateway tells how much is used."""
-    function = current.settings.function
-    plan, limit = function.removebg_usage_plan, function.removebg_daily_quota
-    if key_id is None or plan is None or limit is None or current.usage_plans is None:
+def _quota(key_id: str | None, current: runtime.Runtime) -> Quota | str | None:
+    """A metered key's quota now; NO_QUOTA for a plan without one; None when it cannot be told."""
+    if key_id is None or current.usage_plans is None:
         return None
-    now = int(time.time())
-    used = current.usage_plans.used_today(plan, key_id, time.strftime("%Y-%m-%d", time.gmtime(now)))
+    quota = current.usage_plans.quota_of(key_id)
+    if quota is None:
+        return NO_QUOTA
+    if quota is False or quota.period not in ("DAY", "MONTH"):
+        return None  # a WEEK's first day is not documented: no figures rather than wrong ones
+    now = time.gmtime()
+    first = time.strftime("%Y-%m-01" if quota.period == "MONTH" else "%Y-%m-%d", now)
+    used = current.usage_plans.used(quota.plan_id, key_id, first, time.strftime("%Y-%m-%d", now))
     if used is None:
         return None
-    return Quota(limit=limit, remaining=max(0, limit - used), resets_at=now - now % DAY_SECONDS + DAY_SECONDS)
+    if quota.period == "DAY":
+        resets_at = calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, 0, 0, 0)) + DAY_SECONDS
+    else:
+        year, month = (now.tm_year + 1, 1) if now.tm_mon == 12 else (now.tm_year, now.tm_mon + 1)
+        resets_at = calendar.timegm((year, month, 1, 0, 0, 0))
+    return Quota(limit=quota.limit, remaining=max(0, quota.limit - used), resets_at=resets_at)
 
 
 def _account(app: ApiGatewayResolver, current: runtime.Runtime) -> Response[Any]:
-    key_id = _api_key_id(app)
+    key_id = _metered_key(app, current)
     headers = dict(SECURITY_HEADERS)
-    if key_id is None:
+    quota = _quota(key_id, current)
+    if key_id is None or quota == NO_QUOTA:
         balance, free_calls = UNLIMITED_CREDITS, UNLIMITED_CREDITS
-    else:
-        quota = _quota(key_id, current)
-        if quota is None:
-            raise UsageUnavailable("this API key's usage figures could not be read from API Gateway; try again")
+    elif isinstance(quota, Quota):
         balance, free_calls = quota.remaining, 0  # every request counts against the quota
         headers.update(quota.headers())
+    else:
+        raise UsageUnavailable("this API key's usage figures could not be read from API Gateway; try again")
     attributes = {
         "credits": {"total": balance, "subscription": balance, "payg": 0, "enterprise": 0},
         # "sizes" is always "all" in remove.bg's answer (deprecated there, kept for its clients).

@@ -42,7 +42,7 @@ def current() -> Runtime:
         model=model,
         model_sha256=model_sha256(model.path),
         storage=Storage(settings.storage),
-        usage_plans=UsagePlans() if settings.function.removebg_usage_plan else None,
+        usage_plans=UsagePlans() if settings.function.removebg_api_keys else None,
     )
 
 

@@ -41,10 +41,9 @@ class FunctionSettings:
     prefetch: bool = True
     # Copy the uploads' EXIF and XMP to the cutouts (JOBS_KEEP_METADATA). Off: GPS must not leak.
     keep_metadata: bool = False
-    # POST /v1.0/removebg with API keys (RemoveBgApiKeys=ENABLED): the usage plan whose daily quota
-    # each key draws on, for remove.bg's account figures and rate-limit headers (handler/aws/removebg_api.py).
-    removebg_usage_plan: str | None = None
-    removebg_daily_quota: int | None = None
+    # remove.bg's routes behind API keys (RemoveBgApiKeys=ENABLED, REMOVEBG_API_KEYS): each key's
+    # usage-plan quota is its credits (handler/aws/removebg_api.py).
+    removebg_api_keys: bool = False
 
     def __post_init__(self) -> None:
         _refuse_unknown_kinds(self.outputs)
@@ -89,8 +88,7 @@ class FunctionSettings:
             output_format=env.choice("OUTPUT_FORMAT", TRANSPARENT_FORMATS, "png", any_case=True),
             prefetch=env.switch("JOBS_PREFETCH", True),
             keep_metadata=env.switch("JOBS_KEEP_METADATA", False),
-            removebg_usage_plan=env.raw("REMOVEBG_USAGE_PLAN_ID"),
-            removebg_daily_quota=env.positive_int("REMOVEBG_DAILY_QUOTA", None),
+            removebg_api_keys=env.choice("REMOVEBG_API_KEYS", ("ENABLED", "DISABLED"), "DISABLED") == "ENABLED",
         )
 
 
