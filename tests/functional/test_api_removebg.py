@@ -281,7 +281,7 @@ def _subject(service: Service) -> tuple[int, int, int, int]:
 def test_crop_adds_crop_margin_on_every_side_even_past_the_photos_edge(
     service: Service, crop_margin: str | None, sides_of: Callable[[int, int], tuple[int, int, int, int]]
 ) -> None:
-    left, top, width, height = _subject(service)
+    _, _, width, height = _subject(service)
     fields: dict[str, str | bytes] = {"image_file": EVENT_IMAGE, "size": "full", "crop": "true"}
     if crop_margin is not None:
         fields["crop_margin"] = crop_margin

@@ -63,7 +63,7 @@ def _result_headers(answer: Answer, image: Image.Image) -> None:
     assert (int(answer.headers["x-width"]), int(answer.headers["x-height"])) == image.size
     left, top = int(answer.headers["x-foreground-left"]), int(answer.headers["x-foreground-top"])
     width, height = int(answer.headers["x-foreground-width"]), int(answer.headers["x-foreground-height"])
-    assert 0 <= left and left + width <= image.width and 0 <= top and top + height <= image.height
+    assert left >= 0 and left + width <= image.width and top >= 0 and top + height <= image.height
 
 
 def _image_bytes(answer: Answer, call: str) -> None:
@@ -200,4 +200,3 @@ def test_a_recorded_client_request_gets_what_the_client_reads(
         answer = _replay(clients_server, request, image_host)
 
         _check(fixture["client"], fixture["call"], request["method"], answer)
-
