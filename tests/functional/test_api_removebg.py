@@ -115,6 +115,22 @@ def test_removebgs_python_requests_example(server: LocalServer, samples: dict[st
         _assert_full_size_cutout(tmp_path / "no-bg.png", original.size)
 
 
+def test_the_banner_lists_remove_bgs_routes_and_its_try_line_works(server: LocalServer, tmp_path: Path) -> None:
+    banner = server.banner()
+    (routes,) = [line for line in banner.splitlines() if line.strip().startswith("remove.bg:")]
+    assert f"POST {server.url}/v1.0/removebg" in routes and f"GET {server.url}/v1.0/account" in routes
+    assert "X-Api-Key" in routes and "RemoveBgApiKeys=ENABLED" in routes
+    (try_line,) = [line.strip() for line in banner.splitlines() if "/v1.0/removebg -o no-bg.png" in line]
+
+    # WHEN it is run as printed, from a checkout (samples/ beside it)
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    result = subprocess.run(["sh", "-c", try_line], cwd=tmp_path, env=_no_proxy(), capture_output=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    with Image.open(ROOT / "samples" / "chelsea.jpg") as original:
+        _assert_full_size_cutout(tmp_path / "no-bg.png", original.size)
+
+
 def test_the_curl_example_fails_as_curl_reports_a_remove_bg_error(server: LocalServer, tmp_path: Path) -> None:
     # GIVEN a file that is no image
     (tmp_path / "notes.jpg").write_bytes(b"meeting notes, not a photo\n")
