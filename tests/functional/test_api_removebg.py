@@ -14,10 +14,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from tests.helpers.api import (
     image_reply,
     multipart_event,
 )
+from tests.helpers.image_host import ImageHost, serving
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -595,36 +594,10 @@ def test_a_result_too_large_for_a_response_is_remove_bgs_error_naming_the_way_ro
 # --------------------------------------------------------------------------------------------
 
 
-class _ImageHost(BaseHTTPRequestHandler):
-    """Serves the example photo, redirects and a 404, on 127.0.0.1."""
-
-    def do_GET(self) -> None:
-        port = self.server.server_port  # type: ignore[attr-defined]  # an HTTPServer's
-        routes: dict[str, tuple[int, dict[str, str], bytes]] = {
-            "/cat.jpg": (200, {"Content-Type": "image/jpeg"}, EVENT_IMAGE),
-            "/moved": (302, {"Location": "/cat.jpg"}, b""),
-            "/moved-away": (302, {"Location": "http://images.example.com/cat.jpg"}, b""),
-            "/moved-to-other-port": (302, {"Location": f"http://127.0.0.1:{port + 1}/cat.jpg"}, b""),
-            "/loop": (302, {"Location": "/loop"}, b""),
-        }
-        status, headers, body = routes.get(self.path, (404, {}, b"not found"))
-        self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture(scope="module")
 def image_host() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHost)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(ImageHost) as host:
+        yield host
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +22,7 @@ import pytest
 from handler.aws.removebg_api import UNLIMITED_CREDITS
 from handler.local.server import LocalServer
 from tests.helpers.api import EVENT_IMAGE, Reply, Service, http_event, load_event, multipart_event
+from tests.helpers.image_host import serving
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -69,13 +69,9 @@ def usage_api() -> Iterator[UsageApi]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(Handler) as host:
+        state.url = f"http://{host}"
+        yield state
 
 
 @pytest.fixture

@@ -15,11 +15,9 @@ import base64
 import http.client
 import io
 import json
-import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,8 @@ from PIL import Image
 
 from handler.aws import image_url
 from handler.local.server import LocalServer
-from scripts.removebg_clients import IMAGE_HOST_PLACEHOLDER, PHOTO
+from scripts.removebg_clients import IMAGE_HOST_PLACEHOLDER
+from tests.helpers.image_host import ImageHost, serving
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -120,28 +119,10 @@ def _check(client: str, call: str, method: str, answer: Answer) -> None:
         _image_bytes(answer, call)
 
 
-class _ImageHost(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        found = self.path == "/cat.jpg"
-        body = PHOTO if found else b"not found"
-        self.send_response(200 if found else 404)
-        self.send_header("Content-Type", "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture(scope="module")
 def image_host() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHost)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(ImageHost) as host:  # the recorded photo (PHOTO) at /cat.jpg
+        yield host
 
 
 @pytest.fixture(scope="module")
