@@ -181,3 +181,23 @@ def test_a_recorded_client_request_gets_what_the_client_reads(
         answer = _replay(clients_server, request, image_host)
 
         _check(fixture["client"], fixture["call"], request["method"], answer)
+
+
+@pytest.mark.parametrize("recording", ["remove.bg--file", "remove.bg--base64"])
+def test_a_json_client_whose_result_does_not_fit_gets_remove_bgs_error_never_bytes(
+    clients_server: LocalServer, image_host: str, monkeypatch: pytest.MonkeyPatch, recording: str
+) -> None:
+    # GIVEN the npm client's own request (Accept: application/json, it reads data.result_b64), and a
+    # response limit its result does not fit (the real one needs a ~5 MB result)
+    import handler.api
+
+    (request,) = json.loads((RECORDINGS / f"{recording}.json").read_text())["requests"]
+    monkeypatch.setattr(handler.api, "LAMBDA_RESPONSE_LIMIT", handler.api.ENVELOPE_RESERVE + 100)
+
+    answer = _replay(clients_server, request, image_host)
+
+    # THEN JSON it can read: remove.bg's error, which the client rejects with (`result.body.errors`),
+    # naming the way round; no image bytes, no redirect to them
+    assert answer.status == 400
+    (error,) = answer.json["errors"]
+    assert error["code"] == "result_too_large" and "size=" in error["detail"] and "/uploads" in error["detail"]
