@@ -1,10 +1,11 @@
-"""The API entry point: POST /remove (cutout), POST /mask, POST /v1.0/removebg and GET /v1.0/account
-(remove.bg's API, handler/aws/removebg_api.py), and the upload flow for large photos and slow models: POST /uploads
-(handler/aws/uploads.py) and GET /results/{id} (handler/aws/results.py). For API Gateway HTTP API
-(v2), REST API (v1) and Function URL events.
+"""The API entry point: POST /remove (cutout), POST /mask, remove.bg's POST /v1.0/removebg and
+GET /v1.0/account (handler/aws/removebg_api.py), and the upload flow for large photos and slow
+models: POST /uploads (handler/aws/uploads.py) and GET /results/{id} (handler/aws/results.py). For
+API Gateway HTTP API (v2), REST API (v1) and Function URL events.
 
 Thin by design: parse the request, call `render.process`, shape the response. Errors become JSON
-`{"error": {"code", "message"}}` with the status their class declares (handler.core.errors).
+`{"error": {"code", "message"}}` with the status their class declares (handler.core.errors);
+remove.bg's routes answer in remove.bg's shape and statuses instead (handler/aws/removebg.py).
 """
 
 from __future__ import annotations

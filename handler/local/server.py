@@ -4,9 +4,10 @@ One process plays the deployment of template.yaml on 127.0.0.1:
 
 - an embedded S3 (moto in server mode) with an input and an output bucket, behind a gate that
   checks browser-form uploads against their presigned POST policy as S3 does (post_policy.py);
-- the HTTP API: every request to /remove, /mask, /uploads, /results/{id} and remove.bg's routes becomes an API Gateway HTTP API (payload
-  format 2.0) event for the same `handler.api.lambda_handler` the Lambda runs, and its response
-  is written back as API Gateway would;
+- the HTTP API: every request to /remove, /mask, /uploads, /results/{id} and remove.bg's routes
+  (/v1.0/removebg, /v1.0/account) becomes an API Gateway HTTP API (payload format 2.0) event for
+  the same `handler.api.lambda_handler` the Lambda runs, and its response is written back as API
+  Gateway would;
 - the upload trigger: a poller lists the input bucket every second and hands each new object to
   `handler.jobs.lambda_handler` as an S3 `ObjectCreated:Put` notification;
 - a small web page at `/` to try it from a browser.
