@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -293,6 +294,11 @@ def _program(calls: dict[str, str], call: str, **values: str) -> str:
     return f"{prelude}\n{body}".format(**values)
 
 
+def _client_env() -> dict[str, str]:
+    """The clients' environment: where node and the shell's tools are, and no proxy for 127.0.0.1."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "NO_PROXY": "*", "no_proxy": "*"}
+
+
 def _run_python(venv: Path, client: str, call: str, workdir: Path, base: str, image_url: str) -> dict[str, Any]:
     program = _program(PYTHON_CALLS[client], call, base=base, key=API_KEY, image_url=image_url)
     program += "\nimport json; print(json.dumps(result))"
@@ -302,7 +308,7 @@ def _run_python(venv: Path, client: str, call: str, workdir: Path, base: str, im
         capture_output=True,
         text=True,
         timeout=CALL_TIMEOUT_S,
-        env={"PATH": "/usr/bin:/bin", "NO_PROXY": "*"},
+        env=_client_env(),
     )
     if completed.returncode != 0:
         return {"crashed": completed.stderr.strip().splitlines()[-1] if completed.stderr.strip() else "no output"}
@@ -321,7 +327,7 @@ def _run_node(modules: Path, client: str, call: str, workdir: Path, base: str, i
         capture_output=True,
         text=True,
         timeout=CALL_TIMEOUT_S,
-        env={"PATH": "/usr/bin:/bin", "NODE_PATH": str(modules), "NO_PROXY": "*"},
+        env={**_client_env(), "NODE_PATH": str(modules)},
     )
     lines = completed.stdout.strip().splitlines()
     if client == "removebg-wrapper":
