@@ -154,3 +154,24 @@ $(FIXTURES_STAMP):
 
 fixtures: $(FIXTURES_STAMP)
 	$(FIXTURES_VENV)/bin/python scripts/make_deform_fixtures.py
+
+# remove.bg's client libraries from npm and PyPI (scripts/removebg_clients_env: pinned, with npm's lock)
+# against the local server, each changed only in its endpoint; their requests are recorded into
+# tests/functional/removebg_clients/, which `make test` replays (tests/functional/test_removebg_clients.py).
+# Dev-only: needs npm, never part of `make test` or CI.
+CLIENTS := .venv-removebg-clients
+CLIENTS_STAMP := $(CLIENTS)/.installed-$(shell cat scripts/removebg_clients_env/* | cksum | cut -d' ' -f1)
+
+.PHONY: removebg-clients
+
+$(CLIENTS_STAMP): scripts/removebg_clients_env/requirements.txt scripts/removebg_clients_env/package-lock.json
+	$(PYTHON) -m venv $(CLIENTS)/venv
+	echo '*' > $(CLIENTS)/.gitignore
+	$(CLIENTS)/venv/bin/pip install --quiet --upgrade pip
+	$(CLIENTS)/venv/bin/pip install --quiet -r scripts/removebg_clients_env/requirements.txt
+	cp scripts/removebg_clients_env/package.json scripts/removebg_clients_env/package-lock.json $(CLIENTS)/
+	cd $(CLIENTS) && npm ci --no-audit --no-fund --silent
+	rm -f $(CLIENTS)/.installed-* && touch $@
+
+removebg-clients: $(STAMP) $(CLIENTS_STAMP)
+	$(BIN)/python scripts/removebg_clients.py $(CLIENTS)

@@ -1,10 +1,11 @@
-"""The API entry point: POST /remove (cutout), POST /mask, POST /v1.0/removebg (remove.bg's API,
-handler/aws/removebg_api.py), and the upload flow for large photos and slow models: POST /uploads
-(handler/aws/uploads.py) and GET /results/{id} (handler/aws/results.py). For API Gateway HTTP API
-(v2), REST API (v1) and Function URL events.
+"""The API entry point: POST /remove (cutout), POST /mask, remove.bg's POST /v1.0/removebg and
+GET /v1.0/account (handler/aws/removebg_api.py), and the upload flow for large photos and slow
+models: POST /uploads (handler/aws/uploads.py) and GET /results/{id} (handler/aws/results.py). For
+API Gateway HTTP API (v2), REST API (v1) and Function URL events.
 
 Thin by design: parse the request, call `render.process`, shape the response. Errors become JSON
-`{"error": {"code", "message"}}` with the status their class declares (handler.core.errors).
+`{"error": {"code", "message"}}` with the status their class declares (handler.core.errors);
+remove.bg's routes answer in remove.bg's shape and statuses instead (handler/aws/removebg.py).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ ROUTES: dict[str, tuple[str, ...]] = {
     "/remove": ("POST",),
     "/mask": ("POST",),
     removebg.PATH: ("POST",),
+    removebg.ACCOUNT_PATH: ("GET",),
     "/uploads": ("POST",),
 }
 RESULTS_ROUTE = f"{uploads.RESULTS_PATH}<result_id>"
@@ -218,7 +220,11 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
     @app.post(removebg.PATH)
     def removebg_route() -> Response[Any]:
         # remove.bg's vocabulary and error shape, for its existing clients (handler/aws/removebg.py).
-        return removebg_api.respond(app, runtime.current(), _hand_over_stored, _fits_inline)
+        return removebg_api.respond(app, runtime.current(), _fits_inline)
+
+    @app.get(removebg.ACCOUNT_PATH)
+    def removebg_account_route() -> Response[Any]:
+        return removebg_api.account(app, runtime.current())
 
     @app.post("/uploads")
     def uploads_route() -> Response[Any]:
@@ -234,9 +240,13 @@ def _build(resolver: type[ApiGatewayResolver]) -> ApiGatewayResolver:
         allowed = ROUTES.get(path) or (("GET",) if path.startswith(uploads.RESULTS_PATH) else None)
         if allowed is not None and app.current_event.http_method not in allowed:
             error = MethodNotAllowed(f"{path} takes {' or '.join(allowed)} only", allowed)
-            return removebg_api.error_response(error) if path == removebg.PATH else _error_response(error)
+            removebg_path = path in (removebg.PATH, removebg.ACCOUNT_PATH)
+            return removebg_api.error_response(error) if removebg_path else _error_response(error)
         return _error_response(
-            RouteNotFound(f"use POST /remove, POST /mask, POST {removebg.PATH}, POST /uploads or GET /results/{{id}}")
+            RouteNotFound(
+                f"use POST /remove, POST /mask, POST {removebg.PATH}, GET {removebg.ACCOUNT_PATH}, POST /uploads "
+                "or GET /results/{id}"
+            )
         )
 
     app.exception_handler(BackgroundRemovalError)(_error_response)

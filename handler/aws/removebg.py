@@ -1,36 +1,48 @@
 """remove.bg's API vocabulary, mapped onto ours: `POST /v1.0/removebg` for existing remove.bg clients.
 
 Pure: no AWS, no model. It turns remove.bg's request fields into our `RenderOptions` (and the
-output shape remove.bg clients expect), and renders our errors in remove.bg's error format. The
-pipeline itself is ours (handler.render), unchanged.
+output shape remove.bg clients expect), and turns our errors into remove.bg's statuses, codes and
+error shape. The pipeline itself is ours (handler.core.render), unchanged. docs/removebg.md has
+the whole table, field by field.
 
-What it follows, from remove.bg's public API reference (https://www.remove.bg/api, whose OpenAPI
-descriptions its client libraries carry, e.g. https://github.com/remove-bg/ruby) and its recorded
-answers (the VCR cassettes in https://github.com/remove-bg/ruby/tree/main/spec/fixtures):
+What it follows: remove.bg's API reference (https://www.remove.bg/api) and its OpenAPI description
+(https://www.remove.bg/api/swagger.yaml, also carried by APIs-guru's openapi-directory under
+APIs/remove.bg), the answers recorded by remove.bg's own Ruby client (the VCR cassettes in
+https://github.com/remove-bg/ruby/tree/main/spec/fixtures), and what its most used client
+libraries read (npm `remove.bg`, PyPI `remove-bg-api`, ...: scripts/removebg_clients.py).
 
-- image sources, exactly one: `image_file` (multipart), `image_file_b64`, `image_url`.
-- `size`: "preview" (also "small", "regular") = resize to 0.25 megapixels; "medium" = up to 1.5 MP;
-  "hd" = up to 4 MP; "full" (also "4k"), "50MP" and "auto" = the original resolution (our own
-  input limits still apply). Default "preview", as remove.bg's.
+- Image sources, exactly one: `image_file` (multipart), `image_file_b64`, `image_url`; none is
+  `missing_source`, several `multiple_sources` (remove.bg's codes). An empty value is no value
+  (remove.bg's own JSON examples send "" for the fields they do not use).
+- `size`: "preview" (also "small", "regular") = 0.25 megapixels; "medium" = up to 1.5 MP; "hd" =
+  up to 4 MP; "full" (also "4k"), "50MP" and "auto" = the original resolution, within our own
+  input limits. Default "preview", as remove.bg's.
 - `format`: "auto" = PNG if transparent regions exist, otherwise JPG (the default); "png"; "jpg";
-  "webp"; "zip" = a ZIP holding `color.jpg` (the colour image) and `alpha.png` (the alpha matte),
-  served as `application/zip` (the member names remove.bg's Ruby client extracts).
+  "webp"; "zip" = `color.jpg` and `alpha.png`, the member names remove.bg's Ruby client reads.
 - `channels`: "rgba" (default, the finalized image) or "alpha" (the alpha mask).
-- `bg_color`: a hex colour with or without "#" (3 or 6 digits; 4 or 8 digits with an alpha that
-  must be opaque here) or a colour name ("green").
-- `crop` (boolean) and `crop_margin`: "30px" or "10%" of the subject's size, one value (all
-  sides), two (top/bottom, left/right) or four (top, right, bottom, left); effective only with
-  crop=true; "The maximum margin that can be added on each side is 50% of the subject dimensions
-  or 500 pixels" (read here as whichever is smaller).
-- `type`: "auto" and the documented foreground types are accepted; the model is class-agnostic,
-  so they change nothing (no `X-Type` header is sent).
-- Errors: `{"errors": [{"title", "code", "detail"}]}`, e.g. remove.bg's recorded
-  `{"errors":[{"title":"API Key invalid","code":"auth_failed"}]}` (403) and its
-  `unknown_foreground` ("Could not identify foreground in image").
+- `bg_color`: hex with or without "#" (3 or 6 digits; 4 or 8 with an alpha that must be opaque
+  here) or a colour name. With `channels=alpha` or `format=zip` the reference does not say what
+  it does (a mask has no colours; the ZIP's colour image is the subject's own colours beside its
+  matte), so it is refused there (`invalid_bg_color`) rather than silently dropped.
+- `crop` and `crop_margin`: the margin is "30px" or "10%" of the subject's size (top/bottom of its
+  height, left/right of its width), one value, two (top/bottom, left/right) or four (top, right,
+  bottom, left); "only has an effect when crop=true"; "The maximum margin that can be added on
+  each side is 50% of the subject dimensions or 500 pixels" (read here as whichever is smaller).
+  It is a margin *added* around the subject: where it reaches past the photo's edge the result
+  gets empty canvas there (transparent, or `bg_color`), so every side has the margin asked for.
+- `type` and `type_level`: the model is class-agnostic, so `type` changes nothing in the result.
+  remove.bg's `X-Type` header is the "detected foreground type"; nothing is detected here, so it
+  is the type the request declared when it is one of the `type_level`'s classes, otherwise
+  remove.bg's "other"; `type_level=none` sends no `X-Type`, as remove.bg documents.
+- Options this service does not implement are accepted at the value that changes nothing and
+  refused with 400 naming them otherwise (`NO_OP_VALUES`): a result the client did not ask for
+  is worse than an error.
 
-Options remove.bg has that this service does not implement (`roi`, `scale`, `position`,
-`bg_image_url`, `bg_image_file`, `add_shadow`, `semitransparency`, `type_level`, ...) are refused
-with 400 naming them: silently ignoring one would return a result the client did not ask for.
+Statuses, as remove.bg's reference lists them: 400 for every problem with the request or its image
+(with remove.bg's error code where it has one: `missing_source`, `invalid_size`,
+`failed_to_read_image`, `file_too_large`, ...), 402 when an API key's quota is spent and 403 for
+authentication (both API Gateway's, template.yaml), 429 for rate limits (API Gateway's), 5xx for
+failures of ours. Paths and methods keep 404/405.
 """
 
 from __future__ import annotations
@@ -45,12 +57,20 @@ from typing import Any, Literal
 
 from PIL import Image
 
-from handler.core.errors import BackgroundRemovalError, InvalidParameter
+from handler.core.errors import (
+    BackgroundRemovalError,
+    InvalidParameter,
+    MethodNotAllowed,
+    RouteNotFound,
+    SourceForbidden,
+    SourceNotFound,
+)
 from handler.core.image.encode import encode
 from handler.core.image.formats import OutputKind
 from handler.core.image.options import Margin, RenderOptions, parse_colour
 
 PATH = "/v1.0/removebg"
+ACCOUNT_PATH = "/v1.0/account"
 SOURCE_FIELDS = ("image_file", "image_file_b64", "image_url")
 
 _PREVIEW = 250_000
@@ -67,8 +87,26 @@ SIZES: dict[str, int | None] = {
 }
 FORMATS = ("auto", "png", "jpg", "webp", "zip")
 CHANNELS = ("rgba", "alpha")
-TYPES = ("auto", "person", "product", "car", "animal", "graphic", "transportation")
-OPTION_NAMES = frozenset({"size", "format", "channels", "bg_color", "crop", "crop_margin", "type"})
+# remove.bg's foreground types (request) and the classes X-Type names at each `type_level`.
+TYPES = ("auto", "person", "product", "car", "animal", "graphic", "graphics", "transportation")
+TYPE_LEVELS = ("none", "1", "2", "latest")
+_LEVEL_1 = ("person", "product", "animal", "car", "other")
+_LEVEL_2 = (*_LEVEL_1, "car_interior", "car_part", "transportation", "graphics")
+TYPE_CLASSES = {"1": _LEVEL_1, "2": _LEVEL_2, "latest": _LEVEL_2}
+OPTION_NAMES = frozenset({"size", "format", "channels", "bg_color", "crop", "crop_margin", "type", "type_level"})
+# Options this service does not implement, at the values that leave the result as it is (their
+# documented defaults); any other value is refused with 400 naming the option.
+_WHOLE_ROI = re.compile(r"^0(?:px|%)?\s+0(?:px|%)?\s+100%\s+100%$")
+NO_OP_VALUES: dict[str, str] = {
+    "add_shadow": "false",
+    "semitransparency": "true",
+    "scale": "original",
+    "position": "original",
+    "roi": "0% 0% 100% 100%",
+    "shadow_method": "latest or legacy (they only matter with add_shadow=true)",
+    "bg_image_url": "empty",
+    "bg_image_file": "empty",
+}
 # remove.bg's limits on crop_margin, per side.
 MAX_MARGIN_FRACTION = 0.5
 MAX_MARGIN_PIXELS = 500
@@ -81,9 +119,11 @@ WHITE = (255, 255, 255)
 
 @dataclass(frozen=True)
 class SidedMargin(Margin):
-    """remove.bg's crop_margin: up to four values, each in pixels or % of the subject, clamped."""
+    """remove.bg's crop_margin: up to four values, each in pixels or % of the subject, clamped,
+    and added around the subject even past the photo's edge."""
 
     sides_spec: tuple[tuple[float, bool], ...] = ((0.0, False),) * 4
+    stops_at_edge = False
 
     def sides(self, width: int, height: int) -> tuple[int, int, int, int]:
         top, right, bottom, left = self.sides_spec
@@ -109,6 +149,8 @@ class RemoveBgRequest:
     kind: OutputKind  # "cutout" (channels=rgba) or "mask" (channels=alpha)
     output: OutputFormat  # "auto" resolved
     options: RenderOptions
+    # remove.bg's X-Type for this request, or None when type_level=none asks for no header.
+    x_type: str | None = "other"
 
 
 _RENDER_FORMATS = {"png": "png", "jpg": "jpeg", "webp": "webp", "zip": "png"}
@@ -116,28 +158,33 @@ _RENDER_FORMATS = {"png": "png", "jpg": "jpeg", "webp": "webp", "zip": "png"}
 
 def parse(fields: Mapping[str, Any]) -> RemoveBgRequest:
     """remove.bg's option fields (the image sources taken out already) as our request."""
-    unknown = sorted(set(fields) - OPTION_NAMES)
-    if unknown:
-        supported = ", ".join(sorted(OPTION_NAMES | set(SOURCE_FIELDS)))
-        raise InvalidParameter(unknown[0], f"not supported by this service; supported: {supported}")
-    size = _choice(fields, "size", tuple(SIZES), "preview", fold=True)
-    output = _choice(fields, "format", FORMATS, "auto")
-    channels = _choice(fields, "channels", CHANNELS, "rgba")
-    _choice(fields, "type", TYPES, "auto")
-    crop = _boolean(fields, "crop")
-    bg_color = _colour(fields["bg_color"]) if fields.get("bg_color") not in (None, "") else None
+    given = {name: value for name, value in fields.items() if not _empty(value)}
+    for name in sorted(set(given) - OPTION_NAMES):
+        _refuse_unless_no_op(name, given[name], given)
+    size = _choice(given, "size", tuple(SIZES), "preview", fold=True)
+    output = _choice(given, "format", FORMATS, "auto")
+    channels = _choice(given, "channels", CHANNELS, "rgba")
+    declared = _choice(given, "type", TYPES, "auto")
+    type_level = _choice(given, "type_level", TYPE_LEVELS, "1")
+    crop = _boolean(given, "crop")
+    bg_color = _colour(given["bg_color"]) if "bg_color" in given else None
     kind: OutputKind = "mask" if channels == "alpha" else "cutout"
-    if kind == "mask" or output == "zip":
-        # A mask has no colour, and the ZIP's colour image is the cutout's own colours.
-        bg_color = None
+    if bg_color is not None and (kind == "mask" or output == "zip"):
+        what = (
+            "channels=alpha (a mask has no colours)"
+            if kind == "mask"
+            else "format=zip (its colour image and alpha matte are the subject's own)"
+        )
+        raise InvalidParameter(
+            "bg_color", f"has no documented effect with {what}; leave it out, or ask for format=png or jpg"
+        )
     if output == "auto":
         # PNG if transparent regions exist, otherwise JPG. A mask is data: never JPEG by default.
         output = "jpg" if kind == "cutout" and bg_color is not None else "png"
     if output == "jpg" and kind == "cutout" and bg_color is None:
         bg_color = WHITE  # JPEG has no transparency: remove.bg's jpg is flattened, onto white here
     # crop_margin "only has an effect when crop=true": without crop it is ignored, as remove.bg does.
-    given_margin = fields.get("crop_margin") not in (None, "")
-    margin = _crop_margin(fields["crop_margin"]) if given_margin else Margin(0)
+    margin = _crop_margin(given["crop_margin"]) if "crop_margin" in given else SidedMargin(0)
     options = RenderOptions(
         format=_RENDER_FORMATS[output],  # type: ignore[arg-type]
         bg_color=bg_color,
@@ -145,7 +192,39 @@ def parse(fields: Mapping[str, Any]) -> RemoveBgRequest:
         margin=margin if crop else Margin(0),
         max_pixels=SIZES[size],
     )
-    return RemoveBgRequest(kind=kind, output=output, options=options)  # type: ignore[arg-type]
+    x_type = None if type_level == "none" else _x_type(declared, TYPE_CLASSES[type_level])
+    return RemoveBgRequest(kind=kind, output=output, options=options, x_type=x_type)  # type: ignore[arg-type]
+
+
+def _empty(value: Any) -> bool:
+    return value is None or value == "" or value == b""
+
+
+def _x_type(declared: str, classes: tuple[str, ...]) -> str:
+    """The declared type where the level has that class; "other" (remove.bg's) for everything else."""
+    name = "graphics" if declared == "graphic" else declared
+    return name if name in classes else "other"
+
+
+def _refuse_unless_no_op(name: str, value: Any, given: Mapping[str, Any]) -> None:
+    if name not in NO_OP_VALUES:
+        supported = ", ".join(sorted(OPTION_NAMES | set(SOURCE_FIELDS) | set(NO_OP_VALUES)))
+        raise InvalidParameter(name, f"not a remove.bg option this service knows; known: {supported}")
+    text = (_text({name: value}, name) or "").lower() if not isinstance(value, bytes) else "a file"
+    no_op = {
+        "add_shadow": text in _FALSE,
+        "semitransparency": text in _TRUE,
+        "scale": text == "original",
+        # "original" is the default unless scale is given; with scale=original it changes nothing.
+        "position": text == "original",
+        "roi": bool(_WHOLE_ROI.match(" ".join(text.split()))),
+        "shadow_method": text in ("latest", "legacy") and (_text(given, "add_shadow") or "false").lower() in _FALSE,
+    }.get(name, False)
+    if not no_op:
+        raise InvalidParameter(
+            name,
+            f"not supported by this service; only its no-op value is accepted ({NO_OP_VALUES[name]}), got {text!r}",
+        )
 
 
 def _text(fields: Mapping[str, Any], name: str) -> str | None:
@@ -242,27 +321,86 @@ class UnknownForeground(BackgroundRemovalError):
         super().__init__("no foreground subject was found in the image")
 
 
-# remove.bg's own code where one is documented or recorded for the same failure; ours otherwise.
-_CODES = {"image_too_large": "file_too_large"}
-_TITLES = {
-    "invalid_parameter": "Invalid parameter",
-    "missing_image": "No image given",
-    "invalid_image": "Invalid image",
-    "unsupported_media_type": "Unsupported image format",
-    "image_too_large": "File too large",
-    "too_many_pixels": "Image resolution too high",
-    "too_many_frames": "Too many frames",
-    "output_too_large": "Result too large",
-    "source_forbidden": "Image URL not allowed",
-    "unknown_foreground": "Could not identify foreground in image",
-    "method_not_allowed": "Method not allowed",
-    "not_found": "Not found",
-    "storage_unavailable": "Service temporarily unavailable",
-    "internal_error": "Internal error",
+class MultipleSources(InvalidParameter):
+    """More than one of image_file, image_file_b64 and image_url."""
+
+    def __init__(self, given: list[str]) -> None:
+        super().__init__(given[1], f"give one image source, not {' and '.join(given)}")
+
+
+class ResultTooLarge(BackgroundRemovalError):
+    """A result that does not fit a Lambda response: remove.bg's clients take no link instead."""
+
+    code = "result_too_large"
+    status = 400
+
+
+@dataclass(frozen=True)
+class RemoveBgError:
+    status: int
+    code: str
+    title: str
+
+
+# remove.bg's code and title for our error codes, where its reference lists the same failure.
+_CODES: dict[str, tuple[str, str]] = {
+    "missing_image": ("missing_source", "No image given"),
+    "invalid_image": ("failed_to_read_image", "There was an error reading the image"),
+    "unsupported_media_type": ("invalid_file_type", "Invalid file type"),
+    "image_too_large": ("file_too_large", "File too large"),
+    "request_too_large": ("file_too_large", "File too large"),
+    "too_many_pixels": ("resolution_too_high", "Image resolution too high"),
+    "too_many_frames": ("too_many_frames", "Too many frames"),
+    "result_too_large": ("result_too_large", "Result too large for one response"),
+    "unknown_foreground": ("unknown_foreground", "Could not identify foreground in image"),
+    "length_required": ("length_required", "Content-Length required"),
+    "not_acceptable": ("not_acceptable", "Not acceptable"),
+    "method_not_allowed": ("method_not_allowed", "Method not allowed"),
+    "not_found": ("not_found", "Not found"),
+    "storage_unavailable": ("storage_unavailable", "Service temporarily unavailable"),
+    "model_unavailable": ("model_unavailable", "Service temporarily unavailable"),
+    "internal_error": ("internal_error", "Internal error"),
 }
+# remove.bg's invalid_<parameter> codes, for the parameters its reference lists them for.
+_PARAMETER_CODES: dict[str, tuple[str, str]] = {
+    name: (f"invalid_{name}", f"Invalid {name} parameter given")
+    for name in (
+        "size",
+        "format",
+        "channels",
+        "bg_color",
+        "crop_margin",
+        "roi",
+        "scale",
+        "position",
+        "semitransparency",
+    )
+}
+_PARAMETER_CODES["bg_image_url"] = ("invalid_bg_image_url", "Invalid bg_image_url parameter given")
+_DOWNLOAD = ("failed_image_download", "Failed to download image from given image_url")
+
+
+def removebg_error(error: BackgroundRemovalError) -> RemoveBgError:
+    """Our error as remove.bg's: its status (every problem with the request or its image is 400;
+    404/405 for paths and methods; ours for our own failures) and its code where it has one."""
+    status = error.status
+    if 400 <= status < 500 and not isinstance(error, (RouteNotFound, MethodNotAllowed)):
+        status = 400
+    if isinstance(error, MultipleSources):
+        return RemoveBgError(status, "multiple_sources", "Multiple image sources given")
+    if isinstance(error, InvalidParameter):
+        if error.parameter == "image_url":
+            return RemoveBgError(status, *_DOWNLOAD)
+        code, title = _PARAMETER_CODES.get(error.parameter, ("invalid_parameter", "Invalid parameter"))
+        return RemoveBgError(status, code, title)
+    if isinstance(error, (SourceForbidden, SourceNotFound)):
+        # The only source this route reads that is not in the request itself is image_url.
+        return RemoveBgError(status, *_DOWNLOAD)
+    code, title = _CODES.get(error.code, (error.code, error.code.replace("_", " ").capitalize()))
+    return RemoveBgError(status, code, title)
 
 
 def error_document(error: BackgroundRemovalError) -> dict[str, list[dict[str, str]]]:
-    """Our error in remove.bg's shape: the same status, remove.bg's code where it has one."""
-    title = _TITLES.get(error.code, error.code.replace("_", " ").capitalize())
-    return {"errors": [{"title": title, "code": _CODES.get(error.code, error.code), "detail": error.message}]}
+    """Our error in remove.bg's shape: `{"errors": [{"title", "code", "detail"}]}`."""
+    mapped = removebg_error(error)
+    return {"errors": [{"title": mapped.title, "code": mapped.code, "detail": error.message}]}

@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from handler.aws.removebg import SOURCE_FIELDS
+from handler.aws.removebg import SOURCE_FIELDS, MultipleSources
 from handler.aws.request import _body_bytes, _from_multipart
 from handler.core.errors import InvalidParameter, MissingImage, UnsupportedMediaType
 
@@ -58,7 +58,7 @@ def parse_event(event: BaseProxyEvent) -> RemoveBgSource:
     if not given:
         raise MissingImage("no image given: send image_file, image_file_b64 or image_url")
     if len(given) > 1:
-        raise InvalidParameter(given[1], f"give one image source, not {' and '.join(given)}")
+        raise MultipleSources(given)
     if url is not None and url != "":
         if not isinstance(url, str):
             raise InvalidParameter("image_url", "expected a URL string")

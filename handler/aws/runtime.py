@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from handler.aws.settings import Settings
-from handler.aws.storage import Storage
+from handler.aws.storage import Storage, UsagePlans
 from handler.core.model.session import BackgroundModel, load_model
 from handler.core.model.store import model_sha256
 
@@ -24,6 +24,8 @@ class Runtime:
     # What outputs record as the model that made them (handler.core.model.store.model_sha256).
     model_sha256: str
     storage: Storage
+    # API Gateway's usage figures for remove.bg's API keys; None where the stack has no keys.
+    usage_plans: UsagePlans | None = None
 
     @property
     def model_name(self) -> str:
@@ -40,6 +42,7 @@ def current() -> Runtime:
         model=model,
         model_sha256=model_sha256(model.path),
         storage=Storage(settings.storage),
+        usage_plans=UsagePlans() if settings.function.removebg_api_keys else None,
     )
 
 

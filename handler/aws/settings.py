@@ -41,6 +41,9 @@ class FunctionSettings:
     prefetch: bool = True
     # Copy the uploads' EXIF and XMP to the cutouts (JOBS_KEEP_METADATA). Off: GPS must not leak.
     keep_metadata: bool = False
+    # remove.bg's routes behind API keys (RemoveBgApiKeys=ENABLED, REMOVEBG_API_KEYS): each key's
+    # usage-plan quota is its credits (handler/aws/removebg_api.py).
+    removebg_api_keys: bool = False
 
     def __post_init__(self) -> None:
         _refuse_unknown_kinds(self.outputs)
@@ -85,6 +88,7 @@ class FunctionSettings:
             output_format=env.choice("OUTPUT_FORMAT", TRANSPARENT_FORMATS, "png", any_case=True),
             prefetch=env.switch("JOBS_PREFETCH", True),
             keep_metadata=env.switch("JOBS_KEEP_METADATA", False),
+            removebg_api_keys=env.choice("REMOVEBG_API_KEYS", ("ENABLED", "DISABLED"), "DISABLED") == "ENABLED",
         )
 
 

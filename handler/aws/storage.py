@@ -1,4 +1,4 @@
-"""S3: the only module that talks to boto3.
+"""S3 (and API Gateway's usage figures for remove.bg's API keys): the only module that talks to boto3.
 
 Endpoint overrides go through boto3's own `AWS_ENDPOINT_URL_S3`, so the same code talks to AWS
 and to a local S3. Retries are configured deliberately (config.StorageSettings): botocore's
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -28,6 +28,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 
+from handler.aws.observability import logger
 from handler.aws.settings import StorageSettings
 from handler.core.errors import (
     ImageTooLarge,
@@ -164,3 +165,59 @@ def _s3_errors(bucket: str, key: str, *, writing: bool = False) -> Iterator[None
         raise StorageUnavailable(f"S3 failed for {location}: {code or 'unknown error'}") from error
     except BotoCoreError as error:
         raise StorageUnavailable(f"S3 could not be reached for {location}: {type(error).__name__}") from error
+
+
+@dataclass(frozen=True)
+class KeyQuota:
+    """The quota of the usage plan an API key is in: `limit` requests a `period` (DAY, WEEK, MONTH)."""
+
+    plan_id: str
+    limit: int
+    period: str
+
+
+class UsagePlans:
+    """What an API key has used of its usage plan's quota (API Gateway's GetUsagePlans, GetUsage),
+    for remove.bg's account figures and rate-limit headers. Figures, not a gate: API Gateway itself
+    refuses a key whose quota is spent, so a failed look-up answers None and nothing is guessed.
+
+    Few attempts and short timeouts: the answer only decorates a response that is ready. A key's
+    plan is looked up once per execution environment (plans change rarely; a new one is seen on
+    the next cold start); its usage on every call.
+    """
+
+    def __init__(self, *, client: Any | None = None) -> None:
+        self._client = client or boto3.session.Session().client(
+            "apigateway",
+            config=Config(retries={"mode": "standard", "total_max_attempts": 2}, connect_timeout=2, read_timeout=3),
+        )
+        self._quotas: dict[str, KeyQuota | None] = {}
+
+    def quota_of(self, key_id: str) -> KeyQuota | Literal[False] | None:
+        """The quota of `key_id`'s plan; None for a plan without one; False when it cannot be read."""
+        if key_id not in self._quotas:
+            try:
+                plans = self._client.get_usage_plans(keyId=key_id).get("items") or []
+            except (ClientError, BotoCoreError) as error:
+                logger.warning("usage plans unavailable", extra={"error": type(error).__name__})
+                return False
+            quotas = [plan for plan in plans if (plan.get("quota") or {}).get("limit")]
+            # A key may be in several plans (one per stage); remove.bg's routes are one stage's.
+            self._quotas[key_id] = (
+                KeyQuota(
+                    quotas[0]["id"], int(quotas[0]["quota"]["limit"]), str(quotas[0]["quota"].get("period", "DAY"))
+                )
+                if quotas
+                else None
+            )
+        return self._quotas[key_id]
+
+    def used(self, plan_id: str, key_id: str, first_day: str, last_day: str) -> int | None:
+        """Requests `key_id` made from `first_day` to `last_day` (YYYY-MM-DD, UTC); None if unknown."""
+        try:
+            usage = self._client.get_usage(usagePlanId=plan_id, keyId=key_id, startDate=first_day, endDate=last_day)
+        except (ClientError, BotoCoreError) as error:
+            logger.warning("usage plan figures unavailable", extra={"error": type(error).__name__})
+            return None
+        # items: {key id: [[used, remaining], ...]}, one pair a day; none for a key unused so far.
+        return sum(int(day[0]) for day in (usage.get("items") or {}).get(key_id) or [])

@@ -103,17 +103,13 @@ def _decode_and_infer(
 
 
 def _crop(picture: Picture, alpha: Image.Image, box: Box | None, options: RenderOptions) -> tuple[Picture, Image.Image]:
-    """Crop to the subject plus margin; with no subject there is nothing to crop to, so keep all."""
+    """Crop to the subject plus margin; with no subject there is nothing to crop to, so keep all.
+
+    A region past the picture's edge (a margin that does not stop there) is filled with zeros by
+    Pillow: alpha 0, so empty canvas, which the background colour fills where one is given."""
     if not options.crop or box is None:
         return picture, alpha
-    top, right, bottom, left = options.margin.sides(box.width, box.height)
-    width, height = picture.size
-    region = (
-        max(0, box.left - left),
-        max(0, box.top - top),
-        min(width, box.left + box.width + right),
-        min(height, box.top + box.height + bottom),
-    )
+    region = options.margin.region((box.left, box.top, box.width, box.height), picture.size)
     cropped = replace(
         picture,
         rgb=picture.rgb.crop(region),

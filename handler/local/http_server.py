@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from handler.aws.headers import SECURITY_HEADERS
+from handler.aws.removebg import error_document, removebg_error
 from handler.core.errors import (
     BackgroundRemovalError,
     LengthRequired,
@@ -33,7 +34,9 @@ from handler.local.api_gateway import (
 if TYPE_CHECKING:  # the server module builds request handlers bound to itself
     from handler.local.server import LocalServer
 
-API_ROUTES = ("/remove", "/mask", "/v1.0/removebg", "/uploads")
+API_ROUTES = ("/remove", "/mask", "/v1.0/removebg", "/v1.0/account", "/uploads")
+# remove.bg's routes: the server's own refusals there come in remove.bg's shape and statuses too.
+REMOVEBG_ROUTES = ("/v1.0/removebg", "/v1.0/account")
 # GET /results/{id}: the one route with a path parameter.
 RESULTS_PREFIX = "/results/"
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
@@ -63,7 +66,7 @@ class RequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # noqa: N815 (BaseHTTPRequestHandler's naming)
 
     def do_HEAD(self) -> None:
-        self._send(_error_response(MethodNotAllowed("HEAD is not served; use POST", ("POST",))))
+        self._send(self._refusal(MethodNotAllowed("HEAD is not served; use POST", ("POST",))))
 
     def _lambda_or_not_found(self) -> None:
         body = self._read_body()
@@ -75,7 +78,8 @@ class RequestHandler(BaseHTTPRequestHandler):
             self._send(
                 _error_response(
                     RouteNotFound(
-                        "use POST /remove, POST /mask, POST /v1.0/removebg, POST /uploads or GET /results/{id}"
+                        "use POST /remove, POST /mask, POST /v1.0/removebg, GET /v1.0/account, POST /uploads "
+                        "or GET /results/{id}"
                     )
                 )
             )
@@ -85,7 +89,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         )
         if len(json.dumps(event)) > LAMBDA_PAYLOAD_LIMIT:
             self._send(
-                _error_response(
+                self._refusal(
                     RequestTooLarge(
                         "the image in base64 exceeds Lambda's 6 MB request payload (about 4.5 MB of photo); upload it with POST /uploads"
                     )
@@ -97,24 +101,25 @@ class RequestHandler(BaseHTTPRequestHandler):
         except Exception:
             # The entry point itself failed (not an error response): API Gateway answers so.
             log.exception("the API function failed")
-            self._send(_error_response(_INTERNAL_ERROR))
+            self._send(self._refusal(_INTERNAL_ERROR))
             return
         if len(json.dumps(result)) > LAMBDA_PAYLOAD_LIMIT:
             log.error("the API response exceeds Lambda's 6 MB payload limit; deployed, this is a 500")
-            self._send(_error_response(_INTERNAL_ERROR))
+            self._send(self._refusal(_INTERNAL_ERROR))
             return
         self._send(http_response(result))
 
+    def _refusal(self, error: BackgroundRemovalError) -> HttpResponse:
+        return _error_response(error, removebg=urlsplit(self.path).path in REMOVEBG_ROUTES)
+
     def _read_body(self) -> bytes | None:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self._send(
-                _error_response(LengthRequired("send a Content-Length; chunked bodies are not taken")), close=True
-            )
+            self._send(self._refusal(LengthRequired("send a Content-Length; chunked bodies are not taken")), close=True)
             return None
         length = int(self.headers.get("Content-Length") or 0)
         if length > API_GATEWAY_MAX_BODY:
             self._send(
-                _error_response(
+                self._refusal(
                     RequestTooLarge("the body exceeds API Gateway's 10 MB; upload the photo with POST /uploads")
                 ),
                 close=True,
@@ -153,9 +158,13 @@ def _json_response(status: int, document: dict[str, Any]) -> HttpResponse:
 _INTERNAL_ERROR = BackgroundRemovalError("an unexpected error occurred")
 
 
-def _error_response(error: BackgroundRemovalError) -> HttpResponse:
-    """The server's own refusals in the same `{"error": {"code", "message"}}` format as the function's."""
-    response = _json_response(error.status, error.document())
+def _error_response(error: BackgroundRemovalError, *, removebg: bool = False) -> HttpResponse:
+    """The server's own refusals in the same format and status as the function's on that route:
+    ours (`{"error": {"code", "message"}}`), or remove.bg's on its routes (handler/aws/removebg.py)."""
+    if removebg:
+        response = _json_response(removebg_error(error).status, error_document(error))
+    else:
+        response = _json_response(error.status, error.document())
     if isinstance(error, MethodNotAllowed):
         response.headers.append(("Allow", ", ".join(error.allowed)))
     return response

@@ -4,9 +4,10 @@ One process plays the deployment of template.yaml on 127.0.0.1:
 
 - an embedded S3 (moto in server mode) with an input and an output bucket, behind a gate that
   checks browser-form uploads against their presigned POST policy as S3 does (post_policy.py);
-- the HTTP API: every request to /remove, /mask, /uploads and /results/{id} becomes an API Gateway HTTP API (payload
-  format 2.0) event for the same `handler.api.lambda_handler` the Lambda runs, and its response
-  is written back as API Gateway would;
+- the HTTP API: every request to /remove, /mask, /uploads, /results/{id} and remove.bg's routes
+  (/v1.0/removebg, /v1.0/account) becomes an API Gateway HTTP API (payload format 2.0) event for
+  the same `handler.api.lambda_handler` the Lambda runs, and its response is written back as API
+  Gateway would;
 - the upload trigger: a poller lists the input bucket every second and hands each new object to
   `handler.jobs.lambda_handler` as an S3 `ObjectCreated:Put` notification;
 - a small web page at `/` to try it from a browser.
@@ -168,6 +169,9 @@ class LocalServer:
                 f"  web page:    {self.url}/",
                 f"  HTTP API:    POST {self.url}/remove   POST {self.url}/mask   POST {self.url}/uploads"
                 f"   GET {self.url}/results/<id>",
+                f"  remove.bg:   POST {self.url}/v1.0/removebg   GET {self.url}/v1.0/account   (base URL {self.url};"
+                " any X-Api-Key here; deployed: the HTTP API's auth, or API keys with RemoveBgApiKeys=ENABLED;"
+                " fields: README, docs/removebg.md)",
                 f"  S3 endpoint: {self.s3_endpoint}  (any credentials)",
                 f"  uploads:     {upload}   (new objects are processed within {self._poll_interval:g} s)",
                 f"  results:     {results}",
@@ -175,6 +179,8 @@ class LocalServer:
                 "Try:",
                 f"  curl --data-binary @samples/chelsea.jpg -H 'Content-Type: image/jpeg' {self.url}/remove -o cutout.png",
                 f"  curl --data-binary @samples/chelsea.jpg -H 'Content-Type: image/jpeg' {self.url}/mask -o mask.png",
+                f"  curl -H 'X-API-Key: any' -F 'image_file=@samples/chelsea.jpg' -F 'size=auto'"
+                f" -f {self.url}/v1.0/removebg -o no-bg.png",
                 f"  {creds} {s3} s3 cp samples/chelsea.jpg {upload}chelsea.jpg",
                 f"  {creds} {s3} s3 ls --recursive {results}",
                 "",

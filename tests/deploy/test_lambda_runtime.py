@@ -123,6 +123,9 @@ def test_every_event_goes_through_its_entry_point(
         return
     if run.function == runner.API_FUNCTION:
         assert document["statusCode"] == 200, document.get("body")
+        if event.get("path") == "/v1.0/account":  # remove.bg's account call: its credits, no image
+            assert json.loads(document["body"])["data"]["attributes"]["credits"]["total"] >= 0
+            return
         picture = _api_image(document)
         assert picture.width > 0 and picture.height > 0
         return

@@ -79,6 +79,7 @@ def test_api_auth_is_a_choice_defaulting_to_iam_and_routes_are_the_api_s(templat
         ("POST", "/remove"),
         ("POST", "/mask"),
         ("POST", "/v1.0/removebg"),
+        ("GET", "/v1.0/account"),
         ("POST", "/uploads"),
         ("GET", "/results/{id}"),
     }

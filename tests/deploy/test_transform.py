@@ -163,6 +163,7 @@ def test_every_route_demands_iam_unless_none_was_chosen(deployed: dict[str, Any]
         ("POST", "/remove"),
         ("POST", "/mask"),
         ("POST", "/v1.0/removebg"),
+        ("GET", "/v1.0/account"),
         ("POST", "/uploads"),
         ("GET", "/results/{id}"),
     }
@@ -195,15 +196,15 @@ def test_remove_bg_api_demands_an_api_key_in_x_api_key_throttled_per_key(
     body = api["Body"]
     assert "security" not in body, "an API-wide security block would apply to routes not checked below"
     routes = {(method, path): operation for method, path, operation in _operations(body)}
-    # One route, remove.bg's, to the API function, demanding the key
-    assert set(routes) == {("POST", "/v1.0/removebg")}
-    operation = routes[("POST", "/v1.0/removebg")]
-    assert operation["security"] == [{"api_key": []}]
+    # remove.bg's two routes, to the API function, each demanding the key
+    assert set(routes) == {("POST", "/v1.0/removebg"), ("GET", "/v1.0/account")}
+    for operation in routes.values():
+        assert operation["security"] == [{"api_key": []}]
+        integration = operation["x-amazon-apigateway-integration"]
+        assert integration["type"] == "aws_proxy" and integration["httpMethod"] == "POST"
+        assert integration["uri"]["Fn::Sub"].endswith("/functions/${ApiFunction.Arn}/invocations")
     assert body["components"]["securitySchemes"]["api_key"] == {"type": "apiKey", "name": "x-api-key", "in": "header"}
     assert api.get("ApiKeySourceType", "HEADER") == "HEADER"
-    integration = operation["x-amazon-apigateway-integration"]
-    assert integration["type"] == "aws_proxy"
-    assert integration["uri"]["Fn::Sub"].endswith("/functions/${ApiFunction.Arn}/invocations")
     # Throttled per key (a usage plan's limits apply to each of its keys), on this API's stage
     (plan,) = _resources(deployed, "AWS::ApiGateway::UsagePlan").values()
     assert plan["Properties"]["Throttle"] == {
@@ -225,18 +226,50 @@ def test_remove_bg_api_demands_an_api_key_in_x_api_key_throttled_per_key(
     (membership,) = _resources(deployed, "AWS::ApiGateway::UsagePlanKey").values()
     (key_name,) = _resources(deployed, "AWS::ApiGateway::ApiKey")
     assert membership["Properties"]["KeyId"] == {"Ref": key_name}
-    # The gateway's own refusals in remove.bg's error shape
+    # The gateway's own refusals in remove.bg's error shape and statuses: 403 only for the key, 402 for
+    # a spent quota, 429 (with Retry-After) for the rate limit, 400 for what it refuses of a request
     responses = body["x-amazon-apigateway-gateway-responses"]
-    assert {"INVALID_API_KEY", "THROTTLED", "QUOTA_EXCEEDED", "DEFAULT_4XX", "DEFAULT_5XX"} <= set(responses)
     for name, response in responses.items():
         (error,) = _template_json(response["responseTemplates"]["application/json"])["errors"]
         assert set(error) == {"title", "code", "detail"}, name
-    assert responses["INVALID_API_KEY"]["statusCode"] == "403"
-    assert (
-        _template_json(responses["INVALID_API_KEY"]["responseTemplates"]["application/json"])["errors"][0]["code"]
-        == "auth_failed"
-    )
-    assert responses["THROTTLED"]["statusCode"] == "429"
+    statuses = {name: response.get("statusCode") for name, response in responses.items()}
+    assert statuses == {
+        "INVALID_API_KEY": "403",
+        "MISSING_AUTHENTICATION_TOKEN": "404",
+        "THROTTLED": "429",
+        "QUOTA_EXCEEDED": "402",
+        "REQUEST_TOO_LARGE": "400",
+        "UNSUPPORTED_MEDIA_TYPE": "400",
+        "DEFAULT_4XX": None,
+        "DEFAULT_5XX": None,
+    }
+    codes = {
+        name: _template_json(response["responseTemplates"]["application/json"])["errors"][0]["code"]
+        for name, response in responses.items()
+    }
+    assert codes["INVALID_API_KEY"] == "auth_failed" and codes["REQUEST_TOO_LARGE"] == "file_too_large"
+    assert responses["THROTTLED"]["responseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
+    # The function is told keys are in use: it reads each key's plan and usage for remove.bg's figures
+    variables = deployed["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["REMOVEBG_API_KEYS"] == {"Ref": "RemoveBgApiKeys"}
+
+
+def test_the_function_may_read_usage_plans_only_with_remove_bg_keys(
+    deployed: dict[str, Any], combination: dict[str, str]
+) -> None:
+    statements = [
+        statement
+        for statement in _statements(deployed["Resources"]["ApiFunctionRole"])
+        if "apigateway" in json.dumps(statement)
+    ]
+    if combination["RemoveBgApiKeys"] != "ENABLED":
+        assert statements == []
+        return
+    (statement,) = statements
+    # Read-only (GET), and of usage plans and their usage only
+    assert statement["Action"] == "apigateway:GET"
+    resources = [resource["Fn::Sub"] for resource in statement["Resource"]]
+    assert [resource.rsplit("::", 1)[1] for resource in resources] == ["/usageplans", "/usageplans/*/usage"]
 
 
 def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any], combination: dict[str, str]) -> None:
@@ -246,20 +279,25 @@ def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any
         "ApiFunctionRemovePermission": "apigateway.amazonaws.com",
         "ApiFunctionMaskPermission": "apigateway.amazonaws.com",
         "ApiFunctionRemoveBgPermission": "apigateway.amazonaws.com",
+        "ApiFunctionRemoveBgAccountPermission": "apigateway.amazonaws.com",
         "ApiFunctionUploadsPermission": "apigateway.amazonaws.com",
         "ApiFunctionResultsPermission": "apigateway.amazonaws.com",
         "JobsFunctionUploadPermission": "events.amazonaws.com",
     }
     if combination["RemoveBgApiKeys"] == "ENABLED":
         expected["RemoveBgApiPermission"] = "apigateway.amazonaws.com"
-        # The REST API may invoke for its one route and method only
+        expected["RemoveBgAccountPermission"] = "apigateway.amazonaws.com"
+        # The REST API may invoke for its two routes and methods only
         source = permissions["RemoveBgApiPermission"]["Properties"]["SourceArn"]["Fn::Sub"]
         assert source.endswith(":${RemoveBgApi}/*/POST/v1.0/removebg")
+        source = permissions["RemoveBgAccountPermission"]["Properties"]["SourceArn"]["Fn::Sub"]
+        assert source.endswith(":${RemoveBgApi}/*/GET/v1.0/account")
     assert principals == expected
     for name in (
         "ApiFunctionRemovePermission",
         "ApiFunctionMaskPermission",
         "ApiFunctionRemoveBgPermission",
+        "ApiFunctionRemoveBgAccountPermission",
         "ApiFunctionUploadsPermission",
         "ApiFunctionResultsPermission",
     ):
@@ -342,7 +380,9 @@ def test_roles_are_for_lambda_with_only_the_basic_managed_policies(deployed: dic
         assert set(role["Properties"]["ManagedPolicyArns"]) <= MANAGED_POLICIES, name
 
 
-def test_every_statement_is_scoped_to_a_bucket_prefix_or_the_failure_queue(deployed: dict[str, Any]) -> None:
+def test_every_statement_is_scoped_to_a_bucket_prefix_the_failure_queue_or_usage_plans(
+    deployed: dict[str, Any],
+) -> None:
     for name, role in _resources(deployed, "AWS::IAM::Role").items():
         for statement in _statements(role):
             assert statement["Effect"] == "Allow", name
@@ -367,6 +407,10 @@ def test_every_statement_is_scoped_to_a_bucket_prefix_or_the_failure_queue(deplo
                 assert all(_as_list(statement["Condition"]["StringLike"]["s3:prefix"])), name
             elif actions == {"sqs:SendMessage"}:
                 assert resources == [FAILURE_QUEUE_ARN], f"{name}: {resources}"
+            elif actions == {"apigateway:GET"}:
+                # remove.bg's key figures (test_the_function_may_read_usage_plans_only_with_remove_bg_keys)
+                assert name == "ApiFunctionRole"
+                assert all(resource["Fn::Sub"].split("::")[-1].startswith("/usageplans") for resource in resources)
             else:
                 pytest.fail(f"{name}: unexpected actions {sorted(actions)}")
 

@@ -14,10 +14,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import zipfile
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +30,13 @@ from tests.helpers.api import (
     EVENT_SIZE,
     Reply,
     Service,
+    assert_box_inside,
     assert_common_headers,
     http_event,
     image_reply,
     multipart_event,
 )
+from tests.helpers.image_host import ImageHost, serving
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
 
@@ -114,6 +114,22 @@ def test_removebgs_python_requests_example(server: LocalServer, samples: dict[st
         _assert_full_size_cutout(tmp_path / "no-bg.png", original.size)
 
 
+def test_the_banner_lists_remove_bgs_routes_and_its_try_line_works(server: LocalServer, tmp_path: Path) -> None:
+    banner = server.banner()
+    (routes,) = [line for line in banner.splitlines() if line.strip().startswith("remove.bg:")]
+    assert f"POST {server.url}/v1.0/removebg" in routes and f"GET {server.url}/v1.0/account" in routes
+    assert "X-Api-Key" in routes and "RemoveBgApiKeys=ENABLED" in routes
+    (try_line,) = [line.strip() for line in banner.splitlines() if "/v1.0/removebg -o no-bg.png" in line]
+
+    # WHEN it is run as printed, from a checkout (samples/ beside it)
+    (tmp_path / "samples").symlink_to(ROOT / "samples")
+    result = subprocess.run(["sh", "-c", try_line], cwd=tmp_path, env=_no_proxy(), capture_output=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    with Image.open(ROOT / "samples" / "chelsea.jpg") as original:
+        _assert_full_size_cutout(tmp_path / "no-bg.png", original.size)
+
+
 def test_the_curl_example_fails_as_curl_reports_a_remove_bg_error(server: LocalServer, tmp_path: Path) -> None:
     # GIVEN a file that is no image
     (tmp_path / "notes.jpg").write_bytes(b"meeting notes, not a photo\n")
@@ -128,7 +144,7 @@ def test_the_curl_example_fails_as_curl_reports_a_remove_bg_error(server: LocalS
     # THEN remove.bg's error shape, with our code and detail
     assert result.stdout == "400"
     (error,) = json.loads((tmp_path / "answer.json").read_text())["errors"]
-    assert error["code"] == "invalid_image" and error["title"] and error["detail"]
+    assert error["code"] == "failed_to_read_image" and error["title"] and error["detail"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,13 +300,9 @@ def _box(reply: Reply) -> tuple[int, int, int, int]:
     return tuple(int(reply.headers[f"x-foreground-{part}"]) for part in ("left", "top", "width", "height"))  # type: ignore[return-value]
 
 
-def _cropped_size(box: tuple[int, int, int, int], sides: tuple[int, int, int, int]) -> tuple[int, int]:
-    left, top, width, height = box
-    top_m, right_m, bottom_m, left_m = sides
-    return (
-        min(EVENT_SIZE[0], left + width + right_m) - max(0, left - left_m),
-        min(EVENT_SIZE[1], top + height + bottom_m) - max(0, top - top_m),
-    )
+def _subject(service: Service) -> tuple[int, int, int, int]:
+    """The subject's box in input pixels: a full-size result without crop is the input's frame."""
+    return _box(service.invoke(removebg_event({"image_file": EVENT_IMAGE, "size": "full"})))
 
 
 @pytest.mark.parametrize(
@@ -307,19 +319,60 @@ def _cropped_size(box: tuple[int, int, int, int], sides: tuple[int, int, int, in
         ("90%", lambda w, h: (round(0.5 * h), round(0.5 * w), round(0.5 * h), round(0.5 * w))),
     ],
 )
-def test_crop_with_crop_margin(
+def test_crop_adds_crop_margin_on_every_side_even_past_the_photos_edge(
     service: Service, crop_margin: str | None, sides_of: Callable[[int, int], tuple[int, int, int, int]]
 ) -> None:
+    _, _, width, height = _subject(service)
     fields: dict[str, str | bytes] = {"image_file": EVENT_IMAGE, "size": "full", "crop": "true"}
     if crop_margin is not None:
         fields["crop_margin"] = crop_margin
 
     reply = service.invoke(removebg_event(fields))
 
+    # THEN the subject with the whole margin around it, whatever the photo's edges
     image = _image(reply, "PNG", "image/png")
-    box = _box(reply)
-    assert image.size == _cropped_size(box, sides_of(box[2], box[3]))
-    assert image.size != EVENT_SIZE
+    top_m, right_m, bottom_m, left_m = sides_of(width, height)
+    assert image.size == (left_m + width + right_m, top_m + height + bottom_m)
+    # ... and the foreground box in the result's own pixels: where the subject is in this image
+    assert _box(reply) == (left_m, top_m, width, height)
+
+
+def _at_the_top_edge() -> bytes:
+    """The example photo cut through its subject, so the subject touches the top edge."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(EVENT_IMAGE)).crop((0, 20, 96, 64)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_margin_past_the_photos_edge_is_empty_canvas_or_the_background_colour(service: Service) -> None:
+    # GIVEN a subject that touches the photo's top edge, and a 10px margin
+    photo = _at_the_top_edge()
+    _, top, width, height = _box(service.invoke(removebg_event({"image_file": photo, "size": "full"})))
+    assert top == 0
+    fields: dict[str, str | bytes] = {"image_file": photo, "size": "full", "crop": "true", "crop_margin": "10px"}
+
+    transparent = service.invoke(removebg_event({**fields, "format": "png"}))
+    coloured = service.invoke(removebg_event({**fields, "format": "png", "bg_color": "00ff00"}))
+
+    # THEN 10px on top too, where the photo has none: empty canvas, or the background colour
+    image = _image(transparent, "PNG", "image/png")
+    assert image.size == (10 + width + 10, 10 + height + 10) and _box(transparent)[:2] == (10, 10)
+    strip = np.asarray(image)[:10]
+    assert (strip[..., 3] == 0).all()
+    filled = np.asarray(_image(coloured, "PNG", "image/png").convert("RGB"))[:10]
+    assert (filled == (0, 255, 0)).all()
+
+
+def test_foreground_is_in_the_scaled_results_pixels(service: Service) -> None:
+    # GIVEN a 512x512 photo: size=preview makes it 500x500 (0.25 MP)
+    full = service.invoke(removebg_event({"image_file": ASTRONAUT, "size": "full"}))
+    preview = service.invoke(removebg_event({"image_file": ASTRONAUT, "size": "preview"}))
+
+    # THEN the preview's box is the full box scaled as the image was, inside the preview
+    image = _image(preview, "PNG", "image/png")
+    scale = image.width / 512
+    assert all(abs(got - round(want * scale)) <= 1 for got, want in zip(_box(preview), _box(full), strict=True))
+    assert_box_inside(_box(preview), image.size)
 
 
 def test_crop_margin_without_crop_has_no_effect(service: Service) -> None:
@@ -370,58 +423,58 @@ def test_accept_json_gives_result_b64_and_the_foreground(service: Service) -> No
 @pytest.mark.parametrize(
     ("make_event", "status", "code", "mentions"),
     [
-        pytest.param(lambda: removebg_event({"size": "full"}), 400, "missing_image", "image_file", id="no-image"),
+        pytest.param(lambda: removebg_event({"size": "full"}), 400, "missing_source", "image_file", id="no-image"),
         pytest.param(
             lambda: removebg_event(
                 {"image_file": EVENT_IMAGE, "image_file_b64": base64.b64encode(EVENT_IMAGE).decode()}
             ),
             400,
-            "invalid_parameter",
+            "multiple_sources",
             "one image source",
             id="two-sources",
         ),
         pytest.param(
-            lambda: removebg_event({"image_file": b"not a photo"}), 400, "invalid_image", None, id="not-an-image"
+            lambda: removebg_event({"image_file": b"not a photo"}), 400, "failed_to_read_image", None, id="not-an-image"
         ),
         pytest.param(
             lambda: removebg_event({"image_file": EVENT_IMAGE, "size": "huge"}),
             400,
-            "invalid_parameter",
+            "invalid_size",
             "size:",
             id="bad-size",
         ),
         pytest.param(
             lambda: removebg_event({"image_file": EVENT_IMAGE, "format": "gif"}),
             400,
-            "invalid_parameter",
+            "invalid_format",
             "format:",
             id="bad-format",
         ),
         pytest.param(
             lambda: removebg_event({"image_file": EVENT_IMAGE, "channels": "rgb"}),
             400,
-            "invalid_parameter",
+            "invalid_channels",
             "channels:",
             id="bad-channels",
         ),
         pytest.param(
             lambda: removebg_event({"image_file": EVENT_IMAGE, "bg_color": "81d4fa77"}),
             400,
-            "invalid_parameter",
+            "invalid_bg_color",
             "bg_color:",
             id="semi-transparent-bg_color",
         ),
         pytest.param(
             lambda: removebg_event({"image_file": EVENT_IMAGE, "bg_color": "notacolour"}),
             400,
-            "invalid_parameter",
+            "invalid_bg_color",
             "bg_color:",
             id="bad-bg_color",
         ),
         pytest.param(
             lambda: removebg_event({"image_file": EVENT_IMAGE, "crop": "true", "crop_margin": "1px 2px 3px"}),
             400,
-            "invalid_parameter",
+            "invalid_crop_margin",
             "crop_margin:",
             id="three-margins",
         ),
@@ -435,11 +488,11 @@ def test_accept_json_gives_result_b64_and_the_foreground(service: Service) -> No
         pytest.param(
             lambda: removebg_event({"image_file": EVENT_IMAGE, "roi": "0% 0% 50% 50%"}),
             400,
-            "invalid_parameter",
+            "invalid_roi",
             "roi:",
             id="unsupported-roi",
         ),
-        pytest.param(lambda: http_event(path=PATH), 415, "unsupported_media_type", None, id="raw-body"),
+        pytest.param(lambda: http_event(path=PATH), 400, "invalid_file_type", None, id="raw-body"),
         pytest.param(lambda: http_event(method="GET", path=PATH), 405, "method_not_allowed", "POST", id="GET"),
     ],
 )
@@ -468,7 +521,98 @@ def test_a_photo_without_a_subject_is_unknown_foreground(service: Service) -> No
 def test_input_over_the_byte_limit_is_remove_bgs_file_too_large(configure: Callable[..., Service]) -> None:
     service = configure(MAX_INPUT_BYTES="1000")
 
-    assert_removebg_error(service.invoke(removebg_event({"image_file": EVENT_IMAGE})), 413, "file_too_large")
+    assert_removebg_error(service.invoke(removebg_event({"image_file": EVENT_IMAGE})), 400, "file_too_large")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        # What remove.bg's clients send at their defaults (rembgpy sends all of these on every call)
+        {"add_shadow": "false", "semitransparency": "true", "scale": "original", "position": "original"},
+        {"roi": "0% 0% 100% 100%"},
+        {"roi": "0 0 100% 100%"},
+        {"roi": "0px 0px 100% 100%"},
+        {"shadow_method": "legacy", "add_shadow": "0"},
+        {"type_level": "2", "bg_image_url": "", "bg_color": "", "crop_margin": ""},  # "" is no value
+    ],
+)
+def test_unsupported_options_at_their_no_op_values_are_accepted(service: Service, fields: dict[str, str]) -> None:
+    expected = service.invoke(removebg_event({"image_file": EVENT_IMAGE})).body
+
+    reply = service.invoke(removebg_event({"image_file": EVENT_IMAGE, **fields}))
+
+    # THEN the same result as without them
+    assert _image(reply, "PNG", "image/png") and reply.body == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "code"),
+    [
+        ("add_shadow", "true", "invalid_parameter"),
+        ("semitransparency", "false", "invalid_semitransparency"),
+        ("scale", "50%", "invalid_scale"),
+        ("position", "center", "invalid_position"),
+        ("roi", "10% 10% 90% 90%", "invalid_roi"),
+        ("shadow_method", "fancy", "invalid_parameter"),
+        ("bg_image_url", "https://example.com/beach.jpg", "invalid_bg_image_url"),
+        ("colour", "red", "invalid_parameter"),  # not a remove.bg option at all
+    ],
+)
+def test_unsupported_options_at_other_values_are_refused_naming_them(
+    service: Service, name: str, value: str, code: str
+) -> None:
+    reply = service.invoke(removebg_event({"image_file": EVENT_IMAGE, name: value}))
+
+    assert_removebg_error(reply, 400, code, mentions=f"{name}:")
+
+
+@pytest.mark.parametrize("fields", [{"format": "zip"}, {"channels": "alpha"}])
+def test_bg_color_with_zip_or_alpha_is_refused_never_dropped(service: Service, fields: dict[str, str]) -> None:
+    reply = service.invoke(removebg_event({"image_file": EVENT_IMAGE, "bg_color": "81d4fa", **fields}))
+
+    assert_removebg_error(reply, 400, "invalid_bg_color", mentions="bg_color:")
+
+
+@pytest.mark.parametrize(
+    ("fields", "accept", "x_type"),
+    [
+        ({}, None, "other"),  # nothing is detected: remove.bg's "other"
+        ({"type": "person"}, None, "person"),  # the type the request declared
+        ({"type": "transportation"}, None, "other"),  # not a class of the default type_level 1
+        ({"type": "transportation", "type_level": "2"}, None, "transportation"),
+        ({"type": "car", "type_level": "none"}, None, None),  # "X-Type Header won't be set"
+        ({"format": "zip"}, None, "other"),
+        ({}, "application/json", "other"),
+    ],
+)
+def test_every_success_has_remove_bgs_headers(
+    service: Service, fields: dict[str, str], accept: str | None, x_type: str | None
+) -> None:
+    reply = service.invoke(removebg_event({"image_file": EVENT_IMAGE, **fields}, accept=accept))
+
+    assert reply.status == 200, reply.body[:300]
+    # Nothing is metered without API keys: nothing charged (an integer: clients parse it with int())
+    assert reply.headers["x-credits-charged"] == "0"
+    assert reply.headers.get("x-type") == x_type
+    assert int(reply.headers["x-width"]) > 0 and int(reply.headers["x-height"]) > 0
+    assert_box_inside(_box(reply), (int(reply.headers["x-width"]), int(reply.headers["x-height"])))
+    # No usage plan here: no rate-limit figures to tell
+    assert not any(name.startswith("x-ratelimit") for name in reply.headers)
+
+
+@pytest.mark.parametrize("accept", ["application/json", None])
+def test_a_result_too_large_for_a_response_is_remove_bgs_error_naming_the_way_round(
+    service: Service, monkeypatch: pytest.MonkeyPatch, accept: str | None
+) -> None:
+    # GIVEN a response limit the result does not fit (the real one needs a ~5 MB result)
+    monkeypatch.setattr(service.api, "LAMBDA_RESPONSE_LIMIT", service.api.ENVELOPE_RESERVE + 100)
+
+    reply = service.invoke(removebg_event({"image_file": EVENT_IMAGE, "size": "full"}, accept=accept))
+
+    # THEN never image bytes (nor a redirect to them) where JSON was asked for: remove.bg's error,
+    # naming the smaller sizes and the upload flow
+    error = assert_removebg_error(reply, 400, "result_too_large")
+    assert "size=preview" in error["detail"] and "POST /uploads" in error["detail"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -476,36 +620,10 @@ def test_input_over_the_byte_limit_is_remove_bgs_file_too_large(configure: Calla
 # --------------------------------------------------------------------------------------------
 
 
-class _ImageHost(BaseHTTPRequestHandler):
-    """Serves the example photo, redirects and a 404, on 127.0.0.1."""
-
-    def do_GET(self) -> None:
-        port = self.server.server_port  # type: ignore[attr-defined]  # an HTTPServer's
-        routes: dict[str, tuple[int, dict[str, str], bytes]] = {
-            "/cat.jpg": (200, {"Content-Type": "image/jpeg"}, EVENT_IMAGE),
-            "/moved": (302, {"Location": "/cat.jpg"}, b""),
-            "/moved-away": (302, {"Location": "http://images.example.com/cat.jpg"}, b""),
-            "/moved-to-other-port": (302, {"Location": f"http://127.0.0.1:{port + 1}/cat.jpg"}, b""),
-            "/loop": (302, {"Location": "/loop"}, b""),
-        }
-        status, headers, body = routes.get(self.path, (404, {}, b"not found"))
-        self.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture(scope="module")
 def image_host() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ImageHost)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(ImageHost) as host:
+        yield host
 
 
 @pytest.fixture
@@ -549,13 +667,14 @@ def test_image_url_as_the_ruby_client_sends_it(
 @pytest.mark.parametrize(
     ("hosts", "path", "status", "code", "mentions"),
     [
-        ("", "/cat.jpg", 400, "invalid_parameter", "IMAGE_URL_HOSTS"),  # off unless configured
-        ("images.example.com", "/cat.jpg", 403, "source_forbidden", "allow-list"),
-        ("127.0.0.1", "/cat.jpg", 403, "source_forbidden", "allow-list"),  # a bare host: default port only
-        ("{host}", "/moved-away", 403, "source_forbidden", "images.example.com"),
-        ("{host}", "/moved-to-other-port", 403, "source_forbidden", "allow-list"),
-        ("{host}", "/missing.jpg", 400, "invalid_parameter", "HTTP status 404"),
-        ("{host}", "/loop", 400, "invalid_parameter", "redirects"),
+        # remove.bg's status and code for every image_url that is not fetched (403 is for API keys only)
+        ("", "/cat.jpg", 400, "failed_image_download", "IMAGE_URL_HOSTS"),  # off unless configured
+        ("images.example.com", "/cat.jpg", 400, "failed_image_download", "allow-list"),
+        ("127.0.0.1", "/cat.jpg", 400, "failed_image_download", "allow-list"),  # a bare host: default port only
+        ("{host}", "/moved-away", 400, "failed_image_download", "images.example.com"),
+        ("{host}", "/moved-to-other-port", 400, "failed_image_download", "allow-list"),
+        ("{host}", "/missing.jpg", 400, "failed_image_download", "HTTP status 404"),
+        ("{host}", "/loop", 400, "failed_image_download", "redirects"),
     ],
 )
 def test_image_url_refusals(
@@ -584,7 +703,7 @@ def test_image_url_to_a_loopback_address_is_refused_by_the_real_check(
 
     reply = service.invoke(_from_url(f"http://{image_host}/cat.jpg"))
 
-    assert_removebg_error(reply, 403, "source_forbidden", mentions="address")
+    assert_removebg_error(reply, 400, "failed_image_download", mentions="address")
 
 
 def test_image_url_over_the_byte_limit_is_not_read(
@@ -592,4 +711,4 @@ def test_image_url_over_the_byte_limit_is_not_read(
 ) -> None:
     service = configure(IMAGE_URL_HOSTS=image_host, MAX_INPUT_BYTES="1000")
 
-    assert_removebg_error(service.invoke(_from_url(f"http://{image_host}/cat.jpg")), 413, "file_too_large")
+    assert_removebg_error(service.invoke(_from_url(f"http://{image_host}/cat.jpg")), 400, "file_too_large")

@@ -6,7 +6,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from PIL import ImageColor
 
@@ -38,6 +38,9 @@ REFINE_BY_DEFAULT = True
 class Margin:
     value: float
     percent: bool = False
+    # Ours stops at the photo's edge (a crop never adds canvas); a margin that goes on past it
+    # (remove.bg's crop_margin) adds empty canvas there: transparent, or the background colour.
+    stops_at_edge: ClassVar[bool] = True
 
     def pixels(self, width: int, height: int) -> int:
         """The margin in pixels; a percentage is of the subject box's longer side."""
@@ -47,6 +50,16 @@ class Margin:
         """(top, right, bottom, left) in pixels around a `width` x `height` subject: here all equal."""
         pixels = self.pixels(width, height)
         return pixels, pixels, pixels, pixels
+
+    def region(self, box: tuple[int, int, int, int], size: tuple[int, int]) -> tuple[int, int, int, int]:
+        """The crop (left, top, right, bottom) around the subject `box` (left, top, width, height)
+        of a picture of `size`; beyond the picture only where the margin does not stop at its edge."""
+        left, top, width, height = box
+        top_margin, right_margin, bottom_margin, left_margin = self.sides(width, height)
+        region = (left - left_margin, top - top_margin, left + width + right_margin, top + height + bottom_margin)
+        if not self.stops_at_edge:
+            return region
+        return max(0, region[0]), max(0, region[1]), min(size[0], region[2]), min(size[1], region[3])
 
 
 @dataclass(frozen=True)
