@@ -256,3 +256,23 @@ def test_the_demo_terminal_stays_quiet(demo: Demo) -> None:
     # THEN after serving the README's lines, the demo's terminal holds no traceback and names its model once
     assert not [line for line in demo.output if "Traceback" in line or line.startswith("Exception")]
     assert len([line for line in demo.output if line.startswith("model:")]) == 1
+
+
+def _anchors(document: Path) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", document.read_text(), flags=re.M | re.S), re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-") for heading in headings}
+
+
+def test_every_link_of_the_readme_and_docs_resolves() -> None:
+    documents = [readme.README, *sorted((readme.ROOT / "docs").glob("*.md"))]
+    broken = []
+    for document in documents:
+        for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text()):
+            if target.startswith(("http://", "https://")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path).resolve() if path else document
+            if not linked.exists() or (anchor and linked.suffix == ".md" and anchor not in _anchors(linked)):
+                broken.append(f"{document.relative_to(readme.ROOT)}: {target}")
+    assert broken == []
