@@ -14,6 +14,7 @@ claims on the samples (the output's size for --max-size, GPS for --keep-metadata
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -119,13 +120,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory, u2netp_path: Path) -> Iterato
         lines.put(None)
 
     threading.Thread(target=read, daemon=True).start()
-    while (text := lines.get(timeout=DEMO_START_TIMEOUT_S)) is not None and BANNER_END not in text:
-        pass
-    assert text is not None, "the demo stopped before its banner:\n" + "\n".join(output[-30:])
     try:
+        while (text := lines.get(timeout=DEMO_START_TIMEOUT_S)) is not None and BANNER_END not in text:
+            pass
+        assert text is not None, "the demo stopped before its banner:\n" + "\n".join(output[-30:])
         yield Demo(port, output)
     finally:
-        os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, as the banner says
+        with contextlib.suppress(ProcessLookupError):  # a demo that failed to start has gone already
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C, as the banner says
         process.wait(timeout=60)
 
 
