@@ -8,9 +8,12 @@ waiting for its turn must not run the model for nobody.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
+import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -135,17 +138,24 @@ def test_make_demo_on_a_busy_port_names_the_fix(tmp_path: Path, u2netp_path: Pat
         port = taken.getsockname()[1]
 
         # WHEN the demo is started there, as the README says to choose a port
-        result = subprocess.run(
+        demo = subprocess.Popen(
             ["make", "demo", f"PORT={port}"],
             cwd=readme.checkout_view(tmp_path / "checkout"),
             env={"PATH": readme.FRESH_PATH, "HOME": str(tmp_path), "MODEL_PATH": str(u2netp_path)},
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=CHILD_TIMEOUT_S,
+            start_new_session=True,
         )
+        try:
+            _out, stderr = demo.communicate(timeout=CHILD_TIMEOUT_S)
+        finally:  # a demo that did start (on another port) must not outlive the test
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(demo.pid, signal.SIGINT)
+            demo.wait()
 
     # THEN it stops at once with one line that names the port and the way to choose another
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert demo.returncode != 0
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in stderr
     assert f"port {port}" in errors[0] and "make demo PORT=" in errors[0]
