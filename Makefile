@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-* && touch $@
 
+# PORT=8080 serves it on another port (the API, the page and the banner's examples).
+PORT ?= 3000
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	$(BIN)/python scripts/demo.py --port $(PORT)
 
 # SAM CLI and cfn-lint check template.yaml offline; they pin their own boto3, so they get a venv of their own.
 # aws-sam-translator is the SAM transform itself (what CloudFormation runs at deploy; tests/deploy runs it

@@ -111,7 +111,7 @@ DEFAULT_S3_READ_TIMEOUT = 30.0
 
 @dataclass(frozen=True)
 class StorageSettings:
-    """How the S3 client retries and how long it waits (README, "Faults and retries").
+    """How the S3 client retries and how long it waits (docs/s3-jobs.md, "Faults and retries").
 
     - `retry_mode`: botocore's "standard" retries throttling (503 SlowDown), 5xx, timeouts and
       connection errors with jittered exponential backoff (1 s base for throttling, 50 ms for the

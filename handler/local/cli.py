@@ -67,10 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     download.set_defaults(run=_run_download)
 
     invoke = commands.add_parser(
-        "invoke", help="run an event file through its entry point in-process and print the Lambda response"
+        "invoke",
+        parents=[model_options],
+        help="run an event file through its entry point in-process and print the Lambda response",
     )
     invoke.add_argument("event", type=Path, metavar="EVENT_FILE", help="a JSON event, e.g. events/s3_put.json")
-    invoke.add_argument("--body-output", type=Path, help="also write an API response's decoded body to this file")
+    invoke.add_argument(
+        "--body-output",
+        type=Path,
+        metavar="FILE",
+        help="write a successful API response's decoded body (the image) to this file instead of printing it",
+    )
     invoke.add_argument(
         "--local",
         action="store_true",
@@ -103,20 +110,31 @@ def _run_invoke(args: argparse.Namespace) -> int:
 
     if args.outputs is not None and not args.local:
         return _usage("--outputs copies the embedded S3's output bucket: it goes with --local")
-    return run_invoke(args.event, args.body_output, local=args.local, fail=_fail, outputs=args.outputs)
+    return run_invoke(
+        args.event,
+        args.body_output,
+        local=args.local,
+        fail=_fail,
+        outputs=args.outputs,
+        model_env=_model_environment(args),
+    )
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from handler.local.server import serve
 
-    model = {
-        "MODEL_PATH": args.model_path,
-        "MODEL_REPO": args.repo,
-        "MODEL_FILE": args.model_file,
-        "MODEL_REVISION": args.revision,
-    }
-    env = {name: str(value) for name, value in model.items() if value is not None}
-    return serve(args.host, args.port, s3_port=args.s3_port, env=env)
+    return serve(args.host, args.port, s3_port=args.s3_port, env=_model_environment(args))
+
+
+def _model_environment(args: argparse.Namespace) -> dict[str, str | None]:
+    """The model flags as the MODEL_* variables the functions read (`serve` and `invoke` run them; None:
+    unset). As for `remove` (ModelSettings.naming), a hub model named here drops a MODEL_PATH from the
+    environment, which would otherwise win over it."""
+    hub = {"MODEL_REPO": args.repo, "MODEL_FILE": args.model_file, "MODEL_REVISION": args.revision}
+    if args.model_path is not None:
+        return {"MODEL_PATH": str(args.model_path)}
+    named = {name: value for name, value in hub.items() if value is not None}
+    return {**named, "MODEL_PATH": None} if named else {}
 
 
 def _fail(message: str) -> int:

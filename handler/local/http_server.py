@@ -3,13 +3,21 @@
 Each request is turned into an API Gateway event and handed to `LocalServer.invoke_api`; the
 answer is written back as API Gateway would write it, with the service's security headers on
 everything served here.
+
+The page cancels its request in flight whenever a photo or an option changes, so clients that go
+away are normal here: such a request is one log line, never a traceback, and one still waiting for
+its turn is dropped before the function runs for nobody.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
-from http.server import BaseHTTPRequestHandler
+import select
+import socket
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -40,6 +48,10 @@ REMOVEBG_ROUTES = ("/v1.0/removebg", "/v1.0/account")
 # GET /results/{id}: the one route with a path parameter.
 RESULTS_PREFIX = "/results/"
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
+# Where the page names the model the local run serves.
+MODEL_PLACEHOLDER = b"<!--model-->"
+# A client that closed its connection: the page's cancelled requests, or curl stopped with Ctrl-C.
+_CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
 
 log = logging.getLogger("handler.local.server")
 
@@ -54,7 +66,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         if path in ("/", "/index.html"):
-            self._send(HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], PAGE.read_bytes()))
+            model = html.escape(self.local.model_summary).encode()
+            page = PAGE.read_bytes().replace(MODEL_PLACEHOLDER, model)
+            self._send(HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], page))
         elif path == "/favicon.ico":
             self._send(HttpResponse(204, [], b""))
         else:
@@ -97,11 +111,14 @@ class RequestHandler(BaseHTTPRequestHandler):
             )
             return
         try:
-            result = self.local.invoke_api(event)
+            result = self.local.invoke_api(event, still_wanted=self._client_waits)
         except Exception:
             # The entry point itself failed (not an error response): API Gateway answers so.
             log.exception("the API function failed")
             self._send(self._refusal(_INTERNAL_ERROR))
+            return
+        if result is None:
+            self._went_away("before its turn: not run")
             return
         if len(json.dumps(result)) > LAMBDA_PAYLOAD_LIMIT:
             log.error("the API response exceeds Lambda's 6 MB payload limit; deployed, this is a 500")
@@ -125,10 +142,38 @@ class RequestHandler(BaseHTTPRequestHandler):
                 close=True,
             )
             return None
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the connection closed part-way through the body
+            self._went_away("while sending its body")
+            return None
+        return body
+
+    def _client_waits(self) -> bool:
+        """Whether the client still holds its connection open: a closed one reads as end-of-file at once."""
+        try:
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            return not readable or self.connection.recv(1, socket.MSG_PEEK) != b""
+        except OSError:  # reset by the client
+            return False
+
+    def _went_away(self, when: str) -> None:
+        """The one line a request whose client left gets (a cancelled request is not an error)."""
+        self.close_connection = True
+        log.info("%s %r: the client went away %s", self.address_string(), self.requestline, when)
 
     def _send(self, response: HttpResponse, *, close: bool = False) -> None:
-        self.send_response(response.status)
+        try:
+            self._write(response, close=close)
+        except _CLIENT_GONE:
+            self._went_away(f"before its answer ({response.status})")
+            return
+        # Logged once written (send_response would log before): a request is one line either way.
+        self.log_request(response.status)
+
+    def _write(self, response: HttpResponse, *, close: bool) -> None:
+        self.send_response_only(response.status)
+        self.send_header("Server", self.version_string())
+        self.send_header("Date", self.date_time_string())
         for name, value in response.headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
@@ -148,6 +193,19 @@ class RequestHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's signature)
         log.info("%s %s", self.address_string(), format % args)
+
+
+class LocalHTTPServer(ThreadingHTTPServer):
+    """The stdlib's threaded server, with a client that leaves mid-request logged as one line."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, _CLIENT_GONE):
+            log.info("%s: the client went away (%s)", client_address[0], error.strerror or error)
+            return
+        super().handle_error(request, client_address)
 
 
 def _json_response(status: int, document: dict[str, Any]) -> HttpResponse:

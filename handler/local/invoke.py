@@ -3,7 +3,9 @@
 The event goes through its entry point in-process, with the context Lambda would pass, and the
 response is printed on stdout (logs and metrics go to stderr, so stdout pipes into jq). A failure
 the function reports as an error (its settings, S3, the model) is one `error:` line and a non-zero
-status, not a traceback.
+status, not a traceback. The model is the one every local tool chooses (handler.local.model_choice),
+fallback included, handed to the function as its MODEL_PATH, as `serve` does; `--body-output`
+writes a successful API response's image to a file, and stdout then holds the rest of the response.
 
 `--local` plays the deployment around the event: the embedded S3 of `serve`, with the buckets the
 event names and the output bucket, a photo from samples/ under each key it names, and the
@@ -39,18 +41,23 @@ def run_invoke(
     local: bool,
     fail: Callable[[str], int],
     outputs: Path | None = None,
+    model_env: Mapping[str, str | None] | None = None,
 ) -> int:
     """Print the entry point's response to the event in `event_file`; `outputs` (with `local`) gets
-    a copy of what the function wrote to the output bucket, which goes when the embedded S3 does."""
+    a copy of what the function wrote to the output bucket, which goes when the embedded S3 does;
+    `model_env` names the model (MODEL_* variables, None: unset) over the environment's."""
     try:
         event = json.loads(event_file.read_text())
     except (OSError, ValueError) as error:
         return fail(f"cannot read the event {event_file}: {error}")
     api = is_api_event(event)
     hint = "" if local or api else _LOCAL_HINT
+    model_environment = FunctionEnvironment()
     # Logs and EMF metrics go to stderr here, so stdout is only the response.
     with contextlib.redirect_stdout(sys.stderr):
         try:
+            model_environment.apply(model_env or {})
+            _choose_model(model_environment)
             with _local_deployment(event, api) if local else contextlib.nullcontext() as deployment:
                 context = LocalLambdaContext(
                     function_name="api" if api else "jobs",
@@ -67,10 +74,38 @@ def run_invoke(
             if first is None:
                 raise
             return fail(f"every SQS message failed; the first: {first.code}: {first.message}{hint}")
+        finally:
+            model_environment.restore()
+    if body_output is not None:
+        return _write_body(response, body_output, fail)
     print(json.dumps(response, indent=2))
-    if body_output is not None and isinstance(response, dict) and "body" in response:
-        body = response["body"]
-        body_output.write_bytes(base64.b64decode(body) if response.get("isBase64Encoded") else body.encode())
+    return 0
+
+
+def _choose_model(environment: FunctionEnvironment) -> None:
+    """The local tools' choice (the named model, or the fallback with its one `model:` line), set as the
+    function's MODEL_PATH before its entry point loads it; HF_HUB_OFFLINE when the file is on disk."""
+    from handler.core.model.settings import ModelSettings
+    from handler.local.model_choice import function_environment_for
+
+    environment.apply(function_environment_for(ModelSettings.from_env()))
+    if model_is_present():
+        environment.apply({"HF_HUB_OFFLINE": "1"})
+
+
+def _write_body(response: Any, target: Path, fail: Callable[[str], int]) -> int:
+    """A successful API response's body into `target`; stdout gets the response without it. Anything else
+    (an error, a redirect to a stored result, a jobs summary) is printed whole and written nowhere."""
+    status = response.get("statusCode") if isinstance(response, dict) else None
+    body = response.get("body") if isinstance(response, dict) else None
+    if not isinstance(status, int) or not 200 <= status < 300 or not body:
+        print(json.dumps(response, indent=2))
+        what = f"answered {status}" if isinstance(status, int) else "did not answer as an API does"
+        return fail(f"the function {what} with no image to write: {target} was not written")
+    data = base64.b64decode(body) if response.get("isBase64Encoded") else str(body).encode()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    print(json.dumps({**response, "body": f"<{len(data)} bytes written to {target}>"}, indent=2))
     return 0
 
 
@@ -126,8 +161,6 @@ def _local_deployment(event: Mapping[str, Any], api: bool) -> Iterator[_Deployme
         objects = [] if api else _named_objects(event)
         buckets = tuple(dict.fromkeys(bucket for bucket, _key in objects)) or (LOCAL_INPUT_BUCKET,)
         environment.apply(function_environment(endpoint, buckets[0], output_bucket, buckets))
-        if model_is_present():
-            environment.apply({"HF_HUB_OFFLINE": "1"})
         _store_samples(s3, objects, (*buckets, output_bucket))
         yield _Deployment(s3, output_bucket)
     finally:

@@ -68,6 +68,20 @@ def local_model_settings(settings: ModelSettings) -> ModelSettings:
     return dataclasses.replace(settings, path=path, spec=ModelSpec())
 
 
+# Settings made for the default model that must not reach the fallback, which describes itself (its graph).
+_DEFAULT_MODEL_CONTRACT = ("MODEL_OUTPUT", "MODEL_INPUT_SIZE", "MODEL_MEAN", "MODEL_STD")
+
+
+def function_environment_for(named: ModelSettings) -> dict[str, str | None]:
+    """What a function's environment needs for the entry points to load the model the local tools
+    choose for `named` (`serve` and `invoke` run the Lambda entry points, which never fall back
+    themselves): nothing for the named model; the fallback's file as MODEL_PATH otherwise (None: unset)."""
+    chosen = local_model_settings(named)
+    if chosen.path is None or chosen.path == named.path:
+        return {}
+    return {**dict.fromkeys(_DEFAULT_MODEL_CONTRACT), "MODEL_PATH": str(chosen.path)}
+
+
 def note(message: str) -> None:
     """The one line the local tools write about the model they chose (not an error: it works)."""
     print(f"model: {' '.join(message.split())}", file=sys.stderr, flush=True)

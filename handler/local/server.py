@@ -19,21 +19,24 @@ moto comes with the test extras (`pip install -e '.[test]'`), which `make demo` 
 
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from handler.local.api_gateway import DEFAULT_HOST
 from handler.local.context import API_TIMEOUT_SECONDS, JOBS_TIMEOUT_SECONDS, REGION, LocalLambdaContext
 from handler.local.embedded_s3 import EmbeddedS3, function_environment, model_is_present
 from handler.local.environment import FunctionEnvironment
-from handler.local.http_server import RequestHandler
+from handler.local.http_server import LocalHTTPServer, RequestHandler
 from handler.local.upload_trigger import POLL_INTERVAL_SECONDS, UploadPoller
+
+if TYPE_CHECKING:  # onnxruntime is loaded by start(), not by importing this module
+    from handler.core.model.session import BackgroundModel
 
 DEFAULT_PORT = 3000
 INPUT_BUCKET = "local-uploads"
@@ -70,7 +73,7 @@ class LocalServer:
         s3_port: int = 0,
         input_bucket: str = INPUT_BUCKET,
         output_bucket: str = OUTPUT_BUCKET,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         poll_interval: float = POLL_INTERVAL_SECONDS,
     ) -> None:
         self.host = host
@@ -83,8 +86,11 @@ class LocalServer:
         self.s3_endpoint = ""
         self.input_prefix = ""
         self.model_name = ""
+        # What the banner and the page say about the model: its name and input size, and whether it
+        # is the fallback (handler.local.model_choice).
+        self.model_summary = ""
         self._s3 = EmbeddedS3(s3_port)
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: LocalHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
         self.poller: UploadPoller | None = None
         self._environment = FunctionEnvironment()
@@ -99,6 +105,7 @@ class LocalServer:
         # points' Powertools state (logger keys, metrics buffer, the resolver's current event) is
         # per invocation, not made to be shared between threads. Waiting requests queue here.
         self._invocation_lock = threading.BoundedSemaphore(INVOCATION_CONCURRENCY)
+        self._fallback = False
 
     @property
     def url(self) -> str:
@@ -150,10 +157,17 @@ class LocalServer:
         """A boto3 client for the embedded S3."""
         return self._s3.client()
 
-    def invoke_api(self, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke_api(
+        self, event: dict[str, Any], still_wanted: Callable[[], bool] | None = None
+    ) -> dict[str, Any] | None:
+        """The API entry point's response to `event`, once the calls before it are done; None, without
+        calling it, when `still_wanted` says by then that nobody waits for the answer any more (the
+        page cancels its previous request whenever a photo or an option changes)."""
         assert self._api_handler is not None, "start() first"
         context = LocalLambdaContext("background-remover-api-local", API_TIMEOUT_SECONDS)
         with self._invocation_lock:
+            if still_wanted is not None and not still_wanted():
+                return None
             return self._api_handler(event, context)
 
     def banner(self) -> str:
@@ -165,7 +179,7 @@ class LocalServer:
         return "\n".join(
             [
                 "Background remover, running locally (the Lambda entry points, an embedded S3).",
-                f"  model:       {self.model_name}",
+                f"  model:       {self.model_summary}",
                 f"  web page:    {self.url}/",
                 f"  HTTP API:    POST {self.url}/remove   POST {self.url}/mask   POST {self.url}/uploads"
                 f"   GET {self.url}/results/<id>",
@@ -242,14 +256,11 @@ class LocalServer:
         """The local tools' model choice (handler.local.model_choice): the named model, or the fallback,
         which the function then gets as its MODEL_PATH, as a deployment of that model would."""
         from handler.core.model.settings import ModelSettings
-        from handler.local.model_choice import local_model_settings
+        from handler.local.model_choice import function_environment_for
 
-        named = ModelSettings.from_env()
-        chosen = local_model_settings(named)
-        if chosen.path is not None and chosen.path != named.path:
-            # The fallback describes itself: settings made for the default model must not reach it.
-            unset = dict.fromkeys(("MODEL_OUTPUT", "MODEL_INPUT_SIZE", "MODEL_MEAN", "MODEL_STD"))
-            self._environment.apply({**unset, "MODEL_PATH": str(chosen.path)})
+        chosen = function_environment_for(ModelSettings.from_env())
+        self._environment.apply(chosen)
+        self._fallback = bool(chosen)
 
     def _load_function(self) -> None:
         """Import the entry points with the environment in place; loading the model happens here,
@@ -259,7 +270,9 @@ class LocalServer:
         runtime.reset()  # a previous local server in this process had its own settings
         self._api_handler = importlib.import_module("handler.api").lambda_handler
         self._jobs_handler = importlib.import_module("handler.jobs").lambda_handler
-        self.model_name = runtime.current().model_name
+        current = runtime.current()
+        self.model_name = current.model_name
+        self.model_summary = _model_summary(current.model, current.model_name, fallback=self._fallback)
 
     def _bind_http(self) -> None:
         server = self
@@ -268,10 +281,15 @@ class LocalServer:
             local = server
 
         try:
-            self._httpd = ThreadingHTTPServer((self.host, self.port), Handler)
+            self._httpd = LocalHTTPServer((self.host, self.port), Handler)
         except OSError as error:
-            raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {error.strerror or error}") from error
-        self._httpd.daemon_threads = True
+            reason = f"cannot listen on {self.host}:{self.port}: {error.strerror or error}"
+            if error.errno == errno.EADDRINUSE:
+                reason += (
+                    f"; another program (another demo?) uses port {self.port}: stop it, or choose another port "
+                    "with `make demo PORT=8080` (`bgremove serve --port 8080`)"
+                )
+            raise RuntimeError(reason) from error
         self.port = self._httpd.server_address[1]
 
     def _start_http(self) -> None:
@@ -286,8 +304,22 @@ class LocalServer:
             return self._jobs_handler(event, context)
 
 
+def _model_summary(model: BackgroundModel, name: str, *, fallback: bool) -> str:
+    """The model in a few words for a person: which one, and whether the resolution option applies to it."""
+    width, height = model.input_size
+    if model.dynamic:
+        size = f"dynamic input, {width}x{height} unless a resolution is asked for"
+    else:
+        size = f"fixed {width}x{height} input: the resolution option does not apply"
+    if fallback:
+        from handler.local.fallback_model import LABEL
+
+        return f"{LABEL}, the offline fallback for BiRefNet-lite ({size})"
+    return f"{name} ({size})"
+
+
 def serve(
-    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, s3_port: int = 0, env: Mapping[str, str] | None = None
+    host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, s3_port: int = 0, env: Mapping[str, str | None] | None = None
 ) -> int:
     """`python -m handler serve`: start everything, print where it is, run until Ctrl-C."""
     import signal

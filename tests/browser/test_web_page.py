@@ -129,6 +129,11 @@ def test_a_chosen_photo_shows_its_cutout_and_mask_beside_the_original(page: Page
     _screenshot(page, "astronaut")
 
 
+def test_the_page_names_the_model_it_runs(page: Page, server: LocalServer) -> None:
+    expect(page.locator("#model")).to_have_text(server.model_summary)
+    expect(page.locator("#model")).to_contain_text("u2netp.onnx")
+
+
 def _change_and_capture(page: Page, action: Callable[[], object]) -> tuple[dict[str, str], str]:
     """Do `action`, return the query of the request it sends and how that run ended."""
     with page.expect_request(_is_api("/remove"), timeout=RESULT_TIMEOUT_MS) as sent:

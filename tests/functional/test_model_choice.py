@@ -160,6 +160,9 @@ def test_local_server_without_a_hub_serves_the_fallback(no_hub: NoHub, capfd: py
         # THEN the function runs U-2-Net-p, taken from its graph as probabilities
         assert local.model_name == "u2netp.onnx"
         assert runtime.current().model.contract.output == "probabilities"
+        # AND its banner and page say it is the fallback, and that resolution does not apply to it
+        assert local.model_summary.startswith("U-2-Net-p from the PyPI package") and "fallback" in local.model_summary
+        assert "fixed 320x320 input" in local.model_summary
     lines = _model_lines(capfd.readouterr().err)
     assert [line for line in lines if line.startswith("model:")] == lines[:1] and lines[0].startswith(
         "model: U-2-Net-p"

@@ -85,7 +85,7 @@ def test_session_options_use_the_share_sequentially_without_memory_pattern(threa
     assert options.intra_op_num_threads == threads
     assert options.inter_op_num_threads == 1
     assert options.execution_mode == ort.ExecutionMode.ORT_SEQUENTIAL
-    # with the memory pattern on, BiRefNet-lite peaked at 11-12 GB instead of 7 GB (README, "Lambda sizing and cost")
+    # with the memory pattern on, BiRefNet-lite peaked at 11-12 GB instead of 7 GB (docs/sizing.md)
     assert options.enable_mem_pattern is False
     assert options.enable_cpu_mem_arena is True
     assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -7,7 +7,7 @@ percent-encoding, NUL, control characters, RTL override, lone surrogates, over-l
 check that every key either maps under the output prefix or is refused cleanly (InvalidParameter,
 a permanent, counted skip), never anything else.
 
-Collisions, by design and documented in README ("S3 jobs"): keys that differ only in their
+Collisions, by design and documented in docs/s3-jobs.md: keys that differ only in their
 extension ("a.jpg", "a.png"), in leading slashes ("/a.jpg", "a.jpg"), or in the INPUT_PREFIX
 ("uploads/a.jpg", "a.jpg", when a key outside the prefix is processed at all) share outputs.
 Keys under the input prefix with the same extension never collide (asserted below).
