@@ -13,13 +13,17 @@ template's MemorySize, and the local S3). Each case is a fresh execution environ
 then one invocation): the jobs function on an S3 put notification for the photo, and the API
 function on POST /remove with the photo inline where it fits in Lambda's 6 MB request. The figure
 is the runtime process's peak RSS (VmHWM of the sandboxed interpreter: interpreter, imports, the
-session and its arena, the photo), read after its invocation; the cold start alone (init: the
-session loaded, before any photo) is read from a case that is never invoked.
+session and its arena, the photo), read after each invocation; the cold start alone (the session
+loaded, no photo) from S3's test event, which asks for nothing. `--invocations N` keeps one
+environment for N invocations of the same photo (a warm environment's peak can climb).
+`--context` runs another checkout's Dockerfile and code (this checkout's template and --memory
+still configure the functions), `--baked` serves a given bake as /opt/model.
 
 Photos: samples/astronaut.jpg enlarged with seeded sensor-like noise, JPEG quality 90 (as
 large_photo.py makes them): 64x64, 12 MP (4000x3000), 64 MP (9236x6927, the largest 4:3 photo within
 the default MAX_INPUT_PIXELS). The API gets a copy without noise at quality 85 where the noisy one
-is too large to send inline. Prints a markdown table; writes benchmarks/results/lambda_memory.json.
+is too large to send inline. Prints a markdown table; adds the run (by its --label) to
+benchmarks/results/lambda_memory.json.
 """
 
 from __future__ import annotations
@@ -165,6 +169,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         client = s3.client()
 
+        def clear_outputs() -> None:
+            """So that the next photo is processed, not skipped as up to date."""
+            for key in s3.keys(resources["OutputBucket"]):
+                client.delete_object(Bucket=resources["OutputBucket"], Key=key)
+
         def measure(function_id: str, label: str, payload: bytes | None, *, synchronous: bool) -> dict[str, Any]:
             function = bench.function(function_id, name=f"memory-{function_id}-{label}-{len(rows)}", extra_binds=binds)
             try:
@@ -177,9 +186,7 @@ def main(argv: list[str] | None = None) -> None:
                     assert function._environment is not None
                     pid = _runtime_pid(function._environment.process.pid)
                     peaks.append(round(_status_mb(pid, "VmHWM")))
-                    if payload is not None and "jobs" in function_id.lower():
-                        for key in s3.keys(resources["OutputBucket"]):  # processed again, not skipped
-                            client.delete_object(Bucket=resources["OutputBucket"], Key=key)
+                    clear_outputs()
             finally:
                 function.close()
             if result.error_type is not None:
@@ -205,9 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         def jobs_case(name: str) -> Callable[[], tuple[bytes | None, bool, int, int]]:
             def prepare() -> tuple[bytes | None, bool, int, int]:
                 data = photo(name)
-                for bucket, prefix in ((resources["OutputBucket"], ""),):
-                    for key in s3.keys(bucket, prefix):
-                        client.delete_object(Bucket=bucket, Key=key)
+                clear_outputs()
                 put = client.put_object(Bucket=resources["InputBucket"], Key=INPUT_KEY, Body=data)
                 event = s3_put_event(resources["InputBucket"], INPUT_KEY, len(data), put["ETag"].strip('"'), 1)
                 width, height = SIZES[name]
@@ -222,8 +227,7 @@ def main(argv: list[str] | None = None) -> None:
                     data = photo(name, noise=False, quality=85)
                 if len(data) > INLINE_LIMIT:
                     raise SystemExit(f"the {name} photo does not fit inline ({len(data):,} bytes)")
-                for key in s3.keys(resources["OutputBucket"]):
-                    client.delete_object(Bucket=resources["OutputBucket"], Key=key)
+                clear_outputs()
                 width, height = SIZES[name]
                 return _api_event(data), True, len(data), width * height
 
