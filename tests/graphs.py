@@ -89,6 +89,30 @@ def constant(value: float, *, size: int | None = BIREFNET_SIZE) -> onnx.ModelPro
     return conv1x1([0.0, 0.0, 0.0], value, size=size)
 
 
+def wide(channels: int, *, size: int = BIREFNET_SIZE) -> onnx.ModelProto:
+    """BiRefNet's contract through a wide intermediate (`channels` x size x size float32): a model
+    whose run needs working memory, as the real one does (its output is 0 everywhere)."""
+    graph = helper.make_graph(
+        nodes=[
+            helper.make_node("Conv", [INPUT_NAME, "W1"], ["wide"], kernel_shape=[1, 1]),
+            helper.make_node("Relu", ["wide"], ["relu"]),
+            helper.make_node("Conv", ["relu", "W2"], [OUTPUT_NAME], kernel_shape=[1, 1]),
+        ],
+        name="wide_birefnet_contract",
+        inputs=[helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [1, 3, size, size])],
+        outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [1, 1, size, size])],
+        initializer=[
+            helper.make_tensor("W1", TensorProto.FLOAT, [channels, 3, 1, 1], [1.0] * channels * 3),
+            helper.make_tensor("W2", TensorProto.FLOAT, [1, channels, 1, 1], [0.0] * channels),
+        ],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION, producer_name="tests"
+    )
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))

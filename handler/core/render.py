@@ -5,6 +5,7 @@ This is the single logic function both entry points and the command line call.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import time
 from collections.abc import Sequence
@@ -22,6 +23,14 @@ from handler.core.image.limits import ImageLimits
 from handler.core.image.options import RenderOptions
 from handler.core.image.png import encode_png_cutout
 from handler.core.model.session import BackgroundModel
+
+# Above this many input pixels the model's working memory is handed back after inference, before
+# the cutout is made: the photo's own buffers (~4-6 bytes per pixel: its mask, the PNG, strips) then
+# reuse it instead of adding to it. With a stand-in of BiRefNet-lite a 64 MP cutout and mask peaked
+# at 2.25 GB instead of 2.47 GB (benchmarks/README.md, "The largest photo"), leaving a 3,008 MB
+# function room to spare; the next inference pays for the memory again (~0.65 s on 2 cores here),
+# so photos up to twice a 12 MP phone photo keep it: theirs fit beside it.
+RELEASE_MODEL_MEMORY_ABOVE_PIXELS = 24_000_000
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ def process(
     for kind in kinds:
         options.check_for(kind)
     model_size = model.size_for(options.resolution)  # refused before any decoding
+    _return_freed_memory()
     started = time.perf_counter()
     picture, probabilities, inference_ms = _decode_and_infer(source, model, limits, model_size)
     alpha = alpha_from(picture, probabilities)
@@ -77,6 +87,28 @@ def process(
         inference_ms=inference_ms,
         total_ms=(time.perf_counter() - started) * 1000,
     )
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory the last photo (or the model's loading) freed back to the system.
+
+    glibc keeps freed memory for reuse, and after a few large photos a warm environment held enough
+    of it, fragmented, that the next photo's peak rose on top: 2.73 -> 3.12 GB over ten 64 MP
+    photos (benchmarks/lambda_memory.py), Lambda's kill for a 3,008 MB function. `malloc_trim`
+    returns the free pages (5-25 ms); elsewhere than glibc it is a no-op.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> ctypes._NamedFuncPointer | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl)
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def _decode_and_infer(
@@ -97,7 +129,10 @@ def _decode_and_infer(
         small = load_model_input(source, limits, model_size)
         model_input = small if small is not None else full_decode.result().rgb
         inference_started = time.perf_counter()
-        probabilities = model.probabilities(model_input, model_size)
+        width, height = image.size
+        probabilities = model.probabilities(
+            model_input, model_size, release_memory=width * height > RELEASE_MODEL_MEMORY_ABOVE_PIXELS
+        )
         inference_ms = (time.perf_counter() - inference_started) * 1000
         return full_decode.result(), probabilities, inference_ms
 

@@ -105,8 +105,12 @@ def test_cfn_lint_passes_on_the_transformed_template(
     tool: Callable[[str], Path],
     tmp_path: Path,
 ) -> None:
+    _assert_cfn_lint_passes(transformed(combination), tool, tmp_path)
+
+
+def _assert_cfn_lint_passes(template: dict[str, Any], tool: Callable[[str], Path], tmp_path: Path) -> None:
     path = tmp_path / "transformed.json"
-    path.write_text(json.dumps(transformed(combination), indent=1))
+    path.write_text(json.dumps(template, indent=1))
     result = subprocess.run(
         [str(tool("cfn-lint")), "--", str(path)],
         cwd=ROOT,
@@ -305,6 +309,33 @@ def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any
         assert values["__ApiId__"] == {"Ref": "HttpApi"}, name
     upload = permissions["JobsFunctionUploadPermission"]["Properties"]
     assert upload["SourceArn"] == {"Fn::GetAtt": ["JobsFunctionUpload", "Arn"]}
+
+
+# --- Concurrency: none reserved unless asked for (a new account's quota may allow no reservation) --
+
+RESERVATIONS = {"ApiFunction": "ApiReservedConcurrency", "JobsFunction": "JobsReservedConcurrency"}
+
+
+def test_no_function_reserves_concurrency_by_default(deployed: dict[str, Any]) -> None:
+    # A new account's concurrency quota can be 10, and 10 must stay unreserved: any reservation fails.
+    for name, function in _resources(deployed, "AWS::Lambda::Function").items():
+        assert "ReservedConcurrentExecutions" not in function["Properties"], name
+
+
+@pytest.mark.parametrize("value", ["0", "3"])
+def test_a_reservation_is_made_only_for_a_positive_value(
+    transformed: Callable[[dict[str, str]], dict[str, Any]],
+    tool: Callable[[str], Path],
+    tmp_path: Path,
+    value: str,
+) -> None:
+    given = dict.fromkeys(RESERVATIONS.values(), value)
+    output = transformed(given)  # the transform CloudFormation runs accepts the condition
+    _assert_cfn_lint_passes(output, tool, tmp_path)
+    functions = _resources(resolve_conditions(output, given), "AWS::Lambda::Function")
+    for name, parameter in RESERVATIONS.items():
+        reserved = functions[name]["Properties"].get("ReservedConcurrentExecutions")
+        assert reserved == (None if value == "0" else {"Ref": parameter}), name
 
 
 def test_api_throttling_comes_from_the_parameters(deployed: dict[str, Any]) -> None:

@@ -39,9 +39,9 @@ def _tensor_shapes(model: BackgroundModel, monkeypatch: pytest.MonkeyPatch) -> l
     shapes: list[tuple[int, ...]] = []
     run = model.infer
 
-    def spy(tensor: np.ndarray) -> np.ndarray:
+    def spy(tensor: np.ndarray, *, release_memory: bool = False) -> np.ndarray:
         shapes.append(tensor.shape)
-        return run(tensor)
+        return run(tensor, release_memory=release_memory)
 
     monkeypatch.setattr(model, "infer", spy)
     return shapes

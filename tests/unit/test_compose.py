@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handler.core.image import compose
 from handler.core.image.compose import FOREGROUND_THRESHOLD, Box, compose_cutout, foreground_box
 from handler.core.image.decode import Picture
 
@@ -70,6 +71,28 @@ def test_foreground_box_threshold_is_a_parameter(threshold: int, box: Box) -> No
     alpha[4, 3:5] = 220
 
     assert foreground_box(grey(alpha), threshold) == box
+
+
+@pytest.mark.parametrize(("top", "bottom"), [(0, 60), (7, 8), (9, 10), (10, 11), (13, 41), (30, 40), (59, 60)])
+def test_foreground_box_is_the_same_when_looked_for_band_by_band(
+    monkeypatch: pytest.MonkeyPatch, top: int, bottom: int
+) -> None:
+    # GIVEN a subject whose rows start and end inside, at or across bands of 10 rows, two scattered
+    # pixels beside it, and a halo just below the threshold everywhere
+    monkeypatch.setattr(compose, "BOX_BAND_PIXELS", 10 * 80)
+    alpha = np.full((60, 80), FOREGROUND_THRESHOLD - 1, dtype=np.uint8)
+    alpha[top:bottom, 30:50] = 255
+    alpha[(top + bottom) // 2, [12, 71]] = FOREGROUND_THRESHOLD
+
+    # WHEN boxed THEN the box is the one of the whole mask at once
+    rows, columns = np.nonzero(alpha >= FOREGROUND_THRESHOLD)
+    expected = Box(
+        left=int(columns.min()),
+        top=int(rows.min()),
+        width=int(columns.max() - columns.min() + 1),
+        height=int(rows.max() - rows.min() + 1),
+    )
+    assert foreground_box(grey(alpha)) == expected
 
 
 @pytest.mark.parametrize("value", [0, FOREGROUND_THRESHOLD - 1])

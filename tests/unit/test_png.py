@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -90,3 +91,23 @@ def test_cutout_encoding_matches_compose_cutout(monkeypatch: pytest.MonkeyPatch)
     # THEN the pixels are exactly compose_cutout's
     assert decoded.mode == "RGBA"
     assert decoded.tobytes() == expected.tobytes()
+
+
+def test_the_file_is_the_only_full_size_copy_the_writer_makes(monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN a cutout whose PNG (noise barely compresses) is many strips and chunks, written on one thread
+    monkeypatch.setattr(png, "STRIP_BYTES", 1 << 18)
+    monkeypatch.setattr(png, "IDAT_CHUNK_BYTES", 1 << 20)
+    rgb = _noisy("RGB", 2000, 1500, seed=5)
+    alpha = _noisy("L", 2000, 1500, seed=6)
+    tracemalloc.start()
+    try:
+        # WHEN it is encoded (tracemalloc counts the bytes and numpy buffers the writer makes)
+        size = len(png.encode_png_cutout(rgb, alpha, threads=1))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # THEN at the peak it held the compressed strips and the file they are joined into, plus the
+    # strip being worked on: not the stream joined, cut into chunks and joined again besides
+    assert size > 40 * png.STRIP_BYTES
+    assert peak <= 2 * size + 8 * png.STRIP_BYTES, f"{peak / size:.2f}x the file"

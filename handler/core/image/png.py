@@ -111,16 +111,14 @@ def _png(rows: RowReader, size: tuple[int, int], mode: str, metadata: list[bytes
     colour_type, channels = _COLOUR_TYPES[mode]
     width, height = size
     header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
-    chunks = [_SIGNATURE, _chunk(b"IHDR", header), *metadata]
-    idat = _zlib_stream(rows, height, width * channels, threads or available_cpus())
-    chunks.extend(
-        _chunk(b"IDAT", idat[start : start + IDAT_CHUNK_BYTES]) for start in range(0, len(idat), IDAT_CHUNK_BYTES)
-    )
-    chunks.append(_chunk(b"IEND", b""))
-    return b"".join(chunks)
+    stream = _zlib_stream(rows, height, width * channels, threads or available_cpus())
+    # One join of views into the compressed strips: the file is the only full-size copy made (the
+    # stream joined first, then cut into chunks, then joined again held up to three at once).
+    return b"".join([_SIGNATURE, _chunk(b"IHDR", header), *metadata, *_idat_chunks(stream), _chunk(b"IEND", b"")])
 
 
-def _zlib_stream(rows: RowReader, height: int, row_bytes: int, threads: int) -> bytes:
+def _zlib_stream(rows: RowReader, height: int, row_bytes: int, threads: int) -> list[bytes]:
+    """The zlib stream of the Up-filtered rows, as its pieces in order (joined, they are the stream)."""
     rows_per_strip = max(1, STRIP_BYTES // max(row_bytes, 1))
     strips = list(_strip_bounds(height, rows_per_strip))
     last = len(strips) - 1
@@ -139,7 +137,29 @@ def _zlib_stream(rows: RowReader, height: int, row_bytes: int, threads: int) -> 
     for _, adler, length in parts:
         checksum = _adler32_combine(checksum, adler, length)
     # zlib header for deflate with a 32 KB window, no preset dictionary, "fastest" level flag.
-    return b"\x78\x01" + b"".join(data for data, _, _ in parts) + struct.pack(">I", checksum)
+    return [b"\x78\x01", *(data for data, _, _ in parts), struct.pack(">I", checksum)]
+
+
+def _idat_chunks(stream: list[bytes]) -> Iterator[bytes | memoryview]:
+    """The stream's pieces as IDAT chunks of IDAT_CHUNK_BYTES (the last shorter): each chunk's length,
+    type, data (views into the pieces) and CRC, without joining the stream."""
+    total = sum(len(piece) for piece in stream)
+    views = iter(memoryview(piece) for piece in stream)
+    current = memoryview(b"")
+    for start in range(0, total, IDAT_CHUNK_BYTES):
+        size = min(IDAT_CHUNK_BYTES, total - start)
+        data: list[memoryview] = []
+        crc = zlib.crc32(b"IDAT")
+        while size:
+            if not current:
+                current = next(views)
+            taken, current = current[:size], current[size:]
+            data.append(taken)
+            crc = zlib.crc32(taken, crc)
+            size -= len(taken)
+        yield struct.pack(">I", sum(len(view) for view in data)) + b"IDAT"
+        yield from data
+        yield struct.pack(">I", crc)
 
 
 def _strip_bounds(height: int, rows_per_strip: int) -> Iterator[tuple[int, int]]:
