@@ -167,7 +167,8 @@ def child_accuracy() -> dict[str, Any]:
     import numpy as np
     from PIL import Image
 
-    from handler.core.image.refine import Plan, blur_fusion, refine_foreground
+    from handler.core.image.blur_fusion import blur_fusion
+    from handler.core.image.refine import Plan, refine_foreground
     from tests.composites import _smooth_colour, compose
 
     alpha = _saved_alpha()

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from handler.core.image.blur_fusion import blur_fusion, box_mean
 from handler.core.image.compose import compose_cutout
 from handler.core.image.decode import Picture
-from handler.core.image.refine import Plan, blur_fusion, box_mean, refine_foreground
+from handler.core.image.refine import Plan, refine_foreground
 from tests.composites import Composite, cases, changed_edge_pixels
 
 # At 1600x1200 the blurs run on grids reduced 2x and 8x, as on large photos.

@@ -5,8 +5,8 @@ subject's colour F and the old background's B. Keeping I as the cutout's colour 
 background along as a halo. Forte & Pitié's "approximate fast foreground colour estimation"
 (ICIP 2021; the method BiRefNet's own demo applies to its cutouts) estimates F with two passes of
 alpha-weighted box blurs, a large box for the local fore- and background colours, then a small
-one. `blur_fusion` below is that definition at full resolution; `refine_foreground` computes the
-same estimate for a whole photo within a small time and memory budget.
+one. `blur_fusion` (handler.core.image.blur_fusion) is that definition at full resolution;
+`refine_foreground` computes the same estimate for a whole photo within a small time and memory budget.
 
 Box widths. The reference uses boxes of 90 and 6 pixels on images of about 1024 pixels. Here they
 scale with the image's longer side: the large box should cover the same part of the scene at any
@@ -27,6 +27,10 @@ Budget. Only band pixels (0 < alpha < 255) change, and every blurred quantity is
   colours of its fine-grid cell.
 benchmarks/refine.py measures the error of this against `blur_fusion` at full resolution, and
 the time and memory it adds.
+
+One module of ~400 lines on purpose: the measuring pass (_Grids), the sampling of its grids
+(_SampleGrid) and the per-pixel pass (_refine_strip) share one plan and one cell layout, and
+each reads the others' arrays in that layout; apart, they would be one algorithm in three files.
 """
 
 from __future__ import annotations
@@ -38,13 +42,12 @@ import numpy as np
 from PIL import Image
 
 from handler.core.cpu import map_over_cpus
+from handler.core.image.blur_fusion import EPSILON, box_mean
 
 # The reference's box widths, in pixels of an image whose longer side is REFERENCE_SIDE.
 REFERENCE_SIDE = 1024
 COARSE_BOX = 90
 FINE_BOX = 6
-# Keeps the divisions defined where a window holds no foreground (or no background) at all.
-EPSILON = 1e-5
 # The small blur's grid is the coarsest on which its box spans at least this many cells: 3, less
 # a 3% margin that a 4000-pixel photo's 23.4-pixel box (2.93 cells of 8) meets. Measured
 # (benchmarks/refine.py's accuracy, and composites at 1024-4000 pixels): boxes of 2.9-3 cells keep
@@ -143,73 +146,6 @@ def refine_foreground(
         strips,
     )
     return target
-
-
-def blur_fusion(image: np.ndarray, alpha: np.ndarray, coarse_box: int, fine_box: int) -> np.ndarray:
-    """The estimate by definition, at full resolution: float arrays in [0, 1], HxWx3 and HxW.
-
-    BiRefNet's `FB_blur_fusion_foreground_estimator_2`, with a box mean whose window is clipped at
-    the image border (the same one the grids use, so measurements compare only the grids).
-    """
-    a = alpha[..., None]
-    first, blurred_bg = _fusion_step(image, image, image, a, coarse_box)
-    return _fusion_step(image, first, blurred_bg, a, fine_box)[0]
-
-
-def _fusion_step(
-    image: np.ndarray, fg: np.ndarray, bg: np.ndarray, a: np.ndarray, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    blurred_alpha = box_mean(a, width)
-    blurred_fg = box_mean(fg * a, width) / (blurred_alpha + EPSILON)
-    blurred_bg = box_mean(bg * (1 - a), width) / ((1 - blurred_alpha) + EPSILON)
-    estimate = blurred_fg + a * (image - a * blurred_fg - (1 - a) * blurred_bg)
-    return np.clip(estimate, 0, 1), blurred_bg
-
-
-def box_mean(values: np.ndarray, width: int) -> np.ndarray:
-    """The mean over a width x width box around each pixel of an HxW(xC) array, clipped at the borders.
-
-    One channel at a time: the running sums then cost a third of the memory of all three.
-    """
-    values = np.asarray(values, dtype=np.float32)
-    if values.ndim == 2:
-        return _box_mean_2d(values, width)
-    means = np.empty_like(values)
-    for channel in range(values.shape[2]):
-        means[..., channel] = _box_mean_2d(values[..., channel], width)
-    return means
-
-
-def _box_mean_2d(values: np.ndarray, width: int) -> np.ndarray:
-    """`box_mean` of one HxW plane: down the columns, then (on the transpose) along the rows.
-
-    Both passes run down axis 0, whose running sums are whole-row additions (see _box_rows).
-    """
-    columns = _box_rows(np.ascontiguousarray(values, dtype=np.float32), width)
-    return np.ascontiguousarray(_box_rows(np.ascontiguousarray(columns.T), width).T)
-
-
-def _box_rows(values: np.ndarray, width: int) -> np.ndarray:
-    """Box means down axis 0 of an HxW array from running sums: one subtraction per value, whatever the width.
-
-    The running sums are added one row at a time: the same float32 additions in the same order as
-    np.cumsum(axis=0) (so the same sums, bit for bit), but each row is one vectorised addition
-    where np.cumsum walks value by value (~3x slower on the fine grid of a 12 MP photo).
-    """
-    length = values.shape[0]
-    before, after = (width - 1) // 2, width // 2  # the window is [i - before, i + after]
-    # sums[k] = the sum of values[0 : k - before], clamped to 0 and to the total beyond both ends.
-    sums = np.empty((length + width, values.shape[1]), dtype=np.float32)
-    sums[: before + 1] = 0
-    sums[before + 1] = values[0]
-    for row in range(1, length):
-        np.add(sums[before + row], values[row], out=sums[before + 1 + row])
-    sums[before + 1 + length :] = sums[before + length]
-    means = sums[width : width + length] - sums[:length]
-    index = np.arange(length)
-    counts = np.minimum(index + after + 1, length) - np.maximum(index - before, 0)
-    means /= counts.astype(np.float32)[:, None]
-    return means
 
 
 @dataclass
