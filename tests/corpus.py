@@ -4,8 +4,9 @@ Each `Case` carries the bytes and the outcome codes it may end in (None: any out
 defined one, i.e. a success or a `BackgroundRemovalError`). The families follow issue #7:
 sample photos truncated at many offsets and bit-flipped, wrong magic, zero bytes, headers
 claiming 100000x100000, PNG chunk bombs (iCCP, zTXt, iTXt, tEXt), animations with thousands of
-frames, TIFF compressions, formats outside the allow-list, valid images in wrong containers, and
-the regression cases the fuzzer found. Used by the corpus tests and `scripts/corpus_report.py`.
+frames, structures past their decoder's bounds (JPEG scans, PNG chunks, GIF blocks, TIFF tags and
+strips, ...), TIFF compressions, formats outside the allow-list, valid images in wrong containers,
+and the regression cases the fuzzer found. Used by the corpus tests and `scripts/corpus_report.py`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ KNOWN_CODES = frozenset(
         "image_too_large",
         "too_many_pixels",
         "too_many_frames",
+        "too_complex",
         "unsupported_media_type",
     }
 )
@@ -76,6 +78,7 @@ def cases() -> list[Case]:
         *huge_claims(),
         *png_chunk_bombs(),
         *many_frames(),
+        *structures(),
         *refused_formats(),
         *wrong_containers(samples, made),
         *regressions(),
@@ -333,6 +336,27 @@ def many_frames() -> Iterator[Case]:
     next_at = ifd + 2 + 12 * count
     tiff[next_at : next_at + 4] = struct.pack("<I", ifd)
     yield Case("many_frames", "tiff-ifd-loop", bytes(tiff))
+
+
+def structures() -> Iterator[Case]:
+    """Files that hold more of their decoder's costly units than a photo (tests/hostile.py): one past
+    each default bound (refused from their bytes), and the issue's JPEG whose scans repeat."""
+    from handler.core.image.limits import StructureLimits
+    from tests import hostile
+
+    bounds = StructureLimits()
+    too_complex = frozenset({"too_complex"})
+    yield Case("structure", "jpeg-600-scans-12mp", hostile.jpeg_with_scans(600, size=(4000, 3000)), too_complex)
+    yield Case("structure", "jpeg-scans-past-bound", hostile.jpeg_with_scans(bounds.jpeg_scans + 1), too_complex)
+    yield Case("structure", "jpeg-scans-at-bound", hostile.jpeg_with_scans(bounds.jpeg_scans), frozenset({OK}))
+    yield Case("structure", "jpeg-segments", hostile.jpeg_with_segments(bounds.segments + 1), too_complex)
+    yield Case("structure", "png-chunks", hostile.png_with_chunks(bounds.segments + 1), too_complex)
+    yield Case("structure", "webp-chunks", hostile.webp_with_chunks(bounds.segments + 1), too_complex)
+    yield Case("structure", "gif-blocks", hostile.gif_with_blocks(bounds.gif_blocks + 1), too_complex)
+    yield Case("structure", "tiff-strips", hostile.tiff_with_strips(bounds.tiff_strips + 1), too_complex)
+    yield Case("structure", "tiff-tags", hostile.tiff_with_tags(bounds.tiff_tags + 1), too_complex)
+    yield Case("structure", "bmp-rle8", hostile.bmp_rle8(2049, 2048), too_complex)
+    yield Case("structure", "avif-items", hostile.avif_with_items(bounds.heif_items + 1), too_complex)
 
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n"

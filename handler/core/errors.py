@@ -129,6 +129,13 @@ class TooManyFrames(ImageTooLarge):
     code = "too_many_frames"
 
 
+class TooComplex(ImageTooLarge):
+    """A file whose structure would cost its decoder more than a photo's (too many JPEG scans,
+    PNG chunks, GIF blocks, TIFF tags or strips, ...): handler.core.image.limits.StructureLimits."""
+
+    code = "too_complex"
+
+
 class OutputTooLarge(BackgroundRemovalError):
     code = "output_too_large"
     status = 413

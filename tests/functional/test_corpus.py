@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = ROOT / "samples"
 CORPUS = cases()
 STATUSES = {OK: 200, "invalid_image": 400, "missing_image": 400, "unsupported_media_type": 415} | dict.fromkeys(
-    ("image_too_large", "too_many_pixels", "too_many_frames"), 413
+    ("image_too_large", "too_many_pixels", "too_many_frames", "too_complex"), 413
 )
 # A fixed 64x64 graph: the cost per case is the decoding, not the model.
 TINY_SIZE = 64

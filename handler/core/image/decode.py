@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import mmap
 import re
 import struct
 import warnings
@@ -23,6 +24,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from handler.core.errors import ImageTooLarge, InvalidImage, TooManyFrames, TooManyPixels, UnsupportedMediaType
 from handler.core.image.limits import ImageLimits
 from handler.core.image.refused_formats import HEAD_BYTES, refused_format
+from handler.core.image.structure import check_structure
 
 # Pillow quotes a few bytes of the file in some messages ("broken PNG file (chunk b'...')"). An
 # error message reaches the client and the jobs' logs, and image bytes belong in neither.
@@ -65,8 +67,9 @@ _JPEG_SIGNATURE = b"\xff\xd8\xff"
 # What Pillow raises on corrupt or truncated data, at open, on seeking and on first pixel access.
 # Beyond the documented OSError/ValueError family, found by the corpus and the fuzzer: TypeError
 # (a TIFF frame without dimensions), IndexError (a GIF frame cut short), KeyError (a TIFF frame
-# with an unknown compression), struct.error (a short header field).
-_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, LookupError, struct.error)
+# with an unknown compression), struct.error (a short header field), RuntimeError (an AVIF whose
+# frame libavif cannot decode).
+_CORRUPT_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, TypeError, LookupError, struct.error, RuntimeError)
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
 _ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
 
@@ -140,12 +143,15 @@ def load_model_input(source: ImageSource, limits: ImageLimits, model_size: tuple
     The model sees the photo squashed to ~1024x1024, so decoding 12 MP only to throw most of it
     away is wasted time: a draft decode at 1/2, 1/4 or 1/8 scale, still at least the model's size,
     is several times faster and differs from the full decode only by its low-pass filter. None
-    where it does not apply (not a JPEG, too small to reduce, a PIL image, CMYK).
+    where it does not apply (not a JPEG, too small to reduce, a PIL image, CMYK) and for a
+    progressive JPEG: libjpeg scales only the inverse DCT, and a progressive file's cost is its
+    scans' entropy decoding (every scan passes over the whole image), which a draft would pay a
+    second time beside the full decode.
     """
     if isinstance(source, Image.Image) or not _starts_like_jpeg(source):
         return None
     image = open_image(source, limits)
-    if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L"):
+    if image.format not in ("JPEG", "MPO") or image.mode not in ("RGB", "L") or image.info.get("progressive"):
         return None
     width, height = model_size
     if image.getexif().get(_EXIF_ORIENTATION_TAG, 1) >= 5:
@@ -172,7 +178,8 @@ def _starts_like_jpeg(source: str | Path | bytes | bytearray | memoryview) -> bo
 
 
 def open_image(source: str | Path | bytes | bytearray | memoryview, limits: ImageLimits) -> Image.Image:
-    """Open lazily and check the limits (bytes, pixels, frames) on the header only.
+    """Open lazily and check the limits: bytes and structure on the raw data, before any decoder
+    sees it, then pixels and frames on the header.
 
     The format is sniffed from the bytes by the allow-listed decoders alone: a declared
     Content-Type or a file name never chooses a decoder.
@@ -181,13 +188,18 @@ def open_image(source: str | Path | bytes | bytearray | memoryview, limits: Imag
         # A file that cannot be read is the OS's error (FileNotFoundError, PermissionError, ...), as
         # for any Python function given a path: it says nothing about the image data.
         path = Path(source)
-        _check_bytes(path.stat().st_size, limits)
+        size = path.stat().st_size
+        _check_bytes(size, limits)
+        if size:
+            with path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+                check_structure(mapped, limits)
         stream: io.BytesIO | Path = path
     else:
         data = bytes(source)
         _check_bytes(len(data), limits)
         if not data:
             raise InvalidImage("the image is empty (0 bytes)")
+        check_structure(data, limits)
         stream = io.BytesIO(data)
     try:
         with warnings.catch_warnings():
