@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from handler.aws.removebg import SOURCE_FIELDS, MultipleSources
-from handler.aws.request import _body_bytes, _from_multipart
+from handler.aws.request import IMAGE_FIELDS, _body_bytes, _from_multipart
 from handler.core.errors import InvalidParameter, MissingImage, UnsupportedMediaType
 
 
@@ -40,7 +40,7 @@ def parse_event(event: BaseProxyEvent) -> RemoveBgSource:
     body = _body_bytes(event)
     upload: bytes | None = None
     if media_type == "multipart/form-data":
-        upload, form = _from_multipart(content_type, body)
+        upload, form = _from_multipart(content_type, body, (*IMAGE_FIELDS, "image_file_b64"))
         fields.update(form)
     elif media_type == "application/x-www-form-urlencoded":
         fields.update(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))

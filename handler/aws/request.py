@@ -10,14 +10,11 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from email.errors import MessageError
-from email.message import Message
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
+from handler.aws.form_data import parse_form
 from handler.aws.keys import climbs_out, is_encodable
 from handler.core.errors import InvalidParameter, MissingImage, UnsupportedMediaType
 
@@ -151,32 +148,20 @@ def _s3_reference(source: Any) -> S3Reference:
     return S3Reference(bucket=bucket, key=key)
 
 
-def _from_multipart(content_type: str, body: bytes) -> tuple[bytes | None, dict[str, str]]:
-    """multipart/form-data via the standard library's MIME parser (the `cgi` module is gone in 3.13)."""
-    try:
-        message = BytesParser(policy=HTTP).parsebytes(
-            b"Content-Type: " + content_type.encode("latin-1", errors="replace") + b"\r\n\r\n" + body
-        )
-        if not message.is_multipart():
-            raise InvalidParameter("body", "multipart/form-data without a valid boundary")
-        image: bytes | None = None
-        fields: dict[str, str] = {}
-        for part in message.iter_parts():
-            name = _form_field_name(part)
-            decoded = part.get_payload(decode=True)  # bytes for a leaf part, None for a nested multipart
-            payload = decoded if isinstance(decoded, bytes) else b""
-            if name in IMAGE_FIELDS:
-                if image is not None:
-                    raise InvalidParameter(name, f"give one image, in one of the fields {', '.join(IMAGE_FIELDS)}")
-                image = payload
-            elif isinstance(name, str) and name:
-                fields[name] = payload.decode("utf-8", errors="replace")
-    except (LookupError, ValueError, MessageError) as error:
-        # The standard library's header parser fails this way on some malformed parameters
-        # (IndexError on `multipart/form-data;c\x02...`, found by the fuzzer).
-        raise InvalidParameter("body", f"malformed multipart/form-data ({type(error).__name__})") from error
-    return image, fields
+def _from_multipart(
+    content_type: str, body: bytes, large_fields: tuple[str, ...] = IMAGE_FIELDS
+) -> tuple[bytes | None, dict[str, str]]:
+    """The image (a file field named in IMAGE_FIELDS) and the text fields of a multipart form.
 
-
-def _form_field_name(part: Message) -> str | None:
-    return part.get_param("name", header="content-disposition")  # type: ignore[return-value]
+    `large_fields` are the fields exempt from the text fields' size bound (handler.aws.form_data):
+    the image fields, and any other a route reads large data from.
+    """
+    form = parse_form(content_type, body, large_fields)
+    images = [(name, value) for name in IMAGE_FIELDS for value in form.large.get(name, [])]
+    if len(images) > 1:
+        raise InvalidParameter(images[1][0], f"give one image, in one of the fields {', '.join(IMAGE_FIELDS)}")
+    text = dict(form.text)
+    for name, values in form.large.items():
+        if name not in IMAGE_FIELDS:  # a large field that is no image: the route reads it as text
+            text[name] = values[-1].decode("utf-8", errors="replace")
+    return (images[0][1] if images else None), text
