@@ -19,6 +19,7 @@ from handler.aws.request import parse_fields
 from handler.aws.runtime import Runtime
 from handler.core.errors import InvalidParameter, UnsupportedMediaType
 from handler.core.image.options import parse_options
+from handler.core.render import check_request
 
 CONTENT_TYPE_FIELD = "content_type"
 # The types a browser gives the photos we decode (handler.core.image.decode.DECODABLE_FORMATS).
@@ -50,7 +51,7 @@ def create(event: BaseProxyEvent, current: Runtime) -> JsonAnswer:
     input_bucket, _ = upload_records.buckets(function)
     raw = parse_fields(event)
     content_type = _content_type(raw.pop(CONTENT_TYPE_FIELD, None))
-    parse_options(raw, "cutout").check_for("cutout")  # the same refusals as POST /remove
+    check_request(("cutout",), parse_options(raw, "cutout"), current.model)  # the same refusals as POST /remove
     if "outputs" in raw:  # accepted by the parser for POST /remove; an upload's job writes both anyway
         raise InvalidParameter("outputs", "an upload's result has the cutout and the mask already (GET ?output=mask)")
     result_id = upload_records.new_id()

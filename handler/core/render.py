@@ -15,12 +15,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
+from handler.core.errors import InvalidParameter
 from handler.core.image.compose import Box, alpha_from, compose_cutout, foreground_box, refined
 from handler.core.image.decode import ImageSource, Picture, load_model_input, load_picture, opened
 from handler.core.image.encode import encode
 from handler.core.image.formats import FORMATS, OutputKind
 from handler.core.image.limits import ImageLimits
-from handler.core.image.options import RenderOptions
+from handler.core.image.options import MAX_SIZE_LIMIT, RenderOptions
 from handler.core.image.png import encode_png_cutout
 from handler.core.model.session import BackgroundModel
 
@@ -66,12 +67,12 @@ def process(
     limits: ImageLimits,
 ) -> Result:
     """Decode once, infer once, render each of `kinds` ("cutout", "mask")."""
-    for kind in kinds:
-        options.check_for(kind)
-    model_size = model.size_for(options.resolution)  # refused before any decoding
+    model_size = check_request(kinds, options, model)
     _return_freed_memory()
     started = time.perf_counter()
-    picture, probabilities, inference_ms = _decode_and_infer(source, model, limits, model_size)
+    image = opened(source, limits)  # the header alone, checked against the limits
+    check_output_size(image.size, options)  # refused before any pixel is decoded
+    picture, probabilities, inference_ms = _decode_and_infer(image, source, model, limits, model_size)
     alpha = alpha_from(picture, probabilities)
     box = foreground_box(alpha)
     input_size = picture.size
@@ -111,19 +112,65 @@ def _malloc_trim() -> ctypes._NamedFuncPointer | None:
 _MALLOC_TRIM = _malloc_trim()
 
 
+def check_request(kinds: Sequence[OutputKind], options: RenderOptions, model: BackgroundModel) -> tuple[int, int]:
+    """What is refused before the image is read: options no output of `kinds` can honour, and a
+    resolution the model cannot run at; else the model's input size for this request.
+
+    Every entry point goes through here: `process` first of all, and POST /uploads before it hands
+    out a form, so that the job an upload starts can do what the form was given for.
+    """
+    for kind in kinds:
+        options.check_for(kind)
+    return model.size_for(options.resolution)
+
+
+def check_output_size(size: tuple[int, int], options: RenderOptions) -> None:
+    """Refuse options whose output format cannot hold an output from a picture of `size`.
+
+    WebP stops at 16383 pixels a side and JPEG at 65500, well inside the input limits (a 20000x3000
+    panorama is 60 MP). The bound is the picture's own size (as stored: the orientation changes
+    neither its longest side nor its pixels), with the canvas a margin may add past its edge
+    (remove.bg's crop_margin; at most the margin of a subject as large as the picture), after
+    `max_size` and `max_pixels`. A crop is only known after the inference, so with crop=true an
+    output that would fit once cropped is refused too, and `max_size` at the format's limit is then
+    the way to ask for it.
+    """
+    limit = FORMATS[options.format].max_side
+    if limit is None:
+        return
+    width, height = size
+    if options.crop and not options.margin.stops_at_edge:
+        top, right, bottom, left = options.margin.sides(width, height)
+        width, height = width + left + right, height + top + bottom
+    if options.max_size is not None and max(width, height) > options.max_size:
+        scale = options.max_size / max(width, height)
+        width, height = max(1, round(width * scale)), max(1, round(height * scale))
+    if options.max_pixels is not None and width * height > options.max_pixels:
+        scale = math.sqrt(options.max_pixels / (width * height))
+        width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    if max(width, height) > limit:
+        name = "WebP" if options.format == "webp" else "JPEG"
+        raise InvalidParameter(
+            "format",
+            f"{name} images are at most {limit} pixels a side, and this output would be {width}x{height}: "
+            f"ask for max_size={min(limit, MAX_SIZE_LIMIT)} (or less) or format=png",
+        )
+
+
 def _decode_and_infer(
-    source: ImageSource, model: BackgroundModel, limits: ImageLimits, model_size: tuple[int, int]
+    image: Image.Image, source: ImageSource, model: BackgroundModel, limits: ImageLimits, model_size: tuple[int, int]
 ) -> tuple[Picture, np.ndarray, float]:
-    """The full-size picture and the model's probabilities (and the inference time in ms).
+    """The full-size picture (`image` is its opened, checked header) and the model's probabilities
+    (and the inference time in ms).
 
     The full decode runs on a second thread from the start (Pillow decodes without the GIL). For
-    a large JPEG the model runs on a reduced draft decode made meanwhile on this thread, so the
+    a large baseline JPEG the model runs on a reduced draft decode made meanwhile on this thread, so the
     full decode, needed only for the cutout, has the otherwise idle second core during the draft
     decode and preprocessing, and shares the cores with the inference only for what is left.
     Both opens (header checks) happen on this thread: `open_image`'s warning filter is not
-    thread-safe.
+    thread-safe. Everything else is decoded once (a progressive JPEG's draft would repeat its
+    costly part, the scans: `load_model_input`).
     """
-    image = opened(source, limits)
     with ThreadPoolExecutor(max_workers=1) as pool:
         full_decode = pool.submit(load_picture, image)
         small = load_model_input(source, limits, model_size)

@@ -37,6 +37,8 @@ ERROR_STATUSES = {
     "image_too_large": 413,
     "too_many_pixels": 413,
     "too_many_frames": 413,
+    "too_complex": 413,
+    "request_too_large": 413,
     "output_too_large": 413,
     "unsupported_media_type": 415,
 }
@@ -98,6 +100,8 @@ option_values = st.one_of(
             "jpeg",
             "jpg",
             "#ff0000",
+            "rgb(99999999999999999999,0,0)",
+            "hsl(0,1000%,50%)",
             "true",
             "0",
             "20",

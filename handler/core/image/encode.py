@@ -15,6 +15,11 @@ WEBP_QUALITY = 90
 # 2.0 s for 0.56 MB: the fast option must stay fast, and is still ~8x smaller than the PNG.
 WEBP_METHOD = 0
 JPEG_QUALITY = 90
+# A JPEG carries EXIF and XMP in one APP1 segment each, whose length field stops at 65,535 bytes
+# (65,533 of data; XMP's also holds its 29-byte namespace). A larger block, which a PNG, TIFF,
+# WebP or HEIC input may have, is left out of a JPEG output rather than failing the cutout.
+JPEG_MAX_EXIF = 65_533
+JPEG_MAX_XMP = 65_533 - 29
 
 
 def encode(
@@ -28,8 +33,11 @@ def encode(
     """Encode with settings chosen for cutouts: fast PNG, lossy WebP with exact alpha, JPEG.
 
     Only the metadata given here is written (`exif` as Pillow's Exif.tobytes() gives it): never
-    what the image object still carries from its decoder.
+    what the image object still carries from its decoder. JPEG drops blocks it cannot carry.
     """
+    if fmt == "jpeg":
+        exif = exif if exif is None or len(exif) <= JPEG_MAX_EXIF else None
+        xmp = xmp if xmp is None or len(xmp) <= JPEG_MAX_XMP else None
     buffer = io.BytesIO()
     extra: dict[str, object] = {}
     if icc_profile is not None and image.mode in ("RGB", "RGBA"):

@@ -22,12 +22,14 @@ class FormatInfo:
     names: tuple[str, ...]
     # Whether it carries an alpha channel: a cutout in a format without one needs a background colour.
     transparent: bool
+    # The longest side its encoder writes (libwebp's and libjpeg's limits); None: past any input's.
+    max_side: int | None = None
 
 
 FORMATS: dict[OutputFormat, FormatInfo] = {
     "png": FormatInfo("image/png", "png", ("png",), transparent=True),
-    "webp": FormatInfo("image/webp", "webp", ("webp",), transparent=True),
-    "jpeg": FormatInfo("image/jpeg", "jpg", ("jpeg", "jpg"), transparent=False),
+    "webp": FormatInfo("image/webp", "webp", ("webp",), transparent=True, max_side=16383),
+    "jpeg": FormatInfo("image/jpeg", "jpg", ("jpeg", "jpg"), transparent=False, max_side=65500),
 }
 # What stored cutouts and masks (the jobs function, the command line) may be written as.
 TRANSPARENT_FORMATS: tuple[OutputFormat, ...] = tuple(name for name, info in FORMATS.items() if info.transparent)

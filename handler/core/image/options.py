@@ -24,6 +24,7 @@ _MAX_DIGITS = 9
 # Hex colours as CSS writes them (3, 4, 6 or 8 digits), with or without "#": remove.bg's clients send
 # "81d4fa", CSS users "#fff". Anything else is tried as a CSS colour name ("green").
 _HEX_COLOUR = re.compile(r"^#?([0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})$")
+_COLOUR_COMPONENTS = ("red", "green", "blue", "alpha")
 _MARGIN = re.compile(r"^(\d+(?:\.\d+)?)(px|%)?$")
 # Options for cutouts (/remove) only: a mask is the alpha alone, without colour or metadata, and
 # `outputs` adds the mask to a cutout's answer (POST /mask already is the mask alone).
@@ -135,6 +136,12 @@ def parse_colour(name: str, value: Any) -> tuple[int, int, int]:
         rgba = ImageColor.getrgb(f"#{hex_match.group(1)}" if hex_match else text)
     except ValueError as error:
         raise InvalidParameter(name, f"expected a hex colour (81d4fa, #fff) or a colour name, got {value!r}") from error
+    # Pillow's CSS functions take any integer (rgb(99999999999999999999,0,0)) and hsl()/hsv() with
+    # out-of-range percentages compute negative ones; no image can be filled with those.
+    for component, amount in zip(_COLOUR_COMPONENTS, rgba, strict=False):
+        if not 0 <= amount <= 255:
+            shown = str(amount) if len(str(amount)) <= _MAX_DIGITS else f"{str(amount)[:_MAX_DIGITS]}..."
+            raise InvalidParameter(name, f"the {component} component is {shown}, outside 0-255")
     if len(rgba) == 4 and rgba[3] != 255:
         raise InvalidParameter(name, "a semi-transparent background colour is not supported; give an opaque one")
     return rgba[0], rgba[1], rgba[2]
