@@ -115,12 +115,12 @@ bench-rembg: $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python benchmarks/vs_rembg.py $(BENCH_ARGS)
 
 # Fuzzing (fuzz/README.md): atheris in a venv of its own, never part of `make test` or CI.
-# FUZZ_SECONDS per target; FUZZ_TARGETS picks among decode and api.
+# FUZZ_SECONDS per target; FUZZ_TARGETS picks among decode, api, forms (multipart) and structure.
 ATHERIS_VERSION := 3.0.0
 FUZZ := .venv-fuzz
 FUZZ_STAMP := $(FUZZ)/.installed-atheris-$(ATHERIS_VERSION)-$(shell cksum pyproject.toml | cut -d' ' -f1)
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= decode api
+FUZZ_TARGETS ?= decode api forms structure
 
 .PHONY: fuzz
 

@@ -11,7 +11,7 @@ import base64
 import atheris
 from common import run  # also puts the repository on sys.path
 
-with atheris.instrument_imports(include=["handler", "email", "json", "base64"]):
+with atheris.instrument_imports(include=["handler", "multipart", "json", "base64"]):
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
     from handler.aws.request import parse_request

@@ -1,4 +1,4 @@
-"""What both fuzz targets share: the repository on sys.path, seeds, and the libFuzzer run."""
+"""What the fuzz targets share: the repository on sys.path, seeds, and the libFuzzer run."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ WORK = ROOT / ".cache" / "fuzz"
 sys.path.insert(0, str(ROOT))
 
 
-def run(name: str, test_one_input: Callable[[bytes], None], seeds: Iterable[bytes]) -> None:
+def run(name: str, test_one_input: Callable[[bytes], None], seeds: Iterable[bytes], timeout: int = 20) -> None:
     """Fuzz for FUZZ_SECONDS (default 60); crashes are written to .cache/fuzz/<name>/crashes/.
+
+    An input that takes more than `timeout` seconds is a finding too.
 
     The corpus of interesting inputs persists in .cache/fuzz/<name>/corpus/ between runs, seeded
     the first time. Extra libFuzzer flags may follow on the command line.
@@ -33,7 +35,7 @@ def run(name: str, test_one_input: Callable[[bytes], None], seeds: Iterable[byte
         f"-max_total_time={seconds}",
         f"-artifact_prefix={crashes}/",
         "-rss_limit_mb=2048",  # the same order as a Lambda function's memory; an unbounded allocation fails here
-        "-timeout=20",  # seconds for one input: a hang is a finding too
+        f"-timeout={timeout}",  # seconds for one input: a hang is a finding too
         "-max_len=262144",
         *sys.argv[1:],
         str(corpus),
