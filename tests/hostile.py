@@ -87,9 +87,22 @@ def gif_with_blocks(blocks: int) -> bytes:
 
 
 def _gif_block_count(data: bytes) -> int:
-    from handler.core.image.structure import gif_units
-
-    return sum(units for kind, units in gif_units(data, 1) if kind != "frame")
+    """The sub-blocks (terminators included) of a GIF Pillow wrote: its extensions' and image data's."""
+    position = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+    blocks = 0
+    while data[position : position + 1] in (b"!", b","):
+        if data[position : position + 1] == b"!":
+            position += 2
+        else:
+            flags = data[position + 9]
+            position += 10 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0) + 1
+        while True:
+            blocks += 1
+            length = data[position]
+            position += 1 + length
+            if length == 0:
+                break
+    return blocks
 
 
 def _tiff(entries: list[tuple[int, int, int, bytes]], tail: bytes, tail_at: int) -> bytes:
@@ -132,9 +145,19 @@ def tiff_with_strips(strips: int, width: int = 64) -> bytes:
     return _tiff(entries, tail, base)
 
 
+def _unknown_tiff_tags() -> list[int]:
+    """Tag numbers Pillow gives no meaning to: each one costs its parser the full path of a tag."""
+    from PIL import TiffTags
+
+    known = {key if isinstance(key, int) else key[0] for key in [*TiffTags.TAGS_V2, *TiffTags.TAGS]}
+    known |= set(range(0xBC00, 0xBD00))  # JPEG XR's, which Pillow refuses a TIFF for
+    return [tag for tag in range(1000, 65536) if tag not in known]
+
+
 def tiff_with_tags(tags: int, per_page: int = 60_000) -> bytes:
     """A TIFF of 1x1 pages carrying `tags` tags in all, at most `per_page` per page (an IFD holds at
-    most 65,535): nine describe each page's image, the rest are private tags (65000 and up)."""
+    most 65,535): nine describe each page's image, the rest are distinct tags Pillow does not know."""
+    unknown = _unknown_tiff_tags()
     pages, position = [], 8
     left = tags
     while left > 0:
@@ -152,7 +175,7 @@ def tiff_with_tags(tags: int, per_page: int = 60_000) -> bytes:
             (277, 3, 1, _short(1)),
             (278, 4, 1, _long(1)),
             (279, 4, 1, _long(1)),
-        ] + [(65000 + index % 500, 3, 1, _short(index % 65536)) for index in range(count - 9)]
+        ] + [(unknown[index], 3, 1, _short(index % 65536)) for index in range(count - 9)]
         next_at = pixel_at + 1 if left > 0 else 0
         ifd = struct.pack("<H", count) + b"".join(
             struct.pack("<HHI", tag, kind, number) + value for tag, kind, number, value in sorted(entries)
