@@ -15,6 +15,7 @@ from PIL import Image
 
 from handler.core.model.session import BackgroundModel
 from tests import hostile
+from tests.counting import count_calls
 from tests.helpers.api import EVENT_IMAGE, Service, assert_error, http_event, json_event, multipart_event
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish")
@@ -25,41 +26,18 @@ REMOVEBG = "/v1.0/removebg"
 @pytest.fixture
 def pillow_opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Calls into Pillow's opener: a format's header parser is the first of its decoder's work."""
-    calls: list[int] = []
-    real_open = Image.open
-
-    def counting_open(*args: Any, **kwargs: Any) -> Image.Image:
-        calls.append(1)
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting_open)
-    return calls
+    return count_calls(monkeypatch, Image, "open")
 
 
 @pytest.fixture
 def inferences(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    real = BackgroundModel.probabilities
-
-    def counting(self: BackgroundModel, *args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(BackgroundModel, "probabilities", counting)
-    return calls
+    return count_calls(monkeypatch, BackgroundModel, "probabilities")
 
 
 @pytest.fixture
 def parts_parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    parsed: list[int] = []
-    real = multipart.PushMultipartParser._create_segment
-
-    def counting(self: Any, headerlist: Any) -> Any:
-        parsed.append(1)
-        return real(self, headerlist)
-
-    monkeypatch.setattr(multipart.PushMultipartParser, "_create_segment", counting)
-    return parsed
+    """Parts whose headers the form parser finished (its documented per-part hook)."""
+    return count_calls(monkeypatch, multipart.PushMultipartParser, "_create_segment")
 
 
 def _png(image: Image.Image, **params: Any) -> bytes:

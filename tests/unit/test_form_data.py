@@ -3,14 +3,13 @@ part, header line or byte past a bound, whatever follows. Work is counted in par
 
 from __future__ import annotations
 
-from typing import Any
-
 import multipart
 import pytest
 
 from handler.aws.form_data import MAX_FIELD_BYTES, MAX_HEADER_LINE, MAX_HEADERS, MAX_PARTS, parse_form
 from handler.aws.request import IMAGE_FIELDS, _from_multipart
 from handler.core.errors import InvalidParameter, RequestTooLarge
+from tests.counting import count_calls
 from tests.forms import multipart_body
 
 BOUNDARY = "b0undary"
@@ -34,15 +33,7 @@ def empty_parts(count: int, boundary: str = "b") -> bytes:
 @pytest.fixture
 def parts_parsed(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the parts whose headers the parser finished (its documented per-part hook)."""
-    parsed: list[int] = []
-    real = multipart.PushMultipartParser._create_segment
-
-    def counting(self: Any, headerlist: Any) -> Any:
-        parsed.append(1)
-        return real(self, headerlist)
-
-    monkeypatch.setattr(multipart.PushMultipartParser, "_create_segment", counting)
-    return parsed
+    return count_calls(monkeypatch, multipart.PushMultipartParser, "_create_segment")
 
 
 def test_the_issues_body_of_250k_empty_parts_is_refused_at_its_first_part(parts_parsed: list[int]) -> None:

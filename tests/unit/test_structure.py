@@ -21,6 +21,7 @@ from handler.core.image import decode, structure
 from handler.core.image.decode import load_picture
 from handler.core.image.limits import ImageLimits, StructureLimits
 from tests import hostile
+from tests.counting import count_calls
 
 DEFAULTS = StructureLimits()
 # Bounds no test file reaches: a walk then reads the whole file.
@@ -43,15 +44,7 @@ SMALL_BOUNDS = {"jpeg_scans": 12, "segments": 40, "gif_blocks": 40, "tiff_strips
 
 def _opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the calls into Pillow's opener (the format's header parser is its first work)."""
-    calls: list[int] = []
-    real_open = Image.open
-
-    def counting_open(*args: Any, **kwargs: Any) -> Image.Image:
-        calls.append(1)
-        return real_open(*args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting_open)
-    return calls
+    return count_calls(monkeypatch, Image, "open")
 
 
 def _units_read(monkeypatch: pytest.MonkeyPatch, walk: str) -> list[int]:
