@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -135,13 +136,14 @@ def parse_colour(name: str, value: Any) -> tuple[int, int, int]:
     try:
         rgba = ImageColor.getrgb(f"#{hex_match.group(1)}" if hex_match else text)
     except ValueError as error:
-        raise InvalidParameter(name, f"expected a hex colour (81d4fa, #fff) or a colour name, got {value!r}") from error
+        raise InvalidParameter(
+            name, f"expected a hex colour (81d4fa, #fff) or a colour name, got {reprlib.repr(value)}"
+        ) from error
     # Pillow's CSS functions take any integer (rgb(99999999999999999999,0,0)) and hsl()/hsv() with
     # out-of-range percentages compute negative ones; no image can be filled with those.
     for component, amount in zip(_COLOUR_COMPONENTS, rgba, strict=False):
-        if not 0 <= amount <= 255:
-            shown = str(amount) if len(str(amount)) <= _MAX_DIGITS else f"{str(amount)[:_MAX_DIGITS]}..."
-            raise InvalidParameter(name, f"the {component} component is {shown}, outside 0-255")
+        if not 0 <= amount <= 255:  # reprlib shortens a number of thousands of digits
+            raise InvalidParameter(name, f"the {component} component is {reprlib.repr(amount)}, outside 0-255")
     if len(rgba) == 4 and rgba[3] != 255:
         raise InvalidParameter(name, "a semi-transparent background colour is not supported; give an opaque one")
     return rgba[0], rgba[1], rgba[2]
