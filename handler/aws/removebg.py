@@ -61,6 +61,7 @@ from handler.core.errors import (
     BackgroundRemovalError,
     InvalidParameter,
     MethodNotAllowed,
+    OutputBeyondFormat,
     RouteNotFound,
     SourceForbidden,
     SourceNotFound,
@@ -403,4 +404,11 @@ def removebg_error(error: BackgroundRemovalError) -> RemoveBgError:
 def error_document(error: BackgroundRemovalError) -> dict[str, list[dict[str, str]]]:
     """Our error in remove.bg's shape: `{"errors": [{"title", "code", "detail"}]}`."""
     mapped = removebg_error(error)
-    return {"errors": [{"title": mapped.title, "code": mapped.code, "detail": error.message}]}
+    detail = error.message
+    if isinstance(error, OutputBeyondFormat):
+        # The project's own advice names max_size, which is not a remove.bg field.
+        detail = (
+            f"{error.format_name} images are at most {error.limit} pixels a side: ask for a smaller size "
+            "(size=hd, medium or preview) or format=png"
+        )
+    return {"errors": [{"title": mapped.title, "code": mapped.code, "detail": detail}]}

@@ -42,7 +42,7 @@ from handler.aws.removebg import (
 )
 from handler.aws.removebg_request import parse_event
 from handler.core.errors import BackgroundRemovalError, MethodNotAllowed
-from handler.core.image.formats import OutputKind
+from handler.core.image.formats import OutputFormat, OutputKind
 from handler.core.render import Rendered, Result, process
 
 # What the account reports where nothing is metered: the largest 32-bit signed integer, which
@@ -118,7 +118,9 @@ def _respond(app: ApiGatewayResolver, current: runtime.Runtime, fits: Callable[[
     data = source.data if source.url is None else image_url.fetch(source.url, limits.max_bytes)
     assert data is not None  # parse_event guarantees a source
     kinds: list[OutputKind] = ["cutout", "mask"] if request.output == "zip" else [request.kind]
-    result = process(data, kinds, request.options, current.model, limits)
+    # The zip's colour image is a JPEG: its size limit holds too, checked before any decoding.
+    also: tuple[OutputFormat, ...] = ("jpeg",) if request.output == "zip" else ()
+    result = process(data, kinds, request.options, current.model, limits, also_encoded_as=also)
     record_processed(result.megapixels, result.inference_ms, result.total_ms)
     if result.box is None:
         raise UnknownForeground()

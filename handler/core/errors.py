@@ -136,6 +136,19 @@ class TooComplex(ImageTooLarge):
     code = "too_complex"
 
 
+class OutputBeyondFormat(InvalidParameter):
+    """An output larger than its format can hold (WebP 16383, JPEG 65500 pixels a side)."""
+
+    def __init__(self, format_name: str, limit: int, size: tuple[int, int], fix: str) -> None:
+        width, height = size
+        super().__init__(
+            "format",
+            f"{format_name} images are at most {limit} pixels a side, and this output would be {width}x{height}: {fix}",
+        )
+        self.format_name = format_name
+        self.limit = limit
+
+
 class OutputTooLarge(BackgroundRemovalError):
     code = "output_too_large"
     status = 413

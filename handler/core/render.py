@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from handler.core.errors import InvalidParameter
+from handler.core.errors import OutputBeyondFormat
 from handler.core.image.compose import Box, alpha_from, compose_cutout, foreground_box, refined
 from handler.core.image.decode import ImageSource, Picture, load_model_input, load_picture, opened
 from handler.core.image.encode import encode
-from handler.core.image.formats import FORMATS, OutputKind
+from handler.core.image.formats import FORMATS, OutputFormat, OutputKind
 from handler.core.image.limits import ImageLimits
 from handler.core.image.options import MAX_SIZE_LIMIT, RenderOptions
 from handler.core.image.png import encode_png_cutout
@@ -65,13 +65,15 @@ def process(
     options: RenderOptions,
     model: BackgroundModel,
     limits: ImageLimits,
+    also_encoded_as: Sequence[OutputFormat] = (),
 ) -> Result:
-    """Decode once, infer once, render each of `kinds` ("cutout", "mask")."""
+    """Decode once, infer once, render each of `kinds` ("cutout", "mask"); a caller that encodes an
+    output again in another format names it in `also_encoded_as`, to have its size limit checked too."""
     model_size = check_request(kinds, options, model)
     _return_freed_memory()
     started = time.perf_counter()
     image = opened(source, limits)  # the header alone, checked against the limits
-    check_output_size(image.size, options)  # refused before any pixel is decoded
+    check_output_size(image.size, options, also_encoded_as)  # refused before any pixel is decoded
     picture, probabilities, inference_ms = _decode_and_infer(image, source, model, limits, model_size)
     alpha = alpha_from(picture, probabilities)
     box = foreground_box(alpha)
@@ -124,7 +126,7 @@ def check_request(kinds: Sequence[OutputKind], options: RenderOptions, model: Ba
     return model.size_for(options.resolution)
 
 
-def check_output_size(size: tuple[int, int], options: RenderOptions) -> None:
+def check_output_size(size: tuple[int, int], options: RenderOptions, also: Sequence[OutputFormat] = ()) -> None:
     """Refuse options whose output format cannot hold an output from a picture of `size`.
 
     WebP stops at 16383 pixels a side and JPEG at 65500, well inside the input limits (a 20000x3000
@@ -133,11 +135,9 @@ def check_output_size(size: tuple[int, int], options: RenderOptions) -> None:
     (remove.bg's crop_margin; at most the margin of a subject as large as the picture), after
     `max_size` and `max_pixels`. A crop is only known after the inference, so with crop=true an
     output that would fit once cropped is refused too, and `max_size` at the format's limit is then
-    the way to ask for it.
+    the way to ask for it. `also` names the formats an output is encoded in besides its own (remove.bg's
+    zip holds the cutout's colours as a JPEG).
     """
-    limit = FORMATS[options.format].max_side
-    if limit is None:
-        return
     width, height = size
     if options.crop and not options.margin.stops_at_edge:
         top, right, bottom, left = options.margin.sides(width, height)
@@ -148,13 +148,12 @@ def check_output_size(size: tuple[int, int], options: RenderOptions) -> None:
     if options.max_pixels is not None and width * height > options.max_pixels:
         scale = math.sqrt(options.max_pixels / (width * height))
         width, height = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
-    if max(width, height) > limit:
-        name = "WebP" if options.format == "webp" else "JPEG"
-        raise InvalidParameter(
-            "format",
-            f"{name} images are at most {limit} pixels a side, and this output would be {width}x{height}: "
-            f"ask for max_size={min(limit, MAX_SIZE_LIMIT)} (or less) or format=png",
-        )
+    for output_format in (options.format, *also):
+        limit = FORMATS[output_format].max_side
+        if limit is not None and max(width, height) > limit:
+            name = "WebP" if output_format == "webp" else "JPEG"
+            fix = f"ask for max_size={min(limit, MAX_SIZE_LIMIT)} (or less) or format=png"
+            raise OutputBeyondFormat(name, limit, (width, height), fix)
 
 
 def _decode_and_infer(

@@ -196,6 +196,30 @@ def test_an_output_wider_than_its_format_allows_is_400_before_inference(
     assert fitted.status == 200 and int(fitted.headers["x-width"]) == int(remedy[1]) <= int(limit)
 
 
+@pytest.mark.parametrize(
+    ("size", "fields", "limit"),
+    [
+        ((20_000, 40), {"format": "webp"}, "16383"),
+        # The zip's colour image is a JPEG, though the route renders a PNG cutout for it.
+        ((65_501, 20), {"format": "zip"}, "65500"),
+    ],
+    ids=["webp-panorama", "zip-panorama"],
+)
+def test_remove_bg_outputs_beyond_their_format_are_its_400_before_inference(
+    service: Service, inferences: list[int], size: tuple[int, int], fields: dict[str, str], limit: str
+) -> None:
+    panorama = _png(Image.new("RGB", size, (90, 140, 200)))
+
+    reply = service.invoke(multipart_event({"image_file": panorama, "size": "full", **fields}, path="/v1.0/removebg"))
+
+    assert reply.status == 400, reply.body[:300]
+    (error,) = reply.json["errors"]
+    assert error["code"] == "invalid_format" and limit in error["detail"]
+    # remove.bg's own vocabulary for the way round it: a size, not our max_size
+    assert "size=" in error["detail"] and "max_size" not in error["detail"]
+    assert inferences == []
+
+
 def test_exif_too_large_for_a_jpeg_output_is_left_out(service: Service) -> None:
     # GIVEN a PNG whose EXIF block (a long image description) is over the 64 kB a JPEG segment holds
     exif = Image.Exif()
