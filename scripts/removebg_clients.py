@@ -25,10 +25,8 @@ import sys
 import tempfile
 import textwrap
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -139,18 +137,6 @@ class _ImageHost(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
-
-
-@contextmanager
-def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 # --- The clients' documented calls -------------------------------------------------------------
@@ -418,6 +404,7 @@ def main(clients_dir: Path) -> int:
     from handler.aws import image_url
     from handler.local.server import LocalServer
     from scripts.fetch_u2netp import ensure_u2netp
+    from tests.helpers.image_host import serving
 
     clients_dir = clients_dir.resolve()  # the clients run in a directory of their own
     venv, modules = clients_dir / "venv", clients_dir / "node_modules"
@@ -425,14 +412,14 @@ def main(clients_dir: Path) -> int:
     # The clients fetch from 127.0.0.1, which the deployed check refuses: loopback only, as the tests do.
     image_url.address_allowed = lambda address: address.is_loopback
     failures: list[str] = []
-    with _serving(_ImageHost) as image_host:
+    with serving(_ImageHost) as image_host:
         env = {
             "MODEL_PATH": str(ensure_u2netp()),
             "MODEL_OUTPUT": "probabilities",
             "IMAGE_URL_HOSTS": image_host,
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
-        with LocalServer(port=0, env=env) as server, _serving(_proxy(server.url, recorder)) as proxy:
+        with LocalServer(port=0, env=env) as server, serving(_proxy(server.url, recorder)) as proxy:
             base = f"http://{proxy}"
             _point_npm_clients_at(modules, base)
             FIXTURES.mkdir(parents=True, exist_ok=True)
