@@ -32,6 +32,7 @@ from emulator.memory import MemoryLimit
 from emulator.runtime_api import REQUEST_LIMIT, Invocation, RuntimeAPI, error_document, new_request_id
 
 INIT_LIMIT_S = 10.0
+_WATCHER_GRACE_S = 10.0
 ACCOUNT = "123456789012"
 
 
@@ -214,7 +215,9 @@ class LambdaFunction:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(environment.process.pid, signal.SIGKILL)
         environment.process.wait()
-        environment.exited.wait()
+        # Set by the watcher thread at once; bounded, since a daemon thread no longer runs once the
+        # interpreter is exiting (an environment closed by a finaliser then would wait for ever).
+        environment.exited.wait(_WATCHER_GRACE_S)
 
     def _stop(self, environment: _Environment) -> None:
         if not environment.exited.is_set():

@@ -67,6 +67,14 @@ def tool_environment() -> dict[str, str]:
     }
 
 
+def transform(given: dict[str, str], template_path: Path = TEMPLATE) -> dict[str, Any]:
+    """The CloudFormation template the SAM transform makes of `template_path` for these parameter values."""
+    (outcome,) = transform_all([given], template_path)
+    if isinstance(outcome, TransformRejected):
+        raise outcome
+    return outcome
+
+
 def transform_all(
     combinations: list[dict[str, str]], template_path: Path = TEMPLATE
 ) -> list[dict[str, Any] | TransformRejected]:
