@@ -57,8 +57,6 @@ COMBINATIONS += [
     if value != str(_PARAMETERS[name]["Default"])
 ]
 COMBINATIONS += [{**_DEFAULTS, **FEATURES}, {**_DEFAULTS, "ApiAuth": "NONE", "RemoveBgApiKeys": "ENABLED", **FEATURES}]
-# Reserved concurrency, off by default (0), on for both functions.
-COMBINATIONS += [{**_DEFAULTS, "ApiReservedConcurrency": "3", "JobsReservedConcurrency": "3"}]
 _IDS = [
     ",".join(
         f"{name}={value}" for name, value in combination.items() if value != _DEFAULTS.get(name) or name == "ApiAuth"
