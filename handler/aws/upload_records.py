@@ -34,9 +34,9 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from handler.aws.output_keys import OUTPUT_FOLDERS
 from handler.aws.settings import FunctionSettings
@@ -76,6 +76,7 @@ _CAS_ROUNDS = 3
 _ID = re.compile(r"[0-9a-f]{32}")
 
 RecordStatus = Literal["pending", "done", "failed"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -235,14 +236,6 @@ def create(storage: Storage, result_id: str, upload_by: int, function: FunctionS
     _put(storage, result_id, Record("pending", upload_by=upload_by), function, if_absent=True)
 
 
-def read(storage: Storage, result_id: str, function: FunctionSettings) -> Record:
-    """The record of `result_id`; ResultNotFound when there is none."""
-    found = _read(storage, result_id, function)
-    if found is None:
-        raise ResultNotFound(f"no result has the id {result_id}")
-    return found[0]
-
-
 def _read(storage: Storage, result_id: str, function: FunctionSettings) -> tuple[Record, str] | None:
     _, output_bucket = buckets(function)
     try:
@@ -282,32 +275,46 @@ class Refusal:
     error: BackgroundRemovalError | None = None
 
 
+def _check_and_set(
+    storage: Storage,
+    result_id: str,
+    function: FunctionSettings,
+    decide: Callable[[Record | None], tuple[T, Record | None]],
+) -> T:
+    """`decide(the record, or None)` gives (the answer, the record to write instead, or None); the
+    write is conditional on the record being what was decided on, and on a conflict (another writer
+    got there first) the decision is made again on what it wrote."""
+    for _ in range(_CAS_ROUNDS):
+        found = _read(storage, result_id, function)
+        answer, replacement = decide(found[0] if found is not None else None)
+        if replacement is None or found is None:
+            return answer
+        try:
+            _put(storage, result_id, replacement, function, if_match=found[1])
+            return answer
+        except WriteConflict:
+            continue
+    raise WriteConflict(f"the record of {result_id} kept changing")
+
+
 def claim(storage: Storage, result_id: str, photo: str, attempt: Attempt, function: FunctionSettings) -> Refusal | None:
     """Record `attempt` on the result for the photo it read (ETag `photo`); None when it may go on.
 
     The first attempt makes the photo the result's own; any other photo is refused.
     """
-    for _ in range(_CAS_ROUNDS):
-        found = _read(storage, result_id, function)
-        if found is None:
-            return Refusal(
-                "reserved_prefix",
-                f"no POST /uploads gave out the id {result_id} (or its record has expired): the upload "
-                "folder takes only the photos of its forms",
-            )
-        record, etag = found
-        refusal, claimed = _claimed(record, result_id, photo, attempt)
-        try:
-            if claimed is not None:
-                _put(storage, result_id, claimed, function, if_match=etag)
-            return refusal
-        except WriteConflict:
-            continue  # another writer got there first: decide again on what it wrote
-    raise WriteConflict(f"the record of {result_id} kept changing")
+    return _check_and_set(storage, result_id, function, lambda record: _claimed(record, result_id, photo, attempt))
 
 
-def _claimed(record: Record, result_id: str, photo: str, attempt: Attempt) -> tuple[Refusal | None, Record | None]:
+def _claimed(
+    record: Record | None, result_id: str, photo: str, attempt: Attempt
+) -> tuple[Refusal | None, Record | None]:
     """(the refusal, if any; the record to write, if any) for an attempt on `photo`."""
+    if record is None:
+        return Refusal(
+            "reserved_prefix",
+            f"no POST /uploads gave out the id {result_id} (or its record has expired): the upload "
+            "folder takes only the photos of its forms",
+        ), None
     if record.photo not in (None, photo):
         if record.status != "pending":
             return Refusal(
@@ -328,22 +335,17 @@ def _claimed(record: Record, result_id: str, photo: str, attempt: Attempt) -> tu
 
 def settle(storage: Storage, result_id: str, photo: str, outcome: Record, function: FunctionSettings) -> None:
     """Record what became of an attempt that claimed `photo`: done over anything of that photo (its
-    outputs are written), a failure only over a pending or retryable record (never over done)."""
-    for _ in range(_CAS_ROUNDS):
-        found = _read(storage, result_id, function)
-        if found is None:
-            return  # expired meanwhile: nothing left to tell
-        record, etag = found
-        if record.photo != photo or (
-            outcome.status == "failed" and not (record.status == "pending" or record.retryable)
-        ):
-            return
-        try:
-            _put(storage, result_id, replace(outcome, upload_by=record.upload_by, photo=photo), function, if_match=etag)
-            return
-        except WriteConflict:
-            continue
-    raise WriteConflict(f"the record of {result_id} kept changing")
+    outputs are written), a failure only over a pending or retryable record (never over done). A
+    record that expired meanwhile is left so."""
+
+    def decide(record: Record | None) -> tuple[None, Record | None]:
+        if record is None or record.photo != photo:
+            return None, None
+        if outcome.status == "failed" and not (record.status == "pending" or record.retryable):
+            return None, None
+        return None, replace(outcome, upload_by=record.upload_by, photo=photo)
+
+    _check_and_set(storage, result_id, function, decide)
 
 
 def overdue(
@@ -371,28 +373,22 @@ def overdue(
 
 
 def conclude(storage: Storage, result_id: str, function: FunctionSettings, now: float) -> Record:
-    """The record of `result_id`, with an overdue pending one recorded as failed for good first."""
-    for _ in range(_CAS_ROUNDS):
-        found = _read(storage, result_id, function)
-        if found is None:
+    """The record of `result_id`, with an overdue pending one recorded as failed for good first (so
+    that later polls get the same answer without looking again)."""
+
+    def decide(record: Record | None) -> tuple[Record, Record | None]:
+        if record is None:
             raise ResultNotFound(f"no result has the id {result_id}")
-        record, etag = found
         error = overdue(storage, result_id, record, function, now)
         if error is None:
-            return record
-        # Recorded, so that later polls get the same answer without looking again.
+            return record, None
+        retryable = isinstance(error, ProcessingFailed)
         concluded = replace(
-            failed(error, retryable=isinstance(error, ProcessingFailed)),
-            upload_by=record.upload_by,
-            photo=record.photo,
-            attempt=record.attempt,
+            failed(error, retryable=retryable), upload_by=record.upload_by, photo=record.photo, attempt=record.attempt
         )
-        try:
-            _put(storage, result_id, concluded, function, if_match=etag)
-            return concluded
-        except WriteConflict:
-            continue  # an attempt wrote meanwhile: decide again on what it wrote
-    raise WriteConflict(f"the record of {result_id} kept changing")
+        return concluded, concluded
+
+    return _check_and_set(storage, result_id, function, decide)
 
 
 def _error_code(record: Record) -> str:
