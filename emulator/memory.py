@@ -17,11 +17,16 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
+import time
 from pathlib import Path
 
 _V1_ROOT = Path("/sys/fs/cgroup/memory")
 _V2_ROOT = Path("/sys/fs/cgroup")
 _numbers = itertools.count(1)
+# Removing a cgroup whose processes the kernel is still reaping: up to ~1 s.
+_REMOVE_TRIES = 50
+_REMOVE_PAUSE_S = 0.02
 
 
 def _own_cgroup(root: Path, v2: bool) -> Path | None:
@@ -90,9 +95,20 @@ class MemoryLimit:
         return False
 
     def remove(self) -> None:
-        """Once its processes have ended; a cgroup with a process left in it stays (and is harmless)."""
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        """Remove the cgroup once its processes are gone. The kernel reaps a killed sandbox's
+        processes (bwrap's PID namespace) a moment after its leader: any left are killed and the
+        removal tried again, a bounded number of times; a cgroup that still has one stays."""
+        for _ in range(_REMOVE_TRIES):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                for pid in _read(self.path / "cgroup.procs").split():
+                    with contextlib.suppress(OSError):
+                        os.kill(int(pid), signal.SIGKILL)
+                time.sleep(_REMOVE_PAUSE_S)
 
 
 def _read(path: Path) -> str:
