@@ -46,6 +46,7 @@ class Bench:
         environment: Mapping[str, str] | None = None,
         remove: tuple[str, ...] = (),
         timeout_s: float | None = None,
+        memory_mb: int | None = None,
         handler: str | None = None,
         extra_binds: Mapping[Path, str] | None = None,
         name: str | None = None,
@@ -59,10 +60,11 @@ class Bench:
             default_handler=self.image.cmd[0] if self.image.cmd else None,
         )
         name = name or f"{STACK}-{logical_id}"
+        memory_mb = memory_mb if memory_mb is not None else declared.memory_mb
         host, port = self._xray.getsockname()
         env = lambda_environment(
             name,
-            memory_mb=declared.memory_mb,
+            memory_mb=memory_mb,
             handler=handler or declared.handler,
             region=REGION,
             image_env=self.image.env,
@@ -76,7 +78,7 @@ class Bench:
             name=name,
             handler=handler or declared.handler,
             timeout_s=timeout_s if timeout_s is not None else declared.timeout_s,
-            memory_mb=declared.memory_mb,
+            memory_mb=memory_mb,
             environment=env,
             region=REGION,
         )

@@ -6,6 +6,7 @@ name the local S3 uses, a parameter to its Default (or a given override).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,28 @@ def template_function(
     )
 
 
+# Queue properties that are attributes of the queue itself (CreateQueue's names).
+_QUEUE_ATTRIBUTES = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds")
+
+
+def queue_attributes(
+    template: Mapping[str, Any],
+    logical_id: str,
+    *,
+    resources: Mapping[str, str],
+    parameters: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """An AWS::SQS::Queue's CreateQueue attributes as the template declares them; `resources` maps a
+    `!GetAtt Queue.Arn` (as "Queue.Arn") to the local queue's ARN."""
+    properties = template["Resources"][logical_id].get("Properties") or {}
+    refs = _Refs(template, resources, parameters or {})
+    attributes = {name: str(refs.value(properties[name])) for name in _QUEUE_ATTRIBUTES if name in properties}
+    if "RedrivePolicy" in properties:
+        policy = {name: refs.value(value) for name, value in properties["RedrivePolicy"].items()}
+        attributes["RedrivePolicy"] = json.dumps(policy)
+    return attributes
+
+
 class _Refs:
     def __init__(self, template: Mapping[str, Any], resources: Mapping[str, str], parameters: Mapping[str, str]):
         self._parameters = template.get("Parameters") or {}
@@ -92,8 +115,14 @@ class _Refs:
     def value(self, value: Any) -> Any:
         if not isinstance(value, dict):
             return value
+        if set(value) == {"Fn::GetAtt"}:
+            attribute = value["Fn::GetAtt"]
+            name = attribute if isinstance(attribute, str) else ".".join(attribute)
+            if name not in self._resources:
+                raise KeyError(f"!GetAtt {name}: no local value (pass it in resources)")
+            return self._resources[name]
         if set(value) != {"Ref"}:
-            raise ValueError(f"only !Ref is resolved locally, not {value}")
+            raise ValueError(f"only !Ref and !GetAtt are resolved locally, not {value}")
         name = value["Ref"]
         if name in self._overrides:
             return self._overrides[name]

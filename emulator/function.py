@@ -9,6 +9,8 @@
   10 s plus the timeout (an init that overruns is retried inside the first invocation there).
 - A runtime that exits mid-invocation gives `Runtime.ExitError`; a failed init, the error the
   runtime posted. The next invocation then starts a new environment, as Lambda does.
+- Each environment runs in a memory cgroup of the function's memory size (emulator/memory.py): a
+  runtime over it is killed by the kernel, and the caller gets `Runtime.OutOfMemory`.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from emulator import sandbox, syscalls
+from emulator.memory import MemoryLimit
 from emulator.runtime_api import REQUEST_LIMIT, Invocation, RuntimeAPI, error_document, new_request_id
 
 INIT_LIMIT_S = 10.0
+_WATCHER_GRACE_S = 10.0
 ACCOUNT = "123456789012"
 
 
@@ -73,6 +77,7 @@ class _Environment:
     api: RuntimeAPI
     process: subprocess.Popen[bytes]
     trace: Path
+    memory: MemoryLimit | None = None
     exited: threading.Event = field(default_factory=threading.Event)
     current: Invocation | None = None
 
@@ -88,6 +93,8 @@ class LambdaFunction:
         self.invocations_delivered = 0
         self._environment: _Environment | None = None
         self._traces: list[Path] = []
+        # Whether the last environment started had its memory size enforced (see emulator/memory.py).
+        self.memory_enforced = False
         workdir.mkdir(parents=True, exist_ok=True)
 
     def invoke(self, payload: bytes, *, synchronous: bool = True) -> InvokeResult:
@@ -153,6 +160,11 @@ class LambdaFunction:
             error = environment.api.init_error
             return InvokeResult(200, error.payload, error.function_error)
         code = environment.process.wait()
+        if environment.memory is not None and environment.memory.oom_killed():
+            # Lambda's words for it: the kernel's SIGKILL, reported as running out of memory.
+            message = f"RequestId: {invocation.request_id} Error: Runtime exited with error: signal: killed"
+            self._log(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {invocation.request_id} {message} (out of memory)")
+            return InvokeResult(200, error_document("Runtime.OutOfMemory", message), "Unhandled")
         status = f"signal: {signal.Signals(-code).name.lower()}" if code < 0 else f"exit status {code}"
         message = f"RequestId: {invocation.request_id} Error: Runtime exited with error: {status}"
         return InvokeResult(200, error_document("Runtime.ExitError", message), "Unhandled")
@@ -170,6 +182,12 @@ class LambdaFunction:
         if self.trace:
             command = syscalls.strace_command(trace) + command
             self._traces.append(trace)
+        memory = MemoryLimit.create(self.config.name, self.config.memory_mb)
+        self.memory_enforced = memory is not None
+        if memory is not None:
+            # The shell joins the cgroup and then becomes the command: everything it starts is in it.
+            join = f'echo $$ > "{memory.path / "cgroup.procs"}" && exec "$@"'
+            command = ["/bin/sh", "-c", join, "sh", *command]
         self._log(f"--- cold start {self.cold_starts}: {self.config.name} ({self.config.handler})")
         log = self.log_path.open("ab")
         # A session of its own: a timeout kills strace, bwrap and (through bwrap's
@@ -178,7 +196,7 @@ class LambdaFunction:
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         log.close()
-        environment = _Environment(api, process, trace)
+        environment = _Environment(api, process, trace, memory)
         threading.Thread(target=self._watch, args=(environment,), daemon=True).start()
         self._environment = environment
         return environment
@@ -197,11 +215,15 @@ class LambdaFunction:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(environment.process.pid, signal.SIGKILL)
         environment.process.wait()
-        environment.exited.wait()
+        # Set by the watcher thread at once; bounded, since a daemon thread no longer runs once the
+        # interpreter is exiting (an environment closed by a finaliser then would wait for ever).
+        environment.exited.wait(_WATCHER_GRACE_S)
 
     def _stop(self, environment: _Environment) -> None:
         if not environment.exited.is_set():
             self._kill(environment)
+        if environment.memory is not None:
+            environment.memory.remove()
 
     def close(self) -> None:
         if self._environment is not None:

@@ -114,8 +114,12 @@ def _image_bytes(request: ImageRequest, current: runtime.Runtime) -> bytes:
         assert request.data is not None  # parse_request guarantees one of the two
         return request.data
     source = request.source
-    if source.bucket not in current.settings.function.source_buckets:
-        raise SourceForbidden(f"bucket {source.bucket!r} is not on this service's SOURCE_BUCKETS allow-list")
+    if not current.settings.function.may_read_source(source.bucket, source.key):
+        # Before any S3 call: a key outside the allowed locations is refused whether or not it exists.
+        raise SourceForbidden(
+            f"s3://{source.bucket}/{source.key} is not in a location this service reads `source` from "
+            "(SOURCE_BUCKETS, SOURCE_PREFIX)"
+        )
     return current.storage.read(source.bucket, source.key, max_bytes=current.settings.limits.max_bytes).data
 
 
@@ -147,17 +151,20 @@ def _hand_over_stored(
             "ask for format=webp or a smaller max_size"
         )
     request_id = getattr(app.lambda_context, "aws_request_id", None) or uuid.uuid4().hex
-    expiry = function.presigned_url_expiry
-    url, *extra_urls = (_store(image, f"{API_RESULTS_PREFIX}{request_id}", current) for image in (rendered, *extras))
+    now = time.time()
+    expiry = function.link_expiry(now, now)  # never past the api/ objects' lifecycle expiry
+    url, *extra_urls = (
+        _store(image, f"{API_RESULTS_PREFIX}{request_id}", current, expiry) for image in (rendered, *extras)
+    )
     links = {f"{extra.kind}_url": extra_url for extra, extra_url in zip(extras, extra_urls, strict=True)}
-    expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry))
+    expires_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expiry))
     document = {"url": url, **links, "expires_in": expiry, "expires_at": expires_at, **_result_fields(result, rendered)}
     if links_as_json:
         return _json(200, document, headers=_result_headers(result, rendered))
     return _json(303, document, headers={"Location": url, **_result_headers(result, rendered)})
 
 
-def _store(rendered: Rendered, folder: str, current: runtime.Runtime) -> str:
+def _store(rendered: Rendered, folder: str, current: runtime.Runtime, expiry: int) -> str:
     """Write `rendered` to the output bucket under `folder` and return its presigned link."""
     function = current.settings.function
     assert function.output_bucket is not None  # checked by the caller, before any write
@@ -169,7 +176,7 @@ def _store(rendered: Rendered, folder: str, current: runtime.Runtime) -> str:
         content_type=rendered.content_type,
         metadata={"model": current.model_name, "model-sha256": current.model_sha256},
     )
-    return current.storage.presigned_get_url(function.output_bucket, key, function.presigned_url_expiry)
+    return current.storage.presigned_get_url(function.output_bucket, key, expiry)
 
 
 def _fits_inline(body: str | bytes) -> bool:

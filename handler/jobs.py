@@ -9,6 +9,10 @@ object, calls `render.process` and writes the outputs; this module shapes the re
 envelope's caller expects. Bad input is recorded and not retried; anything else (S3 trouble, a bug)
 goes back to the platform, which retries it.
 
+Each delivery is an `Attempt`: an SQS message's is its receive count, out of JOBS_MAX_ATTEMPTS (the
+queue's maxReceiveCount, after which SQS moves the message to the failure queue); any other
+envelope's invocation counts as one attempt of one. The attempt ends at the invocation's deadline.
+
 An event naming several objects overlaps S3 transfers with the work (JOBS_PREFETCH, on by default):
 while one object is decoded, inferred and encoded, the next one is read and the previous one's
 outputs are written, each on its own background thread, one object at a time.
@@ -16,6 +20,7 @@ outputs are written, each on its own background thread, one object at a time.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
@@ -35,6 +40,7 @@ from handler.aws import runtime
 from handler.aws.envelopes import batch_task_ref, checked, event_shape, object_refs, sqs_body
 from handler.aws.observability import LOG_EVENT, count_error, logger, metrics, tracer
 from handler.aws.pipeline import STATUSES, Outcome, handle_all, handle_object, output_bucket
+from handler.aws.upload_records import Attempt
 from handler.core.errors import BackgroundRemovalError
 
 
@@ -58,18 +64,25 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> Mapping[str
     shape = checked(event_shape, event)
     if shape == "sqs":
         return process_partial_response(
-            event=event, record_handler=partial(_sqs_record, current=current), processor=_sqs_processor, context=context
+            event=event,
+            record_handler=partial(_sqs_record, current=current, context=context),
+            processor=_sqs_processor,
+            context=context,
         )
     if shape == "batch_operations":
-        return _batch_operations(S3BatchOperationEvent(event), current)
+        return _batch_operations(S3BatchOperationEvent(event), current, _attempt(context, 1, 1))
     if shape == "s3_test":
         logger.info("ignoring the s3:TestEvent that S3 sends when a notification is configured")
         return _summary([], ignored=1)
     refs, ignored = object_refs(shape, event)
-    return _summary(handle_all(refs, current), ignored=ignored)
+    return _summary(handle_all(refs, current, _attempt(context, 1, 1)), ignored=ignored)
 
 
-def _sqs_record(record: SQSRecord, current: runtime.Runtime) -> dict[str, Any]:
+def _attempt(context: LambdaContext, number: int, of: int) -> Attempt:
+    return Attempt(number, of, time.time() + context.get_remaining_time_in_millis() / 1000)
+
+
+def _sqs_record(record: SQSRecord, current: runtime.Runtime, context: LambdaContext) -> dict[str, Any]:
     """One message: raising reports it in batchItemFailures, so SQS delivers it again (or to its DLQ)."""
     with logger.append_context_keys(message_id=record.message_id):
         body, shape = checked(sqs_body, record)
@@ -77,10 +90,12 @@ def _sqs_record(record: SQSRecord, current: runtime.Runtime) -> dict[str, Any]:
             logger.info("ignoring the s3:TestEvent that S3 sends when a notification is configured")
             return _summary([], ignored=1)
         refs, ignored = object_refs(shape, body)
-        return _summary(handle_all(refs, current), ignored=ignored)
+        receive_count = int(record.attributes.approximate_receive_count or 1)
+        attempt = _attempt(context, receive_count, current.settings.function.max_attempts)
+        return _summary(handle_all(refs, current, attempt), ignored=ignored)
 
 
-def _batch_operations(event: S3BatchOperationEvent, current: runtime.Runtime) -> dict[str, Any]:
+def _batch_operations(event: S3BatchOperationEvent, current: runtime.Runtime, attempt: Attempt) -> dict[str, Any]:
     """One result per task, in the response shape S3 Batch Operations requires."""
     response = S3BatchOperationResponse(
         invocation_schema_version=event.invocation_schema_version,
@@ -89,7 +104,7 @@ def _batch_operations(event: S3BatchOperationEvent, current: runtime.Runtime) ->
         treat_missing_keys_as="PermanentFailure",
     )
     for task in event.tasks:
-        response.add_result(_batch_task(event.invocation_schema_version, task, current))
+        response.add_result(_batch_task(event.invocation_schema_version, task, current, attempt))
     if len(response.results) == 1:
         return response.asdict()
     # Powertools' asdict() insists on one result; S3 sends one task per invocation today.
@@ -102,13 +117,13 @@ def _batch_operations(event: S3BatchOperationEvent, current: runtime.Runtime) ->
 
 
 def _batch_task(
-    schema_version: str, task: S3BatchOperationTask, current: runtime.Runtime
+    schema_version: str, task: S3BatchOperationTask, current: runtime.Runtime, attempt: Attempt
 ) -> S3BatchOperationResponseRecord:
     def result(code: RESULT_CODE_TYPE, text: str) -> S3BatchOperationResponseRecord:
         return task.build_task_batch_response(code, text)
 
     try:
-        outcome = handle_object(batch_task_ref(schema_version, task), current)
+        outcome = handle_object(batch_task_ref(schema_version, task), current, attempt)
     except BackgroundRemovalError as error:
         if error.permanent:  # only an unreadable task gets here: handle_object returns the others
             count_error(error.code)

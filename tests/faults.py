@@ -2,6 +2,7 @@
 
 boto3 reaches it through AWS_ENDPOINT_URL_S3, like any other S3 endpoint; every request is passed
 through to moto unless a programmed rule matches it first. Rules match by method and object key
+(or a key prefix)
 and are used up in the order they were added, so a test can say "the first two GETs of this key
 get 503 SlowDown, the third goes through". What the proxy can do to one request:
 
@@ -79,9 +80,10 @@ class _Rule:
     method: str | None
     key: str | None
     remaining: int | None  # None: every matching request
+    prefix: str = ""
 
     def matches(self, method: str, key: str) -> bool:
-        return (self.method in (None, method)) and (self.key in (None, key))
+        return self.method in (None, method) and self.key in (None, key) and key.startswith(self.prefix)
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,18 @@ class FaultProxy:
         self._thread.join(10)
         self._server.server_close()
 
-    def inject(self, fault: Fault, *, method: str | None = None, key: str | None = None, times: int | None = 1) -> None:
-        """Apply `fault` to the next `times` requests (all, if None) with this method and key."""
+    def inject(
+        self,
+        fault: Fault,
+        *,
+        method: str | None = None,
+        key: str | None = None,
+        prefix: str = "",
+        times: int | None = 1,
+    ) -> None:
+        """Apply `fault` to the next `times` requests (all, if None) with this method and key (or key prefix)."""
         with self._lock:
-            self._rules.append(_Rule(fault, method, key, times))
+            self._rules.append(_Rule(fault, method, key, times, prefix))
 
     def clear(self) -> None:
         """Forget the rules and what was seen; release hung requests."""

@@ -4,13 +4,18 @@ Failures split on `BackgroundRemovalError.permanent`: bad input is logged with i
 counted, and becomes the object's Outcome (not retried); anything else (S3 trouble, a bug) is
 raised, so the platform retries it. Several objects overlap their S3 transfers with the work
 (handler.aws.transfers.Overlap) when the function's `prefetch` is on.
+
+An upload POST /uploads asked for is claimed on its record before any work (the attempt, and the
+photo the result belongs to: handler.aws.upload_records) and its outcome is recorded once known:
+done, a permanent failure, or, in the upload's last attempt, the transient failure itself.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -25,6 +30,7 @@ from handler.aws.runtime import Runtime
 from handler.aws.settings import FunctionSettings
 from handler.aws.storage import StoredObject
 from handler.aws.transfers import Overlap, write_outputs
+from handler.aws.upload_records import Attempt
 from handler.core.errors import (
     BackgroundRemovalError,
     ConfigurationError,
@@ -39,6 +45,9 @@ from handler.core.render import process
 # Characters left as they are in metadata values; everything else is percent-encoded (S3 user
 # metadata travels in HTTP headers, so it must be ASCII).
 _METADATA_SAFE = "/@:,=+-_.~"
+
+# What an unexpected error is recorded as: its details stay in the logs.
+_INTERNAL_MESSAGE = "an unexpected error occurred; see the function's logs"
 
 Status = Literal["processed", "skipped", "failed"]
 STATUSES: tuple[Status, ...] = ("processed", "skipped", "failed")
@@ -55,8 +64,8 @@ class Outcome:
     code: str | None = None
     message: str = ""
     outputs: tuple[str, ...] = ()
-    # A failure's HTTP status (its error class's), for the record GET /results/{id} answers with.
-    error_status: int | None = None
+    # A failure's error, for the record GET /results/{id} answers with.
+    error: BackgroundRemovalError | None = field(default=None, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         document: dict[str, Any] = {"bucket": self.bucket, "key": self.key, "status": self.status}
@@ -77,46 +86,71 @@ def output_bucket(current: Runtime) -> str:
     return bucket
 
 
-def handle_all(refs: Iterable[ObjectRef], current: Runtime) -> list[Outcome]:
+@dataclass(frozen=True)
+class _Claim:
+    """An upload this attempt claimed: its result id and the photo (ETag) it read."""
+
+    result_id: str
+    photo: str
+
+
+# The uploads claimed while handling one event, by object: filled by `_handle`, read once the
+# objects' outcomes are known.
+_Claims = dict[ObjectRef, _Claim]
+
+
+def handle_all(refs: Iterable[ObjectRef], current: Runtime, attempt: Attempt) -> list[Outcome]:
     """Every object gets its turn; the first transient failure is raised once all have had it."""
     refs = list(refs)
+    claims: _Claims = {}
     if len(refs) > 1 and current.settings.function.prefetch:
-        results = _handle_overlapped(refs, current)
+        results = _handle_overlapped(refs, current, attempt, claims)
     else:
-        results = [_attempt(ref, partial(_handle_and_finish, ref, current)) for ref in refs]
-    outcomes = [result for result in results if not isinstance(result, Exception)]
-    for outcome in outcomes:
-        _record_upload(outcome, current)
+        results = [_attempt(ref, partial(_handle_and_finish, ref, current, attempt, claims)) for ref in refs]
+    for ref, result in zip(refs, results, strict=True):
+        _record_upload(claims.get(ref), result, attempt, current)
     for result in results:
         if isinstance(result, Exception):
             raise result
-    return outcomes
+    return [result for result in results if not isinstance(result, Exception)]
 
 
-def handle_object(ref: ObjectRef, current: Runtime) -> Outcome:
+def handle_object(ref: ObjectRef, current: Runtime, attempt: Attempt) -> Outcome:
     """Cut out one object. Permanent failures come back as an Outcome; transient ones raise."""
-    outcome = _settled(ref, partial(_handle_and_finish, ref, current))
-    _record_upload(outcome, current)
-    return outcome
+    claims: _Claims = {}
+    result = _attempt(ref, partial(_handle_and_finish, ref, current, attempt, claims))
+    _record_upload(claims.get(ref), result, attempt, current)
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
-def _record_upload(outcome: Outcome, current: Runtime) -> None:
-    """For an upload POST /uploads asked for, its record: what GET /results/{id} answers from.
+def _record_upload(claim: _Claim | None, result: Outcome | Exception, attempt: Attempt, current: Runtime) -> None:
+    """What became of an upload this attempt claimed, on its record (what GET /results/{id} answers).
 
-    Transient failures are not recorded: the platform retries them, and the record stays pending.
+    A transient failure is recorded only in the upload's last attempt: before it, the queue
+    delivers the event again and the record stays pending.
     """
-    function = current.settings.function
-    result_id = upload_records.upload_id(outcome.bucket, outcome.key, function)
-    if result_id is None:
+    if claim is None:
         return
-    if outcome.status == "failed":
-        record = upload_records.failed(outcome.code or "internal_error", outcome.message, outcome.error_status or 500)
+    function = current.settings.function
+    if isinstance(result, Exception):
+        if not attempt.last:
+            return
+        error = result if isinstance(result, BackgroundRemovalError) else BackgroundRemovalError(_INTERNAL_MESSAGE)
+        record = upload_records.failed(error, retryable=True)
+    elif result.status == "processed" or result.code == "up_to_date":
+        record = upload_records.done(result.outputs, function, time.time())
+    elif result.status == "failed" and result.error is not None:
+        record = upload_records.failed(result.error)
     else:
-        record = upload_records.done(outcome.outputs, function)
-    upload_records.write(current.storage, result_id, record, function)
+        return
+    upload_records.settle(current.storage, claim.result_id, claim.photo, record, function)
 
 
-def _handle_overlapped(refs: Sequence[ObjectRef], current: Runtime) -> list[Outcome | Exception]:
+def _handle_overlapped(
+    refs: Sequence[ObjectRef], current: Runtime, attempt: Attempt, claims: _Claims
+) -> list[Outcome | Exception]:
     """`handle_object` for each, in order, with the S3 transfers of neighbours in the background.
 
     Object i+1 is read while object i is worked on; object i's outputs are written while object
@@ -132,7 +166,7 @@ def _handle_overlapped(refs: Sequence[ObjectRef], current: Runtime) -> list[Outc
             following = refs[position + 1] if position + 1 < len(refs) else None
             if following is not None and _will_read(following, function):
                 ahead = overlap.read(following)
-            started = _attempt(ref, partial(_handle, ref, current, overlap, prefetched))
+            started = _attempt(ref, partial(_handle, ref, current, attempt, claims, overlap, prefetched))
             prefetched = None  # its bytes may go as soon as the object is done with them
             if behind is not None:
                 results.append(_attempt(behind.ref, behind.finish))
@@ -154,8 +188,8 @@ def _attempt(ref: ObjectRef, step: Callable[[], T]) -> T | Outcome | Exception:
         return error
 
 
-def _handle_and_finish(ref: ObjectRef, current: Runtime) -> Outcome:
-    handled = _handle(ref, current)
+def _handle_and_finish(ref: ObjectRef, current: Runtime, attempt: Attempt, claims: _Claims) -> Outcome:
+    handled = _handle(ref, current, attempt, claims)
     return handled.finish() if isinstance(handled, _Processed) else handled
 
 
@@ -173,9 +207,7 @@ def _settled(ref: ObjectRef, step: Callable[[], T]) -> T | Outcome:
                 "object not processed; it will not be retried",
                 extra={"error_code": error.code, "error_message": error.message},
             )
-            return Outcome(
-                ref.bucket, ref.key, "failed", code=error.code, message=error.message, error_status=error.status
-            )
+            return Outcome(ref.bucket, ref.key, "failed", code=error.code, message=error.message, error=error)
         except Exception:
             count_error("internal_error")
             logger.exception("object not processed; it will be retried")
@@ -186,7 +218,8 @@ def _before_reading(ref: ObjectRef, function: FunctionSettings) -> Outcome | dic
     """What the event alone decides, before any S3 call: the object's Outcome when it is not to be
     processed, else its output keys. A key whose outputs could not stay under the output prefix
     raises InvalidParameter."""
-    if any(is_under_output(ref.bucket, key, function) for key in (ref.key, ref.decoded_key) if key is not None):
+    keys = [key for key in (ref.key, ref.decoded_key) if key is not None]
+    if any(is_under_output(ref.bucket, key, function) for key in keys):
         return Outcome(
             ref.bucket,
             ref.key,
@@ -194,6 +227,18 @@ def _before_reading(ref: ObjectRef, function: FunctionSettings) -> Outcome | dic
             code="output_location",
             message=f"s3://{ref.bucket}/{ref.key} is under the output location "
             f"s3://{function.output_bucket}/{function.output_prefix}",
+        )
+    if any(
+        upload_records.in_upload_folder(key, function) and upload_records.upload_id(ref.bucket, key, function) is None
+        for key in keys
+    ):
+        return Outcome(
+            ref.bucket,
+            ref.key,
+            "skipped",
+            code="reserved_prefix",
+            message=f"s3://{ref.bucket}/{ref.key} is in the folder of POST /uploads' photos "
+            f"({function.input_prefix}{upload_records.UPLOADS_FOLDER}), which takes no other object",
         )
     return output_keys(ref.key, function)
 
@@ -210,6 +255,8 @@ def _will_read(ref: ObjectRef, function: FunctionSettings) -> bool:
 def _handle(
     ref: ObjectRef,
     current: Runtime,
+    attempt: Attempt,
+    claims: _Claims,
     overlap: Overlap | None = None,
     prefetched: Future[StoredObject] | None = None,
 ) -> Outcome | _Processed:
@@ -218,13 +265,21 @@ def _handle(
     bucket = output_bucket(current)
     targets = _before_reading(ref, function)
     if isinstance(targets, Outcome):
-        logger.warning("object is under the output location; not processed (recursive loop guard)")
+        if targets.code == "output_location":
+            logger.warning("object is under the output location; not processed (recursive loop guard)")
+        else:
+            logger.warning("object is in the upload flow's folder; not processed", extra={"reason": targets.code})
         _count_skipped()
         return targets
 
     key, stored = _read(ref, current, prefetched)
     options = RenderOptions(format=function.output_format, keep_metadata=function.keep_metadata)
-    if upload_records.upload_id(ref.bucket, key, function) is not None:
+    result_id = upload_records.upload_id(ref.bucket, key, function)
+    if result_id is not None:
+        refusal = upload_records.claim(current.storage, result_id, stored.etag, attempt, function)
+        if refusal is not None:
+            return _refused(ref.bucket, key, refusal)
+        claims[ref] = _Claim(result_id, stored.etag)
         # An upload through POST /uploads: the caller's options, stored with it, in place of the
         # function's; its outputs get the extension of the format asked for.
         options = upload_records.upload_options(stored.metadata)
@@ -300,6 +355,17 @@ class _Processed:
             },
         )
         return Outcome(self.ref.bucket, self.key, "processed", outputs=self.outputs)
+
+
+def _refused(bucket: str, key: str, refusal: upload_records.Refusal) -> Outcome:
+    """An upload not processed: skipped, or failed when the refusal fails its result."""
+    if refusal.error is not None:
+        count_error(refusal.code)
+        logger.warning("upload not processed; its result has failed", extra={"error_code": refusal.code})
+        return Outcome(bucket, key, "failed", code=refusal.code, message=refusal.message, error=refusal.error)
+    logger.warning("upload not processed", extra={"reason": refusal.code})
+    _count_skipped()
+    return Outcome(bucket, key, "skipped", code=refusal.code, message=refusal.message)
 
 
 def _read(ref: ObjectRef, current: Runtime, prefetched: Future[StoredObject] | None = None) -> tuple[str, StoredObject]:

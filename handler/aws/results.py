@@ -1,10 +1,12 @@
 """GET /results/{id}: what became of an upload POST /uploads asked for (handler.aws.upload_records).
 
 - pending (the upload has not arrived, or is being processed): 202; once its form has expired
-  (and UPLOAD_GRACE_SECONDS more) with no upload, failed with 410 upload_not_received, for good;
+  (and UPLOAD_GRACE_SECONDS more) with no upload, failed with 410 upload_not_received, and once
+  its last attempt's deadline has passed without an outcome, failed with 500 processing_failed,
+  each recorded for good (handler.aws.upload_records.conclude);
 - done: 303 to a presigned GET of the cutout (`?output=mask` for the mask), or 200 with the same
   JSON when the client asks for `Accept: application/json` (a browser's fetch cannot read the
-  Location of a cross-origin 303);
+  Location of a cross-origin 303); the links never outlive the outputs (RESULT_EXPIRY_DAYS);
 - failed: the status and `{"error": {"code", "message"}}` POST /remove would have answered.
 """
 
@@ -19,7 +21,7 @@ from handler.aws import upload_records
 from handler.aws.output_keys import OUTPUT_FOLDERS
 from handler.aws.runtime import Runtime
 from handler.aws.uploads import RESULTS_PATH, JsonAnswer
-from handler.core.errors import InvalidParameter, UploadNotReceived
+from handler.core.errors import InvalidParameter
 from handler.core.image.formats import FORMATS, OutputKind
 
 OUTPUT_PARAMETER = "output"
@@ -32,14 +34,8 @@ def answer(result_id: str, event: BaseProxyEvent, current: Runtime) -> JsonAnswe
     result_id = upload_records.checked_id(result_id)
     wanted = _wanted_output(event)
     function = current.settings.function
-    record = upload_records.read(current.storage, result_id, function)
-    if upload_records.never_uploaded(current.storage, result_id, record, function, time.time()):
-        assert record.upload_by is not None  # never_uploaded checked it
-        expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.upload_by))
-        missing = UploadNotReceived(f"no photo was uploaded with the form for {result_id}, which expired at {expired}")
-        # Recorded, so that later polls get the same answer without looking for the upload again.
-        record = upload_records.failed(missing.code, missing.message, missing.status)
-        upload_records.write(current.storage, result_id, record, function)
+    now = time.time()
+    record = upload_records.conclude(current.storage, result_id, function, now)
     base: dict[str, Any] = {"id": result_id, "result": f"{RESULTS_PATH}{result_id}"}
     if record.status == "pending":
         return JsonAnswer(202, {"status": "pending", **base}, {"Retry-After": str(RETRY_AFTER_SECONDS)})
@@ -48,7 +44,7 @@ def answer(result_id: str, event: BaseProxyEvent, current: Runtime) -> JsonAnswe
         document = {"status": "failed", **base, "error": {"code": error.get("code"), "message": error.get("message")}}
         return JsonAnswer(int(error.get("status", 500)), document)
     _, output_bucket = upload_records.buckets(function)
-    expiry = function.presigned_url_expiry
+    expiry = function.link_expiry(record.done_at if record.done_at is not None else now, now)
     outputs = {
         kind: {
             "url": current.storage.presigned_get_url(output_bucket, key, expiry),
@@ -61,7 +57,7 @@ def answer(result_id: str, event: BaseProxyEvent, current: Runtime) -> JsonAnswe
         **base,
         "outputs": outputs,
         "expires_in": expiry,
-        "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + expiry)),
+        "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + expiry)),
     }
     if wanted is not None and wanted not in outputs:
         raise InvalidParameter(OUTPUT_PARAMETER, f"this result has no {wanted}; it has {', '.join(outputs)}")

@@ -19,6 +19,33 @@ DEFAULT_PRESIGNED_URL_EXPIRY = 3600
 # SigV4 refuses X-Amz-Expires above 7 days. A link signed with the function's role's temporary
 # credentials stops working when they expire, whichever comes first.
 MAX_PRESIGNED_URL_EXPIRY = 7 * 24 * 3600
+SECONDS_PER_DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where the API's `source` may read: a bucket, or the keys under a prefix of it."""
+
+    bucket: str
+    prefix: str = ""
+
+    def holds(self, bucket: str, key: str) -> bool:
+        return bucket == self.bucket and key.startswith(self.prefix)
+
+    def overlaps(self, bucket: str | None, prefix: str) -> bool:
+        """Whether some key could be both here and under `bucket`/`prefix`."""
+        return bucket == self.bucket and (prefix.startswith(self.prefix) or self.prefix.startswith(prefix))
+
+    @classmethod
+    def parse(cls, text: str) -> SourceLocation:
+        """`bucket` or `bucket/prefix`."""
+        bucket, _, prefix = text.partition("/")
+        if not bucket or climbs_out(prefix):
+            raise ConfigurationError(f"SOURCE_BUCKETS entries are `bucket` or `bucket/prefix/`, got {text!r}")
+        return cls(bucket, prefix)
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
 
 @dataclass(frozen=True)
@@ -28,7 +55,9 @@ class FunctionSettings:
     output_bucket: str | None = None
     output_prefix: str = ""
     outputs: tuple[OutputKind, ...] = OUTPUT_KINDS
-    source_buckets: frozenset[str] = frozenset()
+    # Where the API's `source` may read (SOURCE_BUCKETS, SOURCE_PREFIX): none unless configured, and
+    # never where another flow writes (start-up refuses a location overlapping the input or output).
+    source_locations: tuple[SourceLocation, ...] = ()
     # Where uploads arrive (the S3 trigger's bucket and prefix): known so that start-up can refuse
     # a configuration whose outputs would trigger the function again.
     input_bucket: str | None = None
@@ -44,6 +73,13 @@ class FunctionSettings:
     # remove.bg's routes behind API keys (RemoveBgApiKeys=ENABLED, REMOVEBG_API_KEYS): each key's
     # usage-plan quota is its credits (handler/aws/removebg_api.py).
     removebg_api_keys: bool = False
+    # How many times the jobs' queue delivers a message before moving it to the failure queue (its
+    # maxReceiveCount, JOBS_MAX_ATTEMPTS): the attempt of that number is an upload's last.
+    max_attempts: int = 1
+    # How long the API's results and the upload flow's photos, records and outputs are kept before
+    # the buckets' lifecycle rules delete them (RESULT_EXPIRY_DAYS); None: for ever. Links are
+    # never signed to outlive them.
+    result_expiry_days: int | None = None
 
     def __post_init__(self) -> None:
         _refuse_unknown_kinds(self.outputs)
@@ -61,6 +97,37 @@ class FunctionSettings:
                 f"a SigV4 presigned URL can live), got {self.presigned_url_expiry}"
             )
         self._refuse_recursive_loop()
+        self._refuse_shared_sources()
+
+    def link_expiry(self, created_at: float, now: float) -> int:
+        """Seconds a link to an object created at `created_at` may be signed for, from `now`: the
+        configured expiry, cut to what is left of the object's life (at least 1 s: S3 refuses 0)."""
+        if self.result_expiry_days is None:
+            return self.presigned_url_expiry
+        left = int(created_at + self.result_expiry_days * SECONDS_PER_DAY - now)
+        return max(1, min(self.presigned_url_expiry, left))
+
+    def may_read_source(self, bucket: str, key: str) -> bool:
+        return any(location.holds(bucket, key) for location in self.source_locations)
+
+    def _refuse_shared_sources(self) -> None:
+        """A `source` location where another flow writes would let any caller read what that flow
+        stores (another caller's uploads, their cutouts) and probe which keys exist."""
+        flows = {
+            "the input location, where the jobs' uploads and POST /uploads photos arrive": (
+                self.input_bucket,
+                self.input_prefix,
+            ),
+            "the output location": (self.output_bucket, self.output_prefix),
+        }
+        for location in self.source_locations:
+            for flow, (bucket, prefix) in flows.items():
+                if bucket is not None and location.overlaps(bucket, prefix):
+                    raise ConfigurationError(
+                        f"SOURCE_BUCKETS/SOURCE_PREFIX {location} overlaps {flow} s3://{bucket}/{prefix}: "
+                        "`source` reads must come from a bucket or prefix no other flow writes to "
+                        "(e.g. SOURCE_PREFIX=sources/ beside INPUT_PREFIX=uploads/)"
+                    )
 
     def _refuse_recursive_loop(self) -> None:
         if self.output_bucket is None or self.output_bucket != self.input_bucket:
@@ -77,19 +144,33 @@ class FunctionSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> FunctionSettings:
         env = Environment(environ)
+        input_bucket = env.raw("INPUT_BUCKET")
         return cls(
             output_bucket=env.raw("OUTPUT_BUCKET"),
             output_prefix=env.text("OUTPUT_PREFIX"),
             outputs=_refuse_unknown_kinds(env.names("OUTPUTS", OUTPUT_KINDS)),
-            source_buckets=frozenset(env.names("SOURCE_BUCKETS")),
-            input_bucket=env.raw("INPUT_BUCKET"),
+            source_locations=_source_locations(env, input_bucket),
+            input_bucket=input_bucket,
             input_prefix=env.text("INPUT_PREFIX"),
             presigned_url_expiry=env.positive_int("PRESIGNED_URL_EXPIRY", DEFAULT_PRESIGNED_URL_EXPIRY),
             output_format=env.choice("OUTPUT_FORMAT", TRANSPARENT_FORMATS, "png", any_case=True),
             prefetch=env.switch("JOBS_PREFETCH", True),
             keep_metadata=env.switch("JOBS_KEEP_METADATA", False),
             removebg_api_keys=env.choice("REMOVEBG_API_KEYS", ("ENABLED", "DISABLED"), "DISABLED") == "ENABLED",
+            max_attempts=env.positive_int("JOBS_MAX_ATTEMPTS", 1),
+            result_expiry_days=env.positive_int("RESULT_EXPIRY_DAYS", None),
         )
+
+
+def _source_locations(env: Environment, input_bucket: str | None) -> tuple[SourceLocation, ...]:
+    """SOURCE_BUCKETS (`bucket` or `bucket/prefix/` entries) and SOURCE_PREFIX (a prefix of the input bucket)."""
+    locations = [SourceLocation.parse(entry) for entry in env.names("SOURCE_BUCKETS")]
+    prefix = env.text("SOURCE_PREFIX")
+    if prefix:
+        if input_bucket is None:
+            raise ConfigurationError("SOURCE_PREFIX names a prefix of INPUT_BUCKET, which is not set")
+        locations.append(SourceLocation.parse(f"{input_bucket}/{prefix}"))
+    return tuple(locations)
 
 
 def _are_kinds(names: tuple[str, ...]) -> TypeGuard[tuple[OutputKind, ...]]:

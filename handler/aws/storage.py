@@ -9,6 +9,9 @@ still fails becomes StorageUnavailable (not permanent, so the jobs path lets Lam
 missing key is SourceNotFound at once (standard mode does not retry a 404). A write that S3
 refuses (no such bucket, access denied) is OutputUnavailable: the output location is the service's
 configuration, so it is never reported as a fault of the source or the client's input.
+
+Writes may be conditional, S3's check-and-set (`If-None-Match: *`, `If-Match: <ETag>`): a write
+whose condition no longer holds is `WriteConflict`, for the caller to read again and decide.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from handler.core.errors import (
 )
 
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+# A conditional write whose condition failed (412), or that raced another one on the key (409).
+_CONFLICT = {"412", "PreconditionFailed", "409", "ConditionalRequestConflict"}
 _FORBIDDEN = {"403", "AccessDenied", "Forbidden"}
 # A body that stopped arriving: ResponseStreamingError (reset, short read) or ReadTimeoutError.
 _BROKEN_BODY = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError)
@@ -51,6 +56,10 @@ class StoredObject:
     version_id: str | None
     # The object's user metadata (x-amz-meta-*), names lower-cased as S3 returns them.
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class WriteConflict(Exception):
+    """A conditional write refused because the object is not (or no longer) as the condition said."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +122,42 @@ class Storage:
         except SourceNotFound:
             return None
 
-    def write(self, bucket: str, key: str, data: bytes, *, content_type: str, metadata: Mapping[str, str]) -> None:
-        with _s3_errors(bucket, key, writing=True):
-            self._client.put_object(
-                Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=dict(metadata)
-            )
+    def exists(self, bucket: str, key: str) -> bool:
+        """Whether the object exists, told by a listing: the caller needs s3:ListBucket, not read access."""
+        with _s3_errors(bucket, key):
+            listed = self._client.list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in listed.get("Contents", []))
+
+    def write(
+        self,
+        bucket: str,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str,
+        metadata: Mapping[str, str],
+        if_match: str | None = None,
+        if_absent: bool = False,
+    ) -> str:
+        """Store the object; its new ETag. `if_match` (an ETag) or `if_absent` make it a check-and-set."""
+        condition = {"IfMatch": f'"{if_match}"'} if if_match is not None else {}
+        if if_absent:
+            condition["IfNoneMatch"] = "*"
+        try:
+            with _s3_errors(bucket, key, writing=True):
+                response = self._client.put_object(
+                    Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=dict(metadata), **condition
+                )
+        except OutputUnavailable as error:
+            # If-Match on a key that is gone is S3's 404: the object is not as the condition said.
+            if (
+                if_match is not None
+                and isinstance(error.__cause__, ClientError)
+                and _code(error.__cause__) == "NoSuchKey"
+            ):
+                raise WriteConflict(f"s3://{bucket}/{key} no longer exists") from error
+            raise
+        return str(response.get("ETag", "")).strip('"')
 
     def presigned_post(
         self,
@@ -155,7 +195,9 @@ def _s3_errors(bucket: str, key: str, *, writing: bool = False) -> Iterator[None
     try:
         yield
     except ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
+        code = _code(error)
+        if code in _CONFLICT:
+            raise WriteConflict(f"{location} changed: {code}") from error
         if writing and (code in _NOT_FOUND or code in _FORBIDDEN):
             raise OutputUnavailable(f"cannot write the output {location}: {code}") from error
         if code in _NOT_FOUND:
@@ -221,3 +263,7 @@ class UsagePlans:
             return None
         # items: {key id: [[used, remaining], ...]}, one pair a day; none for a key unused so far.
         return sum(int(day[0]) for day in (usage.get("items") or {}).get(key_id) or [])
+
+
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))

@@ -55,7 +55,9 @@ def create(event: BaseProxyEvent, current: Runtime) -> JsonAnswer:
     if "outputs" in raw:  # accepted by the parser for POST /remove; an upload's job writes both anyway
         raise InvalidParameter("outputs", "an upload's result has the cutout and the mask already (GET ?output=mask)")
     result_id = upload_records.new_id()
-    expiry = function.presigned_url_expiry
+    now = time.time()
+    # The form may not outlive the record it reports to (both go after RESULT_EXPIRY_DAYS).
+    expiry = function.link_expiry(now, now)
     max_bytes = current.settings.limits.max_bytes
     post = current.storage.presigned_post(
         input_bucket,
@@ -64,9 +66,9 @@ def create(event: BaseProxyEvent, current: Runtime) -> JsonAnswer:
         max_bytes=max_bytes,
         expires_in=expiry,
     )
-    upload_by = int(time.time()) + expiry
+    upload_by = int(now) + expiry
     # Written before the answer: from now on GET /results/{id} knows the id (202 until it is done).
-    upload_records.write(current.storage, result_id, upload_records.Record("pending", upload_by=upload_by), function)
+    upload_records.create(current.storage, result_id, upload_by, function)
     result = f"{RESULTS_PATH}{result_id}"
     document = {
         "id": result_id,

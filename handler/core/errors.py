@@ -100,6 +100,29 @@ class UploadNotReceived(BackgroundRemovalError):
     status = 410
 
 
+class UploadReplaced(BackgroundRemovalError):
+    """A result whose photo was replaced, through its form, by another before it was processed: the
+    result can no longer be made from the photo it was given, and is never made from another."""
+
+    code = "upload_replaced"
+    status = 409
+
+
+class ProcessingFailed(BackgroundRemovalError):
+    """An upload whose every attempt ended without a word (a crash, out of memory, a timeout): ours,
+    not the photo's, so its event is kept in the failure queue for an operator to redrive."""
+
+    code = "processing_failed"
+    status = 500
+
+
+class InvalidRequest(BackgroundRemovalError):
+    """A request whose HTTP framing cannot be read (a Content-Length that is not a number)."""
+
+    code = "invalid_request"
+    status = 400
+
+
 class SourceForbidden(BackgroundRemovalError):
     code = "source_forbidden"
     status = 403

@@ -80,10 +80,11 @@ class EmbeddedS3:
             self._server = None
 
 
-def function_environment(
-    s3_endpoint: str, input_bucket: str, output_bucket: str, source_buckets: tuple[str, ...] = ()
-) -> dict[str, str | None]:
-    """The function's environment, as template.yaml sets it, pointed at the embedded S3 (None: unset)."""
+def function_environment(s3_endpoint: str, input_bucket: str, output_bucket: str) -> dict[str, str | None]:
+    """The function's environment, as template.yaml sets it, pointed at the embedded S3 (None: unset).
+
+    `source` reads are off, as deployed: SOURCE_BUCKETS or SOURCE_PREFIX (a prefix outside
+    INPUT_PREFIX) in the caller's environment turn them on."""
     return {
         **dict.fromkeys(_REMOVED_AWS_SETTINGS),
         **LOCAL_CREDENTIALS,
@@ -92,7 +93,6 @@ def function_environment(
         "AWS_REGION": REGION,
         "INPUT_BUCKET": input_bucket,
         "OUTPUT_BUCKET": output_bucket,
-        "SOURCE_BUCKETS": ",".join(source_buckets or (input_bucket,)),
         "POWERTOOLS_TRACE_DISABLED": "true",
         "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME", "background-remover"),
         # EMF metrics are JSON documents on stdout, for CloudWatch; locally they only bury the logs.

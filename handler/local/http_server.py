@@ -26,6 +26,7 @@ from handler.aws.headers import SECURITY_HEADERS
 from handler.aws.removebg import error_document, removebg_error
 from handler.core.errors import (
     BackgroundRemovalError,
+    InvalidRequest,
     LengthRequired,
     MethodNotAllowed,
     RequestTooLarge,
@@ -133,7 +134,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
             self._send(self._refusal(LengthRequired("send a Content-Length; chunked bodies are not taken")), close=True)
             return None
-        length = int(self.headers.get("Content-Length") or 0)
+        length = _content_length(self.headers.get_all("Content-Length") or [])
+        if length is None:
+            self._send(_error_response(InvalidRequest("Content-Length must be one whole number of bytes")), close=True)
+            return None
         if length > API_GATEWAY_MAX_BODY:
             self._send(
                 self._refusal(
@@ -206,6 +210,16 @@ class LocalHTTPServer(ThreadingHTTPServer):
             log.info("%s: the client went away (%s)", client_address[0], error.strerror or error)
             return
         super().handle_error(request, client_address)
+
+
+def _content_length(values: list[str]) -> int | None:
+    """The body's length from its Content-Length header(s), or None when they are not one number of
+    ASCII digits (as HTTP has it: no sign, no spaces inside, no other digits such as '²')."""
+    lengths = {value.strip() for value in values} or {"0"}
+    if len(lengths) != 1:
+        return None
+    (text,) = lengths
+    return int(text) if text.isascii() and text.isdigit() else None
 
 
 def _json_response(status: int, document: dict[str, Any]) -> HttpResponse:

@@ -160,7 +160,7 @@ def _local_deployment(event: Mapping[str, Any], api: bool) -> Iterator[_Deployme
         environment.apply(function_environment(endpoint, LOCAL_INPUT_BUCKET, output_bucket))
         objects = [] if api else _named_objects(event)
         buckets = tuple(dict.fromkeys(bucket for bucket, _key in objects)) or (LOCAL_INPUT_BUCKET,)
-        environment.apply(function_environment(endpoint, buckets[0], output_bucket, buckets))
+        environment.apply(function_environment(endpoint, buckets[0], output_bucket))
         _store_samples(s3, objects, (*buckets, output_bucket))
         yield _Deployment(s3, output_bucket)
     finally:

@@ -5,15 +5,23 @@ any upload a presigned POST did not allow: too large, another Content-Type, anot
 WSGI gate checks each form POST the way S3 does before moto sees it (Amazon S3 API Reference,
 "Browser-Based Uploads Using POST", "Creating a POST Policy"):
 
+- a POST to a bucket is a form upload only as `multipart/form-data` (the media type in any case,
+  as MIME types are); anything else is S3's 412 PreconditionFailed ("Bucket POST must be of the
+  enclosure-type multipart/form-data"), before moto sees it;
+- the form is read as S3 reads it, part by part up to the `file` field: S3 ignores every field
+  after the file ("make sure the file field is the last field in the form", POST Object), so
+  they take no part in the checks and moto is handed the form without them;
 - the policy's SigV4 signature, from the credential's access key and the local secret;
 - its expiration;
 - every condition (exact match, `eq`, `starts-with`, `content-length-range` against the file);
 - every form field but `policy`, `x-amz-signature`, `file` and `x-ignore-*` named by a condition.
 
 A refusal is S3's answer: 403 AccessDenied for a condition or expiry, 403 SignatureDoesNotMatch,
-400 EntityTooLarge / EntityTooSmall for the size range. moto answers a form POST without CORS
-headers; S3 adds them when the bucket's CORS rules allow the page's origin, and so does the gate,
-to refusals too (so a page can read why).
+400 EntityTooLarge / EntityTooSmall for the size range, 400 MalformedPOSTRequest for a body that
+is not a well-formed form. moto answers a form POST without CORS headers; S3 adds them when the
+bucket's CORS rules allow the page's origin, and so does the gate, to refusals too (so a page can
+read why). Requests of moto's other services (it serves them all on this port: the emulator's SQS
+queues) and S3's other POSTs (`?delete`, multipart uploads) pass through.
 """
 
 from __future__ import annotations
@@ -26,22 +34,90 @@ import io
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Any
 from xml.sax.saxutils import escape
 
-from werkzeug.formparser import parse_form_data
+from werkzeug.http import parse_options_header
+from werkzeug.sansio.multipart import NEED_DATA, Data, Epilogue, Field, File, MultipartDecoder
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-_EXEMPT_FIELDS = {"policy", "x-amz-signature", "file"}
+FILE_FIELD = "file"
+_EXEMPT_FIELDS = {"policy", "x-amz-signature", FILE_FIELD}
+_FORM_TYPE = "multipart/form-data"
 
 
 class Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, condition: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.condition = condition
+
+    def document(self) -> bytes:
+        condition = f"<Condition>{escape(self.condition)}</Condition>" if self.condition else ""
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n'
+            f"<Error><Code>{escape(self.code)}</Code><Message>{escape(self.message)}</Message>{condition}</Error>"
+        ).encode()
+
+
+@dataclass
+class Part:
+    """One part of a form as it was sent: its field name, its headers and its bytes."""
+
+    name: str
+    headers: list[tuple[str, str]]
+    data: bytearray = field(default_factory=bytearray)
+
+
+def read_form(body: bytes, content_type: str) -> list[Part]:
+    """The parts of a bucket POST as S3 reads them: up to and including the `file` field; any part
+    after it is ignored. Refused unless the body is a multipart/form-data form."""
+    media_type, options = parse_options_header(content_type)
+    if media_type.lower() != _FORM_TYPE:
+        raise Refused(
+            412,
+            "PreconditionFailed",
+            "At least one of the pre-conditions you specified did not hold",
+            condition="Bucket POST must be of the enclosure-type multipart/form-data",
+        )
+    malformed = Refused(
+        400, "MalformedPOSTRequest", "The body of your POST request is not well-formed multipart/form-data."
+    )
+    boundary = options.get("boundary")
+    if not boundary:
+        raise malformed
+    decoder = MultipartDecoder(boundary.encode("latin-1"))
+    decoder.receive_data(body)
+    decoder.receive_data(None)
+    parts: list[Part] = []
+    try:
+        while not isinstance(event := decoder.next_event(), Epilogue):
+            if event is NEED_DATA:
+                raise malformed  # the body ended inside the form
+            if isinstance(event, Field | File):
+                if parts and parts[-1].name.lower() == FILE_FIELD:
+                    break  # the file is complete: S3 reads no further
+                parts.append(Part(event.name, list(event.headers.items())))
+            elif isinstance(event, Data):
+                parts[-1].data += event.data
+    except ValueError as error:
+        raise malformed from error
+    return parts
+
+
+def encode_form(parts: Iterable[Part], boundary: str) -> bytes:
+    """`parts` as a multipart/form-data body again, with their own headers."""
+    delimiter = f"--{boundary}".encode("latin-1")
+    chunks = []
+    for part in parts:
+        headers = "".join(f"{name}: {value}\r\n" for name, value in part.headers).encode()
+        chunks.append(delimiter + b"\r\n" + headers + b"\r\n" + bytes(part.data) + b"\r\n")
+    return b"".join(chunks) + delimiter + b"--\r\n"
 
 
 def check_form(
@@ -119,6 +195,22 @@ def _require(ok: bool, condition: Any) -> None:
         )
 
 
+def bucket_post(environ: Mapping[str, Any]) -> str | None:
+    """The bucket of an S3 POST Object request (a POST to a bucket itself, no subresource), else None.
+
+    moto serves every service on this port: a request signed for another one, or carrying a JSON
+    protocol target, is not S3's; a POST to a key or with a query (`?delete`, `?uploads`) is
+    another S3 operation.
+    """
+    if environ.get("REQUEST_METHOD") != "POST" or environ.get("QUERY_STRING") or environ.get("HTTP_X_AMZ_TARGET"):
+        return None
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if authorization and "/s3/aws4_request" not in authorization:
+        return None
+    bucket, _, rest = str(environ.get("PATH_INFO", "/")).strip("/").partition("/")
+    return bucket if bucket and not rest else None
+
+
 class PostPolicyGate:
     """WSGI middleware: form POSTs are checked (check_form) before the wrapped S3 sees them."""
 
@@ -127,34 +219,36 @@ class PostPolicyGate:
         self._secrets = dict(secrets)
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        content_type = environ.get("CONTENT_TYPE", "")
-        if environ.get("REQUEST_METHOD") != "POST" or not content_type.startswith("multipart/form-data"):
+        bucket = bucket_post(environ)
+        if bucket is None:
             return self._app(environ, start_response)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        parsed = dict(environ, **{"wsgi.input": io.BytesIO(body)})
-        _, form, files = parse_form_data(parsed)
-        fields = {name.lower(): value for name, value in form.items()}
-        upload = files.get("file")
-        size = len(upload.read()) if upload is not None else 0
-        bucket = environ.get("PATH_INFO", "/").strip("/").split("/", 1)[0]
+        content_type = str(environ.get("CONTENT_TYPE", ""))
         origin = environ.get("HTTP_ORIGIN")
         allowed = origin is not None and _bucket_allows(bucket, "POST", origin)
         cors = [("Access-Control-Allow-Origin", origin)] if allowed and origin is not None else []
         try:
-            if upload is None:
+            parts = read_form(body, content_type)
+            fields: dict[str, str] = {}
+            for part in parts:
+                fields.setdefault(part.name.lower(), part.data.decode("utf-8", "replace"))
+            uploads = [part for part in parts if part.name.lower() == FILE_FIELD]
+            if not uploads:
                 raise Refused(400, "InvalidArgument", "POST requires exactly one file upload per request.")
-            check_form(bucket, fields, size, self._secrets, datetime.now(UTC))
+            check_form(bucket, fields, len(uploads[0].data), self._secrets, datetime.now(UTC))
         except Refused as refused:
-            document = (
-                '<?xml version="1.0" encoding="UTF-8"?>\n'
-                f"<Error><Code>{escape(refused.code)}</Code><Message>{escape(refused.message)}</Message></Error>"
-            ).encode()
+            document = refused.document()
             start_response(
-                f"{refused.status} {'Forbidden' if refused.status == 403 else 'Bad Request'}",
+                f"{refused.status} {HTTPStatus(refused.status).phrase}",
                 [("Content-Type", "application/xml"), ("Content-Length", str(len(document))), *cors],
             )
             return [document]
+        # moto gets the form as S3 read it: what came after the file is not part of the upload.
+        boundary = parse_options_header(content_type)[1]["boundary"]
+        body = encode_form(parts, boundary)
         environ["wsgi.input"] = io.BytesIO(body)
+        environ["CONTENT_LENGTH"] = str(len(body))
+        environ["CONTENT_TYPE"] = f"{_FORM_TYPE}; boundary={boundary}"
         if not cors:
             return self._app(environ, start_response)
 

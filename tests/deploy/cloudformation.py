@@ -68,24 +68,38 @@ def tool_environment() -> dict[str, str]:
 
 
 def transform(given: dict[str, str], template_path: Path = TEMPLATE) -> dict[str, Any]:
-    """The CloudFormation template the SAM transform makes of `template_path` for these parameter values.
+    """The CloudFormation template the SAM transform makes of `template_path` for these parameter values."""
+    (outcome,) = transform_all([given], template_path)
+    if isinstance(outcome, TransformRejected):
+        raise outcome
+    return outcome
 
-    Like CloudFormation, it passes every parameter's value, as a string: `given`, the rest at their defaults.
+
+def transform_all(
+    combinations: list[dict[str, str]], template_path: Path = TEMPLATE
+) -> list[dict[str, Any] | TransformRejected]:
+    """The CloudFormation template the SAM transform makes of `template_path` for each of `combinations`
+    (a rejection in its place), in one run of the translator.
+
+    Like CloudFormation, it passes every parameter's value, as a string: those given, the rest at
+    their defaults.
     """
-    parameter_values = _parameter_values(load_template(template_path), given)
+    template = load_template(template_path)
+    values = [_parameter_values(template, given) for given in combinations]
     result = subprocess.run(
-        [str(tool_path("python")), str(HERE / "sam_transform.py"), str(template_path), json.dumps(parameter_values)],
+        [str(tool_path("python")), str(HERE / "sam_transform.py"), str(template_path), json.dumps(values)],
         cwd=ROOT,
         env=tool_environment(),
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
-    if result.returncode == 2:
-        raise TransformRejected(result.stderr.strip())
     if result.returncode != 0:
         raise RuntimeError(f"sam_transform.py failed ({result.returncode}):\n{result.stderr}")
-    return json.loads(result.stdout)
+    return [
+        outcome["template"] if "template" in outcome else TransformRejected(outcome["rejected"])
+        for outcome in json.loads(result.stdout)
+    ]
 
 
 def _parameter_values(template: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
@@ -96,6 +110,10 @@ def _parameter_values(template: dict[str, Any], given: dict[str, str]) -> dict[s
 def _value(expression: Any, parameters: dict[str, str]) -> Any:
     if isinstance(expression, dict) and set(expression) == {"Ref"}:
         return parameters[expression["Ref"]]
+    if isinstance(expression, dict) and set(expression) == {"Fn::Join"}:
+        # A CommaDelimitedList joined: its value as given, split at the commas and joined again.
+        separator, listed = expression["Fn::Join"]
+        return str(separator).join(str(_value(listed, parameters)).split(","))
     if isinstance(expression, (dict, list)):
         raise ValueError(f"not evaluable in a condition here: {expression}")
     return str(expression)

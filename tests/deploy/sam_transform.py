@@ -2,7 +2,9 @@
 
 Runs under the tools venv's Python (`make tools`), whose aws-sam-translator is the one SAM CLI pins:
 `.venv-tools/bin/python tests/deploy/sam_transform.py template.yaml '{"ApiAuth": "NONE"}'`.
-Exit status 0 prints the transformed template as JSON; 2 prints the transform's rejection.
+Exit status 0 prints the transformed template as JSON; 2 prints the transform's rejection. Given a
+JSON list of parameter sets, it transforms each (one interpreter start for all) and prints a list
+of `{"template": ...}` or `{"rejected": "..."}`.
 
 What it reproduces of a deploy: `sam deploy` uploads the image and writes each image function's
 `ImageUri`; CloudFormation parses the template (short-form tags become `Ref`/`Fn::*` maps) and hands
@@ -54,8 +56,18 @@ def transformed(template_path: Path, parameter_values: dict[str, str]) -> dict[s
     return transform(template, dict(parameter_values), OfflinePolicyLoader())
 
 
+def _outcome(template_path: Path, parameters: dict[str, str]) -> dict[str, Any]:
+    try:
+        return {"template": transformed(template_path, parameters)}
+    except InvalidDocumentException as error:
+        return {"rejected": "\n".join(cause.message for cause in error.causes)}
+
+
 def main(argv: list[str]) -> int:
     template_path, parameters = Path(argv[1]), json.loads(argv[2])
+    if isinstance(parameters, list):
+        json.dump([_outcome(template_path, each) for each in parameters], sys.stdout, sort_keys=True, default=str)
+        return 0
     try:
         output = transformed(template_path, parameters)
     except InvalidDocumentException as error:

@@ -24,7 +24,7 @@ ENV_VARS = ROOT / "local-env.json"
 JOBS_EVENTS = sorted(
     path for path in (ROOT / "events").glob("*.json") if not path.name.startswith(("api_", "function_url_"))
 )
-BUCKET_VARIABLES = ("INPUT_BUCKET", "OUTPUT_BUCKET", "SOURCE_BUCKETS")
+BUCKET_VARIABLES = ("INPUT_BUCKET", "OUTPUT_BUCKET")
 # S3's bucket naming rules (general purpose buckets), less the rarely relevant exceptions.
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -81,7 +81,8 @@ def test_every_bucket_variable_names_a_bucket_not_a_logical_id(
         for bucket in variables[name].split(","):
             assert BUCKET_NAME.fullmatch(bucket), f"{function}: {name}={variables[name]!r} is not a bucket name"
     assert variables["INPUT_BUCKET"] != variables["OUTPUT_BUCKET"]
-    assert variables["INPUT_BUCKET"] in variables["SOURCE_BUCKETS"].split(",")
+    # `source` reads are off, as deployed: no bucket is a source
+    assert "SOURCE_BUCKETS" not in variables and not variables.get("SOURCE_PREFIX")
     assert variables["INPUT_PREFIX"] == "uploads/"
 
 

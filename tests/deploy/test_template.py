@@ -91,19 +91,28 @@ def test_input_and_output_buckets_differ_so_outputs_cannot_retrigger(template: d
     assert variables["INPUT_BUCKET"] == {"Ref": "InputBucket"}
     assert variables["OUTPUT_BUCKET"] == {"Ref": "OutputBucket"}
     assert template["Globals"]["Function"]["RecursiveLoop"] == "Terminate"
-    rule = template["Resources"]["JobsFunction"]["Properties"]["Events"]["Upload"]["Properties"]["Pattern"]
+    rule = template["Resources"]["UploadRule"]["Properties"]["EventPattern"]
     assert rule["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
     assert rule["detail"]["object"]["key"] == [{"prefix": {"Ref": "InputPrefix"}}]
 
 
 def test_api_results_expire(template: dict[str, Any]) -> None:
-    rules = template["Resources"]["OutputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = {
+        name: [rule for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"] if "ExpirationInDays" in rule]
+        for name, bucket in _resources(template, "AWS::S3::Bucket").items()
+    }
     # The inline API's large results, and the upload flow's records and outputs.
-    assert {rule["Prefix"] for rule in rules} == {"api/", "results/", "cutouts/uploads/", "masks/uploads/"}
-    (uploads,) = template["Resources"]["InputBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-    assert uploads["Prefix"] == {"Fn::Sub": "${InputPrefix}uploads/"}
-    for rule in [*rules, uploads]:
+    assert {rule["Prefix"] for rule in expiring["OutputBucket"]} == {
+        "api/",
+        "results/",
+        "cutouts/api-uploads/",
+        "masks/api-uploads/",
+    }
+    (uploads,) = expiring["InputBucket"]
+    assert uploads["Prefix"] == {"Fn::Sub": "${InputPrefix}api-uploads/"}
+    for rule in [*expiring["OutputBucket"], uploads]:
         assert rule["Status"] == "Enabled" and rule["ExpirationInDays"] == {"Ref": "ApiResultExpiryDays"}
+    assert template["Parameters"]["ApiResultExpiryDays"]["MinValue"] >= 1
 
 
 def test_outputs_name_what_users_need(template: dict[str, Any]) -> None:
@@ -186,8 +195,26 @@ def test_every_bucket_is_private_encrypted_and_tls_only(template: dict[str, Any]
         assert denial["Resource"] == [{"Fn::GetAtt": [name, "Arn"]}, {"Fn::Sub": f"${{{name}.Arn}}/*"}]
 
 
-def test_failure_queue_is_encrypted(template: dict[str, Any]) -> None:
-    assert template["Resources"]["FailureQueue"]["Properties"]["SqsManagedSseEnabled"] is True
+def test_both_queues_are_encrypted(template: dict[str, Any]) -> None:
+    for queue in ("UploadQueue", "FailureQueue"):
+        assert template["Resources"][queue]["Properties"]["SqsManagedSseEnabled"] is True, queue
+
+
+def test_no_browser_may_upload_until_an_origin_is_named(template: dict[str, Any]) -> None:
+    origins = template["Parameters"]["UploadCorsOrigins"]
+    assert origins["Type"] == "CommaDelimitedList" and origins["Default"] == ""
+    # How the empty default shows in the buckets (no CORS) is asserted on the transformed template.
+
+
+def test_source_reads_are_off_by_default_and_never_the_whole_bucket(template: dict[str, Any]) -> None:
+    parameter = template["Parameters"]["ApiSourcePrefix"]
+    assert parameter["Default"] == ""
+    for prefix, allowed in [("", True), ("sources/", True), ("*", False), ("/", False), ("sources", False)]:
+        assert (re.fullmatch(parameter["AllowedPattern"], prefix) is not None) == allowed, prefix
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert "SOURCE_BUCKETS" not in variables
+    api = template["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert api["SOURCE_PREFIX"] == {"Ref": "ApiSourcePrefix"}
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,10 @@
-"""template.yaml as CloudFormation deploys it: SAM's transform run for every choice the parameters
+"""template.yaml as CloudFormation deploys it: SAM's transform run for every value the parameters
 allow, cfn-lint on what it produces, and the security and wiring asserted on the produced resources.
+
+Every combination of the choices that change what is created (ApiAuth, RemoveBgApiKeys,
+Architecture); every other allowed value once (LogRetentionDays' 22), the rest at their defaults;
+and the optional features (`source` reads, alarm notifications, browser uploads) all turned on.
+One translator run transforms them all and one cfn-lint run lints them all.
 
 The input template says what we asked SAM for; the transformed one is what gets created. The two
 differ where SAM ignores or rewrites a property (a rule's `DeadLetterConfig.Destination`, an
@@ -23,47 +28,111 @@ from tests.deploy.cloudformation import (
     load_template,
     resolve_conditions,
     tool_environment,
-    transform,
+    transform_all,
 )
 
 _PARAMETERS = load_template()["Parameters"]
-# Every allowed value of every parameter that is a choice, in every combination.
-_CHOICES = {name: spec["AllowedValues"] for name, spec in _PARAMETERS.items() if "AllowedValues" in spec}
-COMBINATIONS = [dict(zip(_CHOICES, values, strict=False)) for values in itertools.product(*_CHOICES.values())]
-_IDS = [",".join(f"{name}={value}" for name, value in combination.items()) for combination in COMBINATIONS]
+_CHOICES = {
+    name: [str(value) for value in spec["AllowedValues"]]
+    for name, spec in _PARAMETERS.items()
+    if "AllowedValues" in spec
+}
+# Choices that decide which resources and properties exist: every combination of their values.
+STRUCTURAL = ("ApiAuth", "RemoveBgApiKeys", "Architecture")
+# Optional features, off by default, each turned on by a value of a free-form parameter.
+FEATURES = {
+    "ApiSourcePrefix": "sources/",
+    "FailureAlarmTopicArn": "arn:aws:sns:us-east-1:123456789012:upload-failures",
+    "UploadCorsOrigins": "https://app.example.com,https://admin.example.com",
+}
+_DEFAULTS = {name: str(_PARAMETERS[name]["Default"]) for name in STRUCTURAL}
+COMBINATIONS = [
+    dict(zip(STRUCTURAL, values, strict=True)) for values in itertools.product(*(_CHOICES[name] for name in STRUCTURAL))
+]
+COMBINATIONS += [
+    {**_DEFAULTS, name: value}
+    for name, values in _CHOICES.items()
+    if name not in STRUCTURAL
+    for value in values
+    if value != str(_PARAMETERS[name]["Default"])
+]
+COMBINATIONS += [{**_DEFAULTS, **FEATURES}, {**_DEFAULTS, "ApiAuth": "NONE", "RemoveBgApiKeys": "ENABLED", **FEATURES}]
+_IDS = [
+    ",".join(
+        f"{name}={value}" for name, value in combination.items() if value != _DEFAULTS.get(name) or name == "ApiAuth"
+    )
+    for combination in COMBINATIONS
+]
 
 BUCKETS = {"InputBucket", "OutputBucket"}
 # Where each function may write in the output bucket: fixed prefixes.
 WRITABLE_PREFIXES = {"api/", "cutouts/", "masks/", "results/"}
 # The one place in the input bucket a role may write: the API's, for the forms POST /uploads signs.
-UPLOAD_FORMS = ("InputBucket", "${InputPrefix}uploads/")
+UPLOAD_FORMS = ("InputBucket", "${InputPrefix}api-uploads/")
 OBJECT_ACTIONS = {"s3:GetObject", "s3:PutObject"}
 MANAGED_POLICIES = {
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess",
 }
 FAILURE_QUEUE_ARN = {"Fn::GetAtt": ["FailureQueue", "Arn"]}
+UPLOAD_QUEUE_ARN = {"Fn::GetAtt": ["UploadQueue", "Arn"]}
+UPLOAD_RULE_ARN = {"Fn::GetAtt": ["UploadRule", "Arn"]}
+# What Lambda's event source mapping needs of the jobs role, on the upload queue only.
+QUEUE_POLLING = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 IAM_SECURITY: list[dict[str, list[str]]] = [{"AWS_IAM": []}]
 
 
 @pytest.fixture(scope="module")
-def transformed() -> Callable[[dict[str, str]], dict[str, Any]]:
-    """The raw transform output per combination, computed once; a rejection fails the test using it."""
-    cache: dict[str, dict[str, Any] | TransformRejected] = {}
+def transforms() -> dict[str, dict[str, Any] | TransformRejected]:
+    """Every combination's transform output, by combination, from one run of the translator."""
+    return {
+        json.dumps(combination, sort_keys=True): outcome
+        for combination, outcome in zip(COMBINATIONS, transform_all(COMBINATIONS), strict=True)
+    }
+
+
+@pytest.fixture(scope="module")
+def transformed(
+    transforms: dict[str, dict[str, Any] | TransformRejected],
+) -> Callable[[dict[str, str]], dict[str, Any]]:
+    """The raw transform output of a combination; a rejection fails the test using it."""
 
     def get(combination: dict[str, str]) -> dict[str, Any]:
         key = json.dumps(combination, sort_keys=True)
-        if key not in cache:
-            try:
-                cache[key] = transform(combination)
-            except TransformRejected as rejection:
-                cache[key] = rejection
-        outcome = cache[key]
+        if key not in transforms:  # a test's own parameter values
+            (transforms[key],) = transform_all([combination])
+        outcome = transforms[key]
         if isinstance(outcome, TransformRejected):
             pytest.fail(f"the SAM transform rejects template.yaml for {combination}: {outcome}")
         return outcome
 
     return get
+
+
+@pytest.fixture(scope="module")
+def lint_findings(
+    transforms: dict[str, dict[str, Any] | TransformRejected],
+    tool: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, str]:
+    """cfn-lint's findings on each transformed template (by combination), from one run over them all."""
+    folder = tmp_path_factory.mktemp("transformed")
+    paths = {}
+    for number, (key, outcome) in enumerate(transforms.items()):
+        if isinstance(outcome, dict):
+            paths[key] = folder / f"combination-{number}.json"
+            paths[key].write_text(json.dumps(outcome, indent=1))
+    result = subprocess.run(
+        [str(tool("cfn-lint")), "--format", "parseable", "--", *map(str, paths.values())],
+        cwd=ROOT,
+        env=tool_environment(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode % 2 == 0, result.stderr  # odd: cfn-lint itself failed; else a bit per finding level
+    lines = result.stdout.splitlines()
+    return {key: "\n".join(line for line in lines if line.startswith(f"{path}:")) for key, path in paths.items()}
 
 
 @pytest.fixture(params=COMBINATIONS, ids=_IDS)
@@ -85,10 +154,18 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def test_every_choice_parameter_is_covered() -> None:
-    # The combinations come from the template; this pins that both choices exist to be combined.
-    assert {"ApiAuth", "Architecture", "RemoveBgApiKeys"} <= set(_CHOICES)
-    assert len(COMBINATIONS) == len(list(itertools.product(*_CHOICES.values()))) >= 8
+def test_every_allowed_value_is_transformed() -> None:
+    # The combinations come from the template: every value of every choice is in one of them, and
+    # the structural choices in every combination with each other.
+    assert set(STRUCTURAL) <= set(_CHOICES)
+    for name, values in _CHOICES.items():
+        assert {combination[name] for combination in COMBINATIONS if name in combination} | {
+            str(_PARAMETERS[name]["Default"])
+        } == set(values), name
+    structural = {tuple(combination[name] for name in STRUCTURAL) for combination in COMBINATIONS}
+    assert len(structural) == len(list(itertools.product(*(_CHOICES[name] for name in STRUCTURAL)))) >= 8
+    assert set(FEATURES) <= set(_PARAMETERS)
+    assert all(_PARAMETERS[name]["Default"] == "" for name in FEATURES), "each feature is off by default"
 
 
 def test_transform_accepts_the_template(
@@ -101,11 +178,11 @@ def test_transform_accepts_the_template(
 
 def test_cfn_lint_passes_on_the_transformed_template(
     transformed: Callable[[dict[str, str]], dict[str, Any]],
+    lint_findings: dict[str, str],
     combination: dict[str, str],
-    tool: Callable[[str], Path],
-    tmp_path: Path,
 ) -> None:
-    _assert_cfn_lint_passes(transformed(combination), tool, tmp_path)
+    transformed(combination)  # a rejected combination fails here, not as "no findings"
+    assert lint_findings[json.dumps(combination, sort_keys=True)] == ""
 
 
 def _assert_cfn_lint_passes(template: dict[str, Any], tool: Callable[[str], Path], tmp_path: Path) -> None:
@@ -276,7 +353,9 @@ def test_the_function_may_read_usage_plans_only_with_remove_bg_keys(
     assert [resource.rsplit("::", 1)[1] for resource in resources] == ["/usageplans", "/usageplans/*/usage"]
 
 
-def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any], combination: dict[str, str]) -> None:
+def test_only_api_gateway_may_invoke_and_the_jobs_take_from_their_queue(
+    deployed: dict[str, Any], combination: dict[str, str]
+) -> None:
     permissions = _resources(deployed, "AWS::Lambda::Permission")
     principals = {name: body["Properties"]["Principal"] for name, body in permissions.items()}
     expected = {
@@ -286,7 +365,6 @@ def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any
         "ApiFunctionRemoveBgAccountPermission": "apigateway.amazonaws.com",
         "ApiFunctionUploadsPermission": "apigateway.amazonaws.com",
         "ApiFunctionResultsPermission": "apigateway.amazonaws.com",
-        "JobsFunctionUploadPermission": "events.amazonaws.com",
     }
     if combination["RemoveBgApiKeys"] == "ENABLED":
         expected["RemoveBgApiPermission"] = "apigateway.amazonaws.com"
@@ -307,8 +385,10 @@ def test_only_api_gateway_and_the_upload_rule_may_invoke(deployed: dict[str, Any
     ):
         source, values = permissions[name]["Properties"]["SourceArn"]["Fn::Sub"]
         assert values["__ApiId__"] == {"Ref": "HttpApi"}, name
-    upload = permissions["JobsFunctionUploadPermission"]["Properties"]
-    assert upload["SourceArn"] == {"Fn::GetAtt": ["JobsFunctionUpload", "Arn"]}
+    # No one invokes the jobs function but Lambda's own poller of the upload queue, with its role.
+    (mapping,) = _resources(deployed, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["EventSourceArn"] == UPLOAD_QUEUE_ARN
+    assert mapping["Properties"]["FunctionName"] == {"Ref": "JobsFunction"}
 
 
 # --- Concurrency: none reserved unless asked for (a new account's quota may allow no reservation) --
@@ -347,41 +427,109 @@ def test_api_throttling_comes_from_the_parameters(deployed: dict[str, Any]) -> N
     }
 
 
-# --- Failures: where undeliverable events and failed invocations end up -------------------------
+# --- Uploads: a queue that counts attempts, a failure queue that keeps what failed ----------------
 
 
-def test_the_upload_rule_dead_letters_into_failure_queue(deployed: dict[str, Any]) -> None:
+def test_the_upload_rule_feeds_the_upload_queue_and_dead_letters_into_failure_queue(deployed: dict[str, Any]) -> None:
     rules = _resources(deployed, "AWS::Events::Rule")
-    assert set(rules) == {"JobsFunctionUpload"}
-    (target,) = rules["JobsFunctionUpload"]["Properties"]["Targets"]
-    assert target["Arn"] == {"Fn::GetAtt": ["JobsFunction", "Arn"]}
+    assert set(rules) == {"UploadRule"}
+    (target,) = rules["UploadRule"]["Properties"]["Targets"]
+    assert target["Arn"] == UPLOAD_QUEUE_ARN
     assert target["DeadLetterConfig"] == {"Arn": FAILURE_QUEUE_ARN}
-    # Our queue (encrypted, 14 days' retention), not one SAM made on the side.
-    assert set(_resources(deployed, "AWS::SQS::Queue")) == {"FailureQueue"}
+    # Our queues (encrypted), not ones SAM made on the side.
+    queues = _resources(deployed, "AWS::SQS::Queue")
+    assert set(queues) == {"UploadQueue", "FailureQueue"}
+    assert all(queue["Properties"]["SqsManagedSseEnabled"] is True for queue in queues.values())
 
 
-def test_eventbridge_may_send_to_failure_queue_for_the_upload_rule_only(deployed: dict[str, Any]) -> None:
-    policies = [
-        body["Properties"]
+def test_eventbridge_may_send_to_the_queues_for_the_upload_rule_only(deployed: dict[str, Any]) -> None:
+    policies = {
+        json.dumps(body["Properties"]["Queues"]): body["Properties"]["PolicyDocument"]
         for body in _resources(deployed, "AWS::SQS::QueuePolicy").values()
-        if body["Properties"]["Queues"] == [{"Ref": "FailureQueue"}]
-    ]
-    (policy,) = policies
-    (statement,) = policy["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Allow"
-    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-    assert statement["Action"] == "sqs:SendMessage"
-    assert statement["Resource"] == FAILURE_QUEUE_ARN
-    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["JobsFunctionUpload", "Arn"]}}}
+    }
+    assert set(policies) == {json.dumps([{"Ref": "UploadQueue"}]), json.dumps([{"Ref": "FailureQueue"}])}
+    for queues, document in policies.items():
+        (statement,) = document["Statement"]
+        assert statement["Effect"] == "Allow"
+        assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+        assert statement["Action"] == "sqs:SendMessage"
+        assert statement["Resource"] == {"Fn::GetAtt": [json.loads(queues)[0]["Ref"], "Arn"]}
+        assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": UPLOAD_RULE_ARN}}
 
 
-def test_failed_invocations_go_to_failure_queue(deployed: dict[str, Any]) -> None:
-    (config,) = _resources(deployed, "AWS::Lambda::EventInvokeConfig").values()
-    assert config["Properties"]["FunctionName"] == {"Ref": "JobsFunction"}
-    assert config["Properties"]["DestinationConfig"] == {"OnFailure": {"Destination": FAILURE_QUEUE_ARN}}
-    # The jobs role can deliver there (Lambda sends with the function's role).
-    statements = list(_statements(deployed["Resources"]["JobsFunctionRole"]))
-    assert {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": FAILURE_QUEUE_ARN} in statements
+def test_the_upload_queue_gives_an_upload_jobs_attempts_then_the_failure_queue(deployed: dict[str, Any]) -> None:
+    resources = deployed["Resources"]
+    queue = resources["UploadQueue"]["Properties"]
+    jobs = resources["JobsFunction"]["Properties"]
+    # The queue counts the attempts; the function knows which attempt is the last from the same parameter
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": FAILURE_QUEUE_ARN,
+        "maxReceiveCount": {"Ref": "JobsAttempts"},
+    }
+    assert jobs["Environment"]["Variables"]["JOBS_MAX_ATTEMPTS"] == {"Ref": "JobsAttempts"}
+    # A message being worked on is not handed out again, and the failure queue keeps it longer than the queue did
+    assert queue["VisibilityTimeout"] > jobs["Timeout"]
+    assert resources["FailureQueue"]["Properties"]["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    # One upload per invocation, failures reported per message, no throttled (attempt-wasting) deliveries
+    (mapping,) = _resources(deployed, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["BatchSize"] == 1
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "JobsMaxConcurrency"}}
+    # No asynchronous invocation path is left whose failures would land elsewhere
+    assert not _resources(deployed, "AWS::Lambda::EventInvokeConfig")
+
+
+def test_an_alarm_watches_the_failure_queue_and_notifies_when_asked(
+    deployed: dict[str, Any], combination: dict[str, str]
+) -> None:
+    (alarm,) = _resources(deployed, "AWS::CloudWatch::Alarm").values()
+    properties = alarm["Properties"]
+    assert (properties["Namespace"], properties["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+    assert properties["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["FailureQueue", "QueueName"]}}]
+    assert (properties["ComparisonOperator"], properties["Threshold"]) == ("GreaterThanThreshold", 0)
+    if combination.get("FailureAlarmTopicArn"):
+        assert properties["AlarmActions"] == properties["OKActions"] == [{"Ref": "FailureAlarmTopicArn"}]
+    else:
+        assert "AlarmActions" not in properties and "OKActions" not in properties
+
+
+def test_every_function_logs_to_a_group_with_the_retention_parameter(deployed: dict[str, Any]) -> None:
+    groups = _resources(deployed, "AWS::Logs::LogGroup")
+    used = []
+    for name, function in _resources(deployed, "AWS::Lambda::Function").items():
+        group = function["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert groups[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        used.append(group)
+    assert sorted(used) == sorted(groups)
+
+
+# --- Buckets: what expires, and who may upload from a browser ------------------------------------
+
+# The upload flow's and the API's own prefixes: nothing else is ever deleted by a lifecycle rule.
+RESERVED_PREFIXES = {
+    "InputBucket": [{"Fn::Sub": "${InputPrefix}api-uploads/"}],
+    "OutputBucket": ["api/", "results/", "cutouts/api-uploads/", "masks/api-uploads/"],
+}
+
+
+def test_objects_expire_only_under_reserved_prefixes_and_abandoned_uploads_are_aborted(
+    deployed: dict[str, Any],
+) -> None:
+    for bucket, reserved in RESERVED_PREFIXES.items():
+        rules = deployed["Resources"][bucket]["Properties"]["LifecycleConfiguration"]["Rules"]
+        expiring = [rule for rule in rules if "ExpirationInDays" in rule or "Expiration" in rule]
+        assert [rule["Prefix"] for rule in expiring] == reserved, bucket
+        assert all(rule["ExpirationInDays"] == {"Ref": "ApiResultExpiryDays"} for rule in expiring)
+        (aborting,) = [rule for rule in rules if "AbortIncompleteMultipartUpload" in rule]
+        assert set(aborting) == {"Id", "Status", "AbortIncompleteMultipartUpload"}, "whole bucket, and nothing else"
+        assert 1 <= aborting["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] <= 7
+        assert all(rule["Status"] == "Enabled" for rule in rules)
+
+
+def test_links_and_forms_are_signed_to_die_with_what_they_lead_to(deployed: dict[str, Any]) -> None:
+    variables = deployed["Resources"]["ApiFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["RESULT_EXPIRY_DAYS"] == {"Ref": "ApiResultExpiryDays"}
+    assert variables["PRESIGNED_URL_EXPIRY"] == {"Ref": "PresignedUrlExpiry"}
 
 
 # --- Roles: least privilege, as created --------------------------------------------------------
@@ -411,7 +559,7 @@ def test_roles_are_for_lambda_with_only_the_basic_managed_policies(deployed: dic
         assert set(role["Properties"]["ManagedPolicyArns"]) <= MANAGED_POLICIES, name
 
 
-def test_every_statement_is_scoped_to_a_bucket_prefix_the_failure_queue_or_usage_plans(
+def test_every_statement_is_scoped_to_a_bucket_prefix_the_upload_queue_or_usage_plans(
     deployed: dict[str, Any],
 ) -> None:
     for name, role in _resources(deployed, "AWS::IAM::Role").items():
@@ -436,8 +584,8 @@ def test_every_statement_is_scoped_to_a_bucket_prefix_the_failure_queue_or_usage
                 assert all(resource["Fn::GetAtt"][0] in BUCKETS for resource in resources), name
                 assert set(statement["Condition"]) == {"StringLike"}, name
                 assert all(_as_list(statement["Condition"]["StringLike"]["s3:prefix"])), name
-            elif actions == {"sqs:SendMessage"}:
-                assert resources == [FAILURE_QUEUE_ARN], f"{name}: {resources}"
+            elif actions <= QUEUE_POLLING:
+                assert name == "JobsFunctionRole" and resources == [UPLOAD_QUEUE_ARN], f"{name}: {resources}"
             elif actions == {"apigateway:GET"}:
                 # remove.bg's key figures (test_the_function_may_read_usage_plans_only_with_remove_bg_keys)
                 assert name == "ApiFunctionRole"
@@ -446,7 +594,9 @@ def test_every_statement_is_scoped_to_a_bucket_prefix_the_failure_queue_or_usage
                 pytest.fail(f"{name}: unexpected actions {sorted(actions)}")
 
 
-def test_api_reads_sources_under_the_input_prefix_and_writes_only_api_results(deployed: dict[str, Any]) -> None:
+def test_api_reads_no_upload_only_its_source_folder_when_asked_and_writes_only_api_results(
+    deployed: dict[str, Any], combination: dict[str, str]
+) -> None:
     grants = {
         (action, json.dumps(resource, sort_keys=True))
         for statement in _statements(deployed["Resources"]["ApiFunctionRole"])
@@ -455,16 +605,22 @@ def test_api_reads_sources_under_the_input_prefix_and_writes_only_api_results(de
         if action in OBJECT_ACTIONS
     }
     sub = lambda text: json.dumps({"Fn::Sub": text})  # noqa: E731
-    assert grants == {
-        ("s3:GetObject", sub("${InputBucket.Arn}/${InputPrefix}*")),
+    # `source` reads: off unless a folder is named, and then that folder alone (never the input prefix)
+    sources = (
+        {("s3:GetObject", sub("${InputBucket.Arn}/${ApiSourcePrefix}*"))}
+        if combination.get("ApiSourcePrefix")
+        else set()
+    )
+    assert {grant for grant in grants if "${InputBucket.Arn}" in grant[1] and grant[0] == "s3:GetObject"} == sources
+    assert grants == sources | {
         ("s3:PutObject", sub("${OutputBucket.Arn}/api/*")),
         ("s3:GetObject", sub("${OutputBucket.Arn}/api/*")),
         # The upload flow: signing the form, its record, and links to its outputs.
-        ("s3:PutObject", sub("${InputBucket.Arn}/${InputPrefix}uploads/*")),
+        ("s3:PutObject", sub("${InputBucket.Arn}/${InputPrefix}api-uploads/*")),
         ("s3:PutObject", sub("${OutputBucket.Arn}/results/*")),
         ("s3:GetObject", sub("${OutputBucket.Arn}/results/*")),
-        ("s3:GetObject", sub("${OutputBucket.Arn}/cutouts/uploads/*")),
-        ("s3:GetObject", sub("${OutputBucket.Arn}/masks/uploads/*")),
+        ("s3:GetObject", sub("${OutputBucket.Arn}/cutouts/api-uploads/*")),
+        ("s3:GetObject", sub("${OutputBucket.Arn}/masks/api-uploads/*")),
     }
 
 
@@ -480,8 +636,14 @@ def test_jobs_write_upload_records_and_outputs_only_in_the_output_bucket(deploye
     }
 
 
-def test_browsers_may_post_uploads_and_read_results_and_nothing_else(deployed: dict[str, Any]) -> None:
+def test_browsers_may_post_uploads_and_read_results_from_named_origins_only(
+    deployed: dict[str, Any], combination: dict[str, str]
+) -> None:
     buckets = deployed["Resources"]
+    if not combination.get("UploadCorsOrigins"):
+        # No origin named (the default): no CORS at all, so no page may upload or read
+        assert not [name for name in BUCKETS if "CorsConfiguration" in buckets[name]["Properties"]]
+        return
     (upload_rule,) = buckets["InputBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
     (result_rule,) = buckets["OutputBucket"]["Properties"]["CorsConfiguration"]["CorsRules"]
     assert upload_rule["AllowedMethods"] == ["POST"]
@@ -494,11 +656,13 @@ def test_browsers_may_post_uploads_and_read_results_and_nothing_else(deployed: d
 
 
 def test_only_input_bucket_uploads_under_the_prefix_trigger_anything(deployed: dict[str, Any]) -> None:
-    pattern = deployed["Resources"]["JobsFunctionUpload"]["Properties"]["EventPattern"]
+    pattern = deployed["Resources"]["UploadRule"]["Properties"]["EventPattern"]
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
     assert pattern["detail"]["bucket"]["name"] == [{"Ref": "InputBucket"}]
     assert pattern["detail"]["object"]["key"] == [{"prefix": {"Ref": "InputPrefix"}}]
-    assert not _resources(deployed, "AWS::Lambda::EventSourceMapping")
+    # The one event source: the queue that rule feeds
+    (mapping,) = _resources(deployed, "AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["EventSourceArn"] == UPLOAD_QUEUE_ARN
     assert "NotificationConfiguration" not in deployed["Resources"]["OutputBucket"]["Properties"]
     for name, function in _resources(deployed, "AWS::Lambda::Function").items():
         # Lambda's own loop detection stays on.

@@ -107,7 +107,8 @@ def deploy(
             "INPUT_BUCKET": deployment.input_bucket,
             "OUTPUT_BUCKET": deployment.output_bucket,
             "OUTPUT_PREFIX": "",
-            "SOURCE_BUCKETS": f"{deployment.source_bucket},{deployment.input_bucket}",
+            # A bucket of its own: `source` reads never come from where another flow writes.
+            "SOURCE_BUCKETS": deployment.source_bucket,
         }
         env.update(overrides)
         for name, value in env.items():

@@ -100,6 +100,25 @@ def test_a_route_the_api_does_not_have_is_a_404(server: LocalServer) -> None:
     assert json.loads(body)["error"]["code"] == "not_found"
 
 
+@pytest.mark.parametrize("length", ["abc", "-1", "²", "1 2", "0x10"])
+def test_malformed_framing_is_a_400_json_error_not_a_dropped_connection(server: LocalServer, length: str) -> None:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    try:
+        connection.putrequest("POST", "/remove")
+        connection.putheader("Content-Type", "image/jpeg")
+        connection.putheader("Content-Length", length.encode())
+        connection.endheaders()
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+
+    assert response.status == 400, body[:300]
+    assert response.getheader("Content-Type") == "application/json"
+    assert response.getheader("Connection") == "close"
+    assert json.loads(body)["error"]["code"] == "invalid_request"
+
+
 def test_the_web_page_is_served_and_self_contained(server: LocalServer) -> None:
     with urllib.request.urlopen(f"{server.url}/", timeout=10) as response:
         content_type = response.headers["Content-Type"]

@@ -9,6 +9,7 @@ poller's own signal (wait_for), never a sleep.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import requests
 from PIL import Image
 
 from handler.local.server import LocalServer
+from tests.forms import multipart_body
 
 # Bounds, not expectations: U-2-Net-p answers in well under a second here.
 JOB_TIMEOUT_SECONDS = 120
@@ -209,6 +211,88 @@ def test_the_buckets_answer_a_browsers_preflight_upload_and_fetch(local: LocalSe
     link = _result(local, ticket, Accept="application/json").json()["outputs"]["cutout"]["url"]
     fetched = requests.get(link, headers={"Origin": origin}, timeout=HTTP_TIMEOUT_SECONDS)
     assert fetched.ok and fetched.headers["Access-Control-Allow-Origin"] in (origin, "*")
+
+
+def _raw_form(ticket: dict[str, Any], body: bytes, content_type: str) -> requests.Response:
+    return requests.post(
+        ticket["upload"]["url"], data=body, headers={"Content-Type": content_type}, timeout=HTTP_TIMEOUT_SECONDS
+    )
+
+
+BOUNDARY = "----form-boundary-5dH2kQ"
+
+
+def test_fields_after_the_file_are_ignored_as_s3_ignores_them(local: LocalServer, samples: dict[str, Path]) -> None:
+    photo = samples["chelsea"].read_bytes()
+    # GIVEN a form whose policy and signature come after the file: S3 never sees them
+    late = _create(local, content_type="image/jpeg").json()
+    body = multipart_body({"file": photo, **late["upload"]["fields"]}, BOUNDARY)
+    refused = _raw_form(late, body, f"multipart/form-data; boundary={BOUNDARY}")
+    # AND a form as signed, followed by a field no condition names and other options
+    extra = _create(local, content_type="image/jpeg", format="webp").json()
+    trailing = {"x-amz-meta-options": json.dumps({"format": "png"}), "x-amz-meta-extra": "1"}
+    body = multipart_body({**extra["upload"]["fields"], "file": photo}, BOUNDARY)
+    body = body.removesuffix(f"--{BOUNDARY}--\r\n".encode()) + multipart_body(trailing, BOUNDARY)
+    stored = _raw_form(extra, body, f"multipart/form-data; boundary={BOUNDARY}")
+
+    # THEN the first is refused (no policy), the second stored with what was signed and nothing after the file
+    assert refused.status_code == 403 and "AccessDenied" in refused.text, refused.text
+    assert not _stored(local, late["upload"]["fields"]["key"])
+    assert stored.status_code in (200, 201, 204), stored.text
+    head = local.s3_client().head_object(Bucket=local.input_bucket, Key=extra["upload"]["fields"]["key"])
+    assert head["Metadata"] == {"options": extra["upload"]["fields"]["x-amz-meta-options"]}
+
+
+def test_the_form_content_type_is_matched_in_any_case(local: LocalServer, samples: dict[str, Path]) -> None:
+    # GIVEN a form changed to another Content-Type than the one signed, sent as Multipart/Form-Data
+    ticket = _create(local, content_type="image/jpeg").json()
+    fields = {**ticket["upload"]["fields"], "Content-Type": "text/html"}
+    body = multipart_body({**fields, "file": samples["chelsea"].read_bytes()}, BOUNDARY)
+
+    refused = _raw_form(ticket, body, f"Multipart/Form-Data; boundary={BOUNDARY}")
+
+    # THEN the policy is checked all the same
+    assert refused.status_code == 403 and "AccessDenied" in refused.text, refused.text
+    assert not _stored(local, ticket["upload"]["fields"]["key"])
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "text/plain", "application/json", None])
+def test_a_bucket_post_that_is_not_a_multipart_form_is_refused(local: LocalServer, content_type: str | None) -> None:
+    ticket = _create(local, content_type="image/jpeg").json()
+    fields = {**ticket["upload"]["fields"], "file": "not a photo"}
+    body = "&".join(f"{requests.utils.quote(name)}={requests.utils.quote(value)}" for name, value in fields.items())
+    headers = {} if content_type is None else {"Content-Type": content_type}
+
+    refused = requests.post(ticket["upload"]["url"], data=body.encode(), headers=headers, timeout=HTTP_TIMEOUT_SECONDS)
+
+    # THEN S3's answer to a bucket POST that is not multipart/form-data, and nothing stored
+    assert refused.status_code == 412 and "PreconditionFailed" in refused.text, refused.text
+    assert not _stored(local, ticket["upload"]["fields"]["key"])
+
+
+def test_a_form_used_again_leaves_the_result_as_it_was(local: LocalServer, samples: dict[str, Path]) -> None:
+    # GIVEN a result done from a photo uploaded with its form
+    ticket = _create(local, content_type="image/jpeg").json()
+    assert _upload(ticket, samples["astronaut"].read_bytes()).ok
+    _processed(local, ticket)
+    before = _result(local, ticket, Accept="application/json").json()
+    cutout = requests.get(before["outputs"]["cutout"]["url"], timeout=HTTP_TIMEOUT_SECONDS).content
+
+    # WHEN the form is used again for another photo (S3 takes it: a form works until it expires)
+    second = samples["chelsea"].read_bytes()
+    assert _upload(ticket, second).ok
+    assert local.poller is not None
+    outcome = local.poller.wait_for(
+        ticket["upload"]["fields"]["key"], JOB_TIMEOUT_SECONDS, etag=hashlib.md5(second).hexdigest()
+    )
+
+    # THEN the second photo is not processed, and the result is still the first photo's
+    assert outcome is not None and outcome.error is None, outcome
+    (handled,) = outcome.response["objects"]
+    assert (handled["status"], handled["code"]) == ("skipped", "already_uploaded")
+    after = _result(local, ticket, Accept="application/json").json()
+    assert after["status"] == "done"
+    assert requests.get(after["outputs"]["cutout"]["url"], timeout=HTTP_TIMEOUT_SECONDS).content == cutout
 
 
 # -- what the API refuses ----------------------------------------------------------------------

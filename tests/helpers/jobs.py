@@ -122,6 +122,9 @@ OUTCOME_MESSAGES = {
     "object processed",
     "outputs already match this object; skipped",
     "object is under the output location; not processed (recursive loop guard)",
+    "object is in the upload flow's folder; not processed",
+    "upload not processed",
+    "upload not processed; its result has failed",
     "object not processed; it will not be retried",
     "object not processed; it will be retried",
 }

@@ -15,7 +15,7 @@ from handler.local.post_policy import Refused, check_form
 
 SECRETS = {"local": "local"}
 BUCKET = "uploads-bucket"
-KEY = "uploads/uploads/0123456789abcdef0123456789abcdef"
+KEY = "uploads/api-uploads/0123456789abcdef0123456789abcdef"
 
 
 def _signed(secret: str = "local", **extra: Any) -> dict[str, str]:
