@@ -8,6 +8,9 @@ raised, so the platform retries it. Several objects overlap their S3 transfers w
 An upload POST /uploads asked for is claimed on its record before any work (the attempt, and the
 photo the result belongs to: handler.aws.upload_records) and its outcome is recorded once known:
 done, a permanent failure, or, in the upload's last attempt, the transient failure itself.
+
+A little over 400 lines on purpose: one object's steps (checks, claim, read, render, write,
+record) share its Outcome and the order of its S3 calls, and read as one sequence here.
 """
 
 from __future__ import annotations

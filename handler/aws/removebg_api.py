@@ -30,16 +30,8 @@ from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 from handler.aws import image_url, runtime
 from handler.aws.headers import SECURITY_HEADERS
 from handler.aws.observability import count_error, logger, record_processed
-from handler.aws.removebg import (
-    CONTENT_TYPES,
-    RemoveBgRequest,
-    ResultTooLarge,
-    UnknownForeground,
-    error_document,
-    parse,
-    removebg_error,
-    zip_of,
-)
+from handler.aws.removebg import CONTENT_TYPES, RemoveBgRequest, parse, zip_of
+from handler.aws.removebg_errors import ResultTooLarge, UnknownForeground, error_document, removebg_error
 from handler.aws.removebg_request import parse_event
 from handler.core.errors import BackgroundRemovalError, MethodNotAllowed
 from handler.core.image.formats import OutputFormat, OutputKind

@@ -16,7 +16,8 @@ from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
-from handler.aws.removebg import SOURCE_FIELDS, MultipleSources
+from handler.aws.removebg import SOURCE_FIELDS
+from handler.aws.removebg_errors import MultipleSources
 from handler.aws.request import IMAGE_FIELDS, _body_bytes, _from_multipart
 from handler.core.errors import InvalidParameter, MissingImage, UnsupportedMediaType
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from handler.aws.headers import SECURITY_HEADERS
-from handler.aws.removebg import error_document, removebg_error
+from handler.aws.removebg_errors import error_document, removebg_error
 from handler.core.errors import (
     BackgroundRemovalError,
     InvalidRequest,

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from handler.aws.removebg import (
+from handler.aws.removebg import SidedMargin, _crop_margin, parse
+from handler.aws.removebg_errors import (
     MultipleSources,
     ResultTooLarge,
-    SidedMargin,
     UnknownForeground,
-    _crop_margin,
     error_document,
-    parse,
     removebg_error,
 )
 from handler.core.errors import (
