@@ -48,6 +48,8 @@ API_ROUTES = ("/remove", "/mask", "/v1.0/removebg", "/v1.0/account", "/uploads")
 REMOVEBG_ROUTES = ("/v1.0/removebg", "/v1.0/account")
 # GET /results/{id}: the one route with a path parameter.
 RESULTS_PREFIX = "/results/"
+# What GET serves (the page, and the API's two GET routes); every other path takes POST.
+GET_PATHS = ("/", "/favicon.ico", "/v1.0/account")
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
 # Where the page names the model the local run serves.
 MODEL_PLACEHOLDER = b"<!--model-->"
@@ -81,7 +83,9 @@ class RequestHandler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_POST  # noqa: N815 (BaseHTTPRequestHandler's naming)
 
     def do_HEAD(self) -> None:
-        self._send(self._refusal(MethodNotAllowed("HEAD is not served; use POST", ("POST",))))
+        path = urlsplit(self.path).path
+        method = "GET" if path in GET_PATHS or path.startswith(RESULTS_PREFIX) else "POST"
+        self._send(self._refusal(MethodNotAllowed(f"HEAD is not served; use {method}", (method,))))
 
     def _lambda_or_not_found(self) -> None:
         body = self._read_body()

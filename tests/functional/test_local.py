@@ -142,10 +142,12 @@ def test_the_web_page_is_served_and_self_contained(server: LocalServer) -> None:
         ("POST", "/mask", {"Content-Type": "image/jpeg"}, b"not a picture", 400),
         ("POST", "/resize", {}, b"x", 404),
         ("HEAD", "/", {}, b"", 405),
+        ("HEAD", "/remove", {}, b"", 405),
+        ("HEAD", "/v1.0/account", {}, b"", 405),
         ("POST", "/remove", {"Content-Length": str(11 * 1024 * 1024)}, b"", 413),
         ("POST", "/remove", {"Transfer-Encoding": "chunked"}, b"", 411),
     ],
-    ids=["page", "favicon", "200-image", "400", "404", "405", "413", "411"],
+    ids=["page", "favicon", "200-image", "400", "404", "405-get-route", "405-post-route", "405-account", "413", "411"],
 )
 def test_every_local_answer_is_nosniff_and_never_cached(
     server: LocalServer,
@@ -179,7 +181,8 @@ def test_every_local_answer_is_nosniff_and_never_cached(
         assert set(document) == {"error"} and set(document["error"]) == {"code", "message"}
         assert document["error"]["message"]
     if status == 405:
-        assert response.getheader("Allow") == "POST"
+        # The method the route does take: GET for the page and the account, POST for /remove
+        assert response.getheader("Allow") == ("GET" if path in ("/", "/v1.0/account") else "POST")
     assert response.getheader("X-Content-Type-Options") == "nosniff"
     assert response.getheader("Cache-Control") == "no-store"
     assert len(response.headers.get_all("Cache-Control") or []) == 1
